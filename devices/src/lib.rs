@@ -1,0 +1,19 @@
+//! PC device models behind one bus-device trait.
+//!
+//! Devices see only [`BusDevice`] accesses, raise interrupts through [`IrqLine`] and ask the
+//! machine for resets and power-off through [`SystemControl`]; they never learn which CPU
+//! backend drives them.
+
+pub mod bus;
+pub mod cmos;
+pub mod debug_exit;
+pub mod i8042;
+pub mod irq;
+pub mod pci;
+pub mod post;
+pub mod serial;
+pub mod system;
+
+pub use bus::{Bus, BusDevice, BusError};
+pub use irq::IrqLine;
+pub use system::{SystemControl, SystemEvent};

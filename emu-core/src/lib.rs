@@ -1,0 +1,14 @@
+//! The guest CPU, independent of how it is executed.
+//!
+//! This crate owns the architectural state every backend shares ([`state`]), the trait a CPU
+//! uses to reach the platform's buses ([`platform`]) and the trait every execution backend
+//! implements ([`vcpu`]). The interpreter (and the software CPU built on it) will live here too;
+//! the KVM backend lives in `machine` and implements the same [`vcpu::Vcpu`] trait.
+
+pub mod platform;
+pub mod state;
+pub mod vcpu;
+
+pub use platform::Platform;
+pub use state::{CpuState, DescriptorTable, Segment};
+pub use vcpu::{Vcpu, VcpuError, VcpuExit, VcpuKicker};

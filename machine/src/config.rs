@@ -1,0 +1,56 @@
+//! What a VM is made of. The frontend fills this from the command line (or, later, a VM
+//! definition file); nothing here knows about argument syntax or terminals.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::accel::Accel;
+
+/// Where a UART's transmitted bytes go; shared so a VM rebuilt after a reset keeps writing to
+/// the same place.
+pub type SerialOutput = Arc<Mutex<dyn Write + Send>>;
+
+/// QEMU's `-device isa-debug-exit,iobase=…,iosize=…`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DebugExitConfig {
+    pub iobase: u16,
+    pub iosize: u16,
+}
+
+impl Default for DebugExitConfig {
+    fn default() -> Self {
+        DebugExitConfig {
+            iobase: devices::debug_exit::DEFAULT_IOBASE,
+            iosize: devices::debug_exit::DEFAULT_IOSIZE,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct VmConfig {
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    pub vcpus: u32,
+    pub accel: Accel,
+    pub kernel: bios::KernelConfig,
+    /// COM1, COM2, … in order; `None` leaves that UART out.
+    pub serials: Vec<Option<SerialOutput>>,
+    pub debug_exit: Option<DebugExitConfig>,
+}
+
+impl VmConfig {
+    /// A VM with `memory` bytes, one vCPU, automatic accelerator choice and no devices beyond
+    /// the board's own.
+    pub fn new(memory: u64, kernel: bios::KernelConfig) -> Self {
+        VmConfig {
+            memory,
+            vcpus: 1,
+            accel: Accel::Auto,
+            kernel,
+            serials: Vec::new(),
+            debug_exit: None,
+        }
+    }
+}

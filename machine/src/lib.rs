@@ -1,0 +1,39 @@
+//! The PC board: guest RAM, the I/O buses and their devices, interrupt routing, vCPU threads,
+//! accelerator selection and the VM lifecycle.
+//!
+//! A [`Vm`] is built from a [`VmConfig`]; [`Vm::run`] starts one thread per vCPU and returns the
+//! [`ExitReason`] once the guest powers off, resets, hits the debug-exit port or fails. A
+//! [`VmHandle`] pauses, resumes and stops it from another thread.
+
+pub mod accel;
+pub mod config;
+pub mod control;
+pub mod io;
+pub mod kvm;
+pub mod memory;
+pub mod vm;
+
+pub use accel::{Accel, KvmKind};
+pub use config::{DebugExitConfig, SerialOutput, VmConfig};
+pub use control::{ExitReason, VmControl};
+pub use vm::{Vm, VmHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error("guest memory: {0}")]
+    Memory(String),
+    #[error(transparent)]
+    Boot(#[from] bios::Error),
+    #[error("KVM: {0}")]
+    Kvm(String),
+    #[error("{0}")]
+    Accel(String),
+    #[error("device setup: {0}")]
+    Device(String),
+    #[error("starting a vCPU thread failed: {0}")]
+    Thread(std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

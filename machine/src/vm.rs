@@ -1,0 +1,229 @@
+//! Building the board from a [`VmConfig`] and running it.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use devices::{Bus, BusDevice};
+use emu_core::{Vcpu, VcpuExit};
+use parking_lot::Mutex;
+use vm_memory::GuestMemoryMmap;
+
+use crate::accel::{self, Backend};
+use crate::control::{Checkpoint, ExitReason, VmControl};
+use crate::io::IoBuses;
+use crate::kvm::KvmVm;
+use crate::{memory, Error, Result, VmConfig};
+
+/// The sending side of a UART, for the frontend's input thread.
+#[derive(Clone)]
+pub struct SerialInput(Arc<Mutex<devices::serial::Serial>>);
+
+impl SerialInput {
+    /// Hands bytes to the guest; returns how many the UART's FIFO took.
+    pub fn send(&self, bytes: &[u8]) -> usize {
+        self.0.lock().receive(bytes)
+    }
+}
+
+/// Controls a running VM from other threads.
+#[derive(Clone)]
+pub struct VmHandle {
+    control: Arc<VmControl>,
+    vcpus: usize,
+}
+
+impl VmHandle {
+    pub fn pause(&self) {
+        self.control.pause(self.vcpus);
+    }
+    pub fn resume(&self) {
+        self.control.resume();
+    }
+    pub fn stop(&self) {
+        self.control.stop(ExitReason::Stopped);
+    }
+    pub fn is_paused(&self) -> bool {
+        self.control.is_paused()
+    }
+}
+
+pub struct Vm {
+    control: Arc<VmControl>,
+    vcpus: Vec<Box<dyn Vcpu>>,
+    serial_inputs: Vec<Option<SerialInput>>,
+    /// Kept alive for the backend, which maps it.
+    _mem: GuestMemoryMmap,
+    _kvm: Option<KvmVm>,
+}
+
+fn add(bus: &mut Bus, dev: Arc<Mutex<dyn BusDevice>>, base: u16, len: u16, what: &str) -> Result<()> {
+    bus.insert(dev, u64::from(base), u64::from(len))
+        .map_err(|e| Error::Device(format!("{what}: {e}")))
+}
+
+impl Vm {
+    pub fn new(cfg: &VmConfig) -> Result<Vm> {
+        if cfg.vcpus == 0 || cfg.vcpus > 255 {
+            return Err(Error::Config(format!(
+                "{} vCPUs asked for; 1 to 255 are supported",
+                cfg.vcpus
+            )));
+        }
+        let backend = accel::select(cfg.accel).map_err(Error::Accel)?;
+        if backend == Backend::Software {
+            return Err(Error::Accel(
+                "the software CPU (--accel dbt, QEMU's tcg) is not implemented yet; \
+                 this build can only run guests under KVM (--accel kvm)"
+                    .into(),
+            ));
+        }
+        let (mem, map) = memory::create(cfg.memory)?;
+        let kvm = KvmVm::new(&mem)?;
+        let control = Arc::new(VmControl::new());
+        let irq = |gsi: u32| kvm.irq_line(gsi);
+
+        let mut pio = Bus::new();
+        let mut serial_inputs = Vec::new();
+        if cfg.serials.len() > devices::serial::COM_PORTS.len() {
+            return Err(Error::Config(format!(
+                "{} serial ports asked for; the PC has {}",
+                cfg.serials.len(),
+                devices::serial::COM_PORTS.len()
+            )));
+        }
+        for (i, out) in cfg.serials.iter().enumerate() {
+            let Some(out) = out else {
+                serial_inputs.push(None);
+                continue;
+            };
+            let (base, gsi) = devices::serial::COM_PORTS[i];
+            let uart = Arc::new(Mutex::new(devices::serial::Serial::new(
+                irq(gsi),
+                Box::new(SharedWriter(out.clone())),
+            )));
+            add(&mut pio, uart.clone(), base, devices::serial::COM_PORT_LEN, &format!("COM{}", i + 1))?;
+            serial_inputs.push(Some(SerialInput(uart)));
+        }
+        let cmos = Arc::new(Mutex::new(devices::cmos::Cmos::new(map.low_end, map.high_size)));
+        add(&mut pio, cmos, devices::cmos::INDEX_PORT, 2, "CMOS RTC")?;
+        let i8042 = Arc::new(Mutex::new(devices::i8042::I8042::new(control.clone())));
+        add(&mut pio, i8042.clone(), devices::i8042::DATA_PORT, 1, "i8042")?;
+        add(&mut pio, i8042, devices::i8042::COMMAND_PORT, 1, "i8042")?;
+        let mut pci = devices::pci::PciRoot::new(control.clone());
+        pci.add(0, 0, Box::new(devices::pci::i440fx_host_bridge()));
+        pci.add(1, 0, Box::new(devices::pci::piix3_isa_bridge()));
+        add(
+            &mut pio,
+            Arc::new(Mutex::new(pci)),
+            devices::pci::CONFIG_ADDRESS,
+            devices::pci::CONFIG_PORTS_LEN,
+            "PCI host bridge",
+        )?;
+        add(&mut pio, Arc::new(Mutex::new(devices::post::PostCode::new())), 0x80, 1, "POST port")?;
+        if let Some(d) = cfg.debug_exit {
+            if d.iosize == 0 {
+                return Err(Error::Config("isa-debug-exit: iosize must not be 0".into()));
+            }
+            let dev = Arc::new(Mutex::new(devices::debug_exit::DebugExit::new(control.clone())));
+            add(&mut pio, dev, d.iobase, d.iosize, "isa-debug-exit")?;
+        }
+        let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, Bus::new()));
+
+        let boot = bios::load_kernel(&mem, &map, &cfg.kernel)?;
+        let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
+        for id in 0..cfg.vcpus {
+            let mut v = kvm.create_vcpu(id, buses.clone())?;
+            if id == 0 {
+                v.set_state(&boot.cpu)
+                    .map_err(|e| Error::Kvm(format!("boot CPU state: {e}")))?;
+            }
+            control.add_kicker(v.kicker());
+            vcpus.push(Box::new(v));
+        }
+        Ok(Vm {
+            control,
+            vcpus,
+            serial_inputs,
+            _mem: mem,
+            _kvm: Some(kvm),
+        })
+    }
+
+    pub fn handle(&self) -> VmHandle {
+        VmHandle {
+            control: self.control.clone(),
+            vcpus: self.vcpus.len(),
+        }
+    }
+
+    /// The input side of COM`n+1`, if that UART exists.
+    pub fn serial_input(&self, n: usize) -> Option<SerialInput> {
+        self.serial_inputs.get(n).cloned().flatten()
+    }
+
+    /// Runs the guest on one thread per vCPU until it stops; returns why.
+    pub fn run(mut self) -> Result<ExitReason> {
+        let mut threads: Vec<JoinHandle<()>> = Vec::new();
+        for (id, vcpu) in self.vcpus.drain(..).enumerate() {
+            let control = self.control.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
+                .spawn(move || vcpu_thread(vcpu, &control))
+                .map_err(Error::Thread)?;
+            threads.push(t);
+        }
+        let reason = self.control.wait_for_exit();
+        // A kick can slip in just before a vCPU re-enters the backend: repeat until all left.
+        while threads.iter().any(|t| !t.is_finished()) {
+            self.control.kick_all();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for t in threads {
+            if t.join().is_err() {
+                log::error!("a vCPU thread panicked");
+            }
+        }
+        Ok(reason)
+    }
+}
+
+fn vcpu_thread(mut vcpu: Box<dyn Vcpu>, control: &VmControl) {
+    while control.checkpoint() == Checkpoint::Run {
+        match vcpu.run() {
+            Ok(VcpuExit::Interrupted) => {}
+            Ok(VcpuExit::Halted) => {
+                // Only reachable without an in-kernel interrupt controller: nothing can wake
+                // the CPU, as on hardware with interrupts masked.
+                control.stop(ExitReason::Error(
+                    "the guest halted with no way to be woken".into(),
+                ));
+            }
+            Ok(VcpuExit::Shutdown) => {
+                log::warn!("guest triple-faulted");
+                control.stop(ExitReason::TripleFault);
+            }
+            Ok(VcpuExit::Reset) => control.stop(ExitReason::Reset),
+            Ok(VcpuExit::Poweroff) => control.stop(ExitReason::Poweroff),
+            Err(e) => {
+                if let Ok(s) = vcpu.state() {
+                    log::error!("vCPU failed at {:#x}:{:#x}: {e}", s.cs.selector, s.rip);
+                }
+                control.stop(ExitReason::Error(e.to_string()));
+            }
+        }
+    }
+}
+
+/// A `Write` over a shared output, so several VM incarnations (after a reset) share one sink.
+struct SharedWriter(crate::SerialOutput);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().flush()
+    }
+}
+

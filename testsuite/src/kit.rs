@@ -1,0 +1,366 @@
+//! The test-kernel kit: Multiboot images assembled in Rust.
+//!
+//! Every kernel is a flat Multiboot "a.out kludge" image loaded at [`LOAD_ADDR`] and entered in
+//! 32-bit protected mode. It installs its own GDT ([`GDT`]), switches to the mode under test,
+//! prints over COM1 and ends with a write to the isa-debug-exit port at [`DEBUG_EXIT_PORT`]:
+//! 0 means pass, anything else fail (the process exits with `(value << 1) | 1`).
+
+use iced_x86::code_asm::*;
+use iced_x86::{BlockEncoderOptions, Code as Op, Instruction, Register};
+
+pub const LOAD_ADDR: u32 = 0x10_0000;
+pub const COM1: u16 = 0x3f8;
+/// The port the test machine maps isa-debug-exit at (`iobase=0xf4,iosize=0x04`, as most
+/// QEMU-based test suites use).
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+pub const PASS: u32 = 0;
+
+/// Scratch structures at fixed physical addresses (fresh RAM is zero).
+pub const TSS_ADDR: u32 = 0x18_0000;
+pub const IDT_ADDR: u32 = 0x18_1000;
+/// Paging structures: PML4 / page directory at 0x200000 and the following pages.
+pub const PAGE_TABLES: u32 = 0x20_0000;
+pub const KERNEL_STACK: u32 = 0x17_f000;
+pub const USER_STACK: u32 = 0x17_0000;
+/// Where the real-mode stub is copied (it must run below 64 KiB).
+pub const REAL_MODE_BASE: u32 = 0x8000;
+
+/// Selectors of the kit's GDT.
+pub mod sel {
+    pub const CODE32: u16 = 0x08;
+    pub const DATA32: u16 = 0x10;
+    pub const CODE16: u16 = 0x18;
+    pub const DATA16: u16 = 0x20;
+    pub const CODE64: u16 = 0x28;
+    pub const USER_CODE32: u16 = 0x30 | 3;
+    pub const USER_DATA: u16 = 0x38 | 3;
+    pub const USER_CODE64: u16 = 0x40 | 3;
+    pub const TSS: u16 = 0x48;
+}
+
+/// Descriptor bytes: (base, limit, access byte, flags nibble).
+const fn desc(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
+    (limit as u64 & 0xffff)
+        | ((base as u64 & 0xff_ffff) << 16)
+        | ((access as u64) << 40)
+        | (((limit as u64 >> 16) & 0xf) << 48)
+        | (((flags as u64) & 0xf) << 52)
+        | (((base as u64) >> 24) << 56)
+}
+
+/// The kit's GDT (the TSS descriptor points at [`TSS_ADDR`], 64-bit form, 0x68 bytes).
+pub const GDT: [u64; 11] = [
+    0,
+    desc(0, 0xfffff, 0x9b, 0xc), // 0x08 code32
+    desc(0, 0xfffff, 0x93, 0xc), // 0x10 data32
+    desc(0, 0xffff, 0x9b, 0x0),  // 0x18 code16
+    desc(0, 0xffff, 0x93, 0x0),  // 0x20 data16
+    desc(0, 0xfffff, 0x9b, 0xa), // 0x28 code64
+    desc(0, 0xfffff, 0xfb, 0xc), // 0x30 user code32
+    desc(0, 0xfffff, 0xf3, 0xc), // 0x38 user data
+    desc(0, 0xfffff, 0xfb, 0xa), // 0x40 user code64
+    desc(TSS_ADDR, 0x67, 0x89, 0x0), // 0x48 TSS (available)
+    0,                               // 0x50 upper half of the 64-bit TSS descriptor
+];
+
+pub type Asm = CodeAssembler;
+
+/// Offsets inside the image of the code for other bitnesses.
+pub const REAL_MODE_IMAGE_OFFSET: u32 = 0x4000;
+pub const LONG_MODE_IMAGE_OFFSET: u32 = 0x8000;
+/// The 64-bit code runs where it is loaded.
+pub const LONG_MODE_ADDR: u32 = LOAD_ADDR + LONG_MODE_IMAGE_OFFSET;
+
+pub(crate) fn check(r: Result<(), IcedError>) {
+    r.expect("test kernel assembly is static and must assemble");
+}
+
+/// A position in the code whose address other code needs as a number (iced's label operands
+/// are RIP-relative, which 16- and 32-bit code lacks). Kernels are built twice: the first pass
+/// measures every symbol's address, the second emits them as immediates; instruction sizes do
+/// not depend on the values, so both passes lay out the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sym(usize);
+
+/// Code of one bitness, assembled for a fixed address, with its own string table and print
+/// routine.
+pub struct Code {
+    pub a: Asm,
+    bits: u32,
+    syms: Vec<CodeLabel>,
+    prev: Vec<u64>,
+    strings: Vec<(Sym, Vec<u8>)>,
+    print_fn: CodeLabel,
+}
+
+impl Code {
+    fn new(bits: u32, prev: Vec<u64>) -> Self {
+        let mut a = CodeAssembler::new(bits).expect("valid bitness");
+        let print_fn = a.create_label();
+        Code {
+            a,
+            bits,
+            syms: Vec::new(),
+            prev,
+            strings: Vec::new(),
+            print_fn,
+        }
+    }
+
+    /// A fresh branch label.
+    pub fn label(&mut self) -> CodeLabel {
+        self.a.create_label()
+    }
+
+    /// Binds `l` here.
+    pub fn here(&mut self, l: &mut CodeLabel) {
+        check(self.a.set_label(l));
+    }
+
+    /// A new symbol (bind it with [`Code::bind`]).
+    pub fn sym(&mut self) -> Sym {
+        let l = self.a.create_label();
+        self.syms.push(l);
+        Sym(self.syms.len() - 1)
+    }
+
+    pub fn bind(&mut self, s: Sym) {
+        let mut l = self.syms[s.0];
+        check(self.a.set_label(&mut l));
+        self.syms[s.0] = l;
+    }
+
+    /// The symbol's address (0 during the measuring pass).
+    pub fn addr(&self, s: Sym) -> u32 {
+        self.prev.get(s.0).copied().unwrap_or(0) as u32
+    }
+
+    /// Interns a NUL-terminated string.
+    pub fn string(&mut self, s: &str) -> Sym {
+        let sym = self.sym();
+        let mut b = s.as_bytes().to_vec();
+        b.push(0);
+        self.strings.push((sym, b));
+        sym
+    }
+
+    /// Prints `s` on COM1 (the string pointer register is clobbered).
+    pub fn print(&mut self, s: &str) {
+        let sym = self.string(s);
+        let addr = self.addr(sym);
+        if self.bits == 16 {
+            check(self.a.mov(si, addr));
+        } else {
+            check(self.a.mov(esi, addr));
+        }
+        check(self.a.call(self.print_fn));
+    }
+
+    /// Ends the test: writes `value` to isa-debug-exit, then halts for good.
+    pub fn exit(&mut self, value: u32) {
+        check(self.a.mov(eax, value));
+        check(self.a.mov(dx, u32::from(DEBUG_EXIT_PORT)));
+        check(self.a.out(dx, eax));
+        let mut l = self.label();
+        self.here(&mut l);
+        check(self.a.cli());
+        check(self.a.hlt());
+        check(self.a.jmp(l));
+    }
+
+    /// If the zero flag is clear, prints `msg` and fails with `value`.
+    pub fn fail_unless_zero(&mut self, msg: &str, value: u32) {
+        let mut ok = self.label();
+        check(self.a.je(ok));
+        self.print(msg);
+        self.exit(value);
+        self.here(&mut ok);
+    }
+
+    /// Emits the print routine and the strings and assembles at `addr`; returns the bytes and
+    /// every symbol's address.
+    fn assemble(mut self, addr: u64) -> (Vec<u8>, Vec<u64>) {
+        // print: string at [SI/ESI/RSI], polled transmit (LSR bit 5) as real UARTs need.
+        let mut pf = self.print_fn;
+        check(self.a.set_label(&mut pf));
+        let (mut next, mut wait, mut done) = (self.label(), self.label(), self.label());
+        stack_op(&mut self.a, self.bits, true, 0);
+        stack_op(&mut self.a, self.bits, true, 1);
+        self.here(&mut next);
+        match self.bits {
+            16 => check(self.a.mov(ah, byte_ptr(si))),
+            32 => check(self.a.mov(ah, byte_ptr(esi))),
+            _ => check(self.a.mov(ah, byte_ptr(rsi))),
+        }
+        check(self.a.test(ah, ah));
+        check(self.a.je(done));
+        check(self.a.mov(dx, u32::from(COM1 + 5)));
+        self.here(&mut wait);
+        check(self.a.in_(al, dx));
+        check(self.a.test(al, 0x20));
+        check(self.a.je(wait));
+        check(self.a.mov(al, ah));
+        check(self.a.mov(dx, u32::from(COM1)));
+        check(self.a.out(dx, al));
+        match self.bits {
+            16 => check(self.a.inc(si)),
+            32 => check(self.a.inc(esi)),
+            _ => check(self.a.inc(rsi)),
+        }
+        check(self.a.jmp(next));
+        self.here(&mut done);
+        stack_op(&mut self.a, self.bits, false, 1);
+        stack_op(&mut self.a, self.bits, false, 0);
+        check(self.a.ret());
+        for (sym, b) in std::mem::take(&mut self.strings) {
+            self.bind(sym);
+            check(self.a.db(&b));
+        }
+        let r = self
+            .a
+            .assemble_options(addr, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+            .expect("test kernel assembles");
+        let addrs = self
+            .syms
+            .iter()
+            .map(|l| r.label_ip(l).unwrap_or(0))
+            .collect();
+        (r.inner.code_buffer, addrs)
+    }
+}
+
+/// Pushes or pops AX/DX in the natural stack width of a mode.
+fn stack_op(a: &mut Asm, bits: u32, push: bool, reg: usize) {
+    let r = match (bits, reg) {
+        (16, 0) => Register::AX,
+        (16, _) => Register::DX,
+        (32, 0) => Register::EAX,
+        (32, _) => Register::EDX,
+        (_, 0) => Register::RAX,
+        (_, _) => Register::RDX,
+    };
+    let code = match (bits, push) {
+        (16, true) => Op::Push_r16,
+        (16, false) => Op::Pop_r16,
+        (32, true) => Op::Push_r32,
+        (32, false) => Op::Pop_r32,
+        (_, true) => Op::Push_r64,
+        (_, false) => Op::Pop_r64,
+    };
+    check(a.add_instruction(Instruction::with1(code, r).expect("valid operand")));
+}
+
+/// Symbol addresses of each part from the measuring pass.
+#[derive(Clone, Default)]
+struct Measured {
+    c16: Vec<u64>,
+    c32: Vec<u64>,
+    c64: Vec<u64>,
+}
+
+/// A kernel: the 32-bit entry code (with the Multiboot header and the kit's GDT), 16-bit code
+/// (copied to [`REAL_MODE_BASE`] by [`Kernel::copy_real_mode_code`]) and 64-bit code (run in
+/// place at [`LONG_MODE_ADDR`]). Unused parts are left out of the image.
+pub struct Kernel {
+    pub c32: Code,
+    pub c16: Code,
+    pub c64: Code,
+    gdt: Sym,
+    gdtr: Sym,
+}
+
+impl Kernel {
+    /// Builds a kernel: `body` emits the test after the common entry code (Multiboot header;
+    /// EAX/EBX from the loader saved in EDI/EBP; the kit's GDT loaded and every segment
+    /// register reloaded; the stack at [`KERNEL_STACK`]).
+    pub fn build(body: impl Fn(&mut Kernel)) -> Vec<u8> {
+        let mut measured = Measured::default();
+        for _pass in 0..2 {
+            let mut k = Kernel::start(&measured);
+            body(&mut k);
+            let (img, m) = k.finish();
+            if m.c16 == measured.c16 && m.c32 == measured.c32 && m.c64 == measured.c64 {
+                return img;
+            }
+            measured = m;
+        }
+        let mut k = Kernel::start(&measured);
+        body(&mut k);
+        k.finish().0
+    }
+
+    fn start(m: &Measured) -> Self {
+        let mut c = Code::new(32, m.c32.clone());
+        let (gdt, gdtr, reload) = (c.sym(), c.sym(), c.sym());
+        let magic = 0x1bad_b002u32;
+        let flags = 1u32 << 16;
+        check(c.a.dd(&[
+            magic,
+            flags,
+            0u32.wrapping_sub(magic.wrapping_add(flags)),
+            LOAD_ADDR, // header_addr
+            LOAD_ADDR, // load_addr
+            0,         // load_end_addr: the whole file
+            0,         // bss_end_addr: none
+            LOAD_ADDR + 32,
+        ]));
+        check(c.a.mov(edi, eax));
+        check(c.a.mov(ebp, ebx));
+        check(c.a.lgdt(ptr(c.addr(gdtr))));
+        check(c.a.jmp_far(sel::CODE32, c.addr(reload)));
+        c.bind(reload);
+        check(c.a.mov(eax, u32::from(sel::DATA32)));
+        for s in [ds, es, fs, gs, ss] {
+            check(c.a.mov(s, ax));
+        }
+        check(c.a.mov(esp, KERNEL_STACK));
+        Kernel {
+            c32: c,
+            c16: Code::new(16, m.c16.clone()),
+            c64: Code::new(64, m.c64.clone()),
+            gdt,
+            gdtr,
+        }
+    }
+
+    /// Emits 32-bit code that copies the 16-bit part down to [`REAL_MODE_BASE`].
+    pub fn copy_real_mode_code(&mut self) {
+        let a = &mut self.c32.a;
+        check(a.cld());
+        check(a.mov(esi, LOAD_ADDR + REAL_MODE_IMAGE_OFFSET));
+        check(a.mov(edi, REAL_MODE_BASE));
+        check(a.mov(ecx, 0x4000u32));
+        check(a.rep().movsb());
+    }
+
+    fn finish(mut self) -> (Vec<u8>, Measured) {
+        self.c32.bind(self.gdt);
+        check(self.c32.a.dq(&GDT));
+        self.c32.bind(self.gdtr);
+        check(self.c32.a.dw(&[(GDT.len() * 8 - 1) as u16]));
+        let gdt_addr = self.c32.addr(self.gdt);
+        check(self.c32.a.dd(&[gdt_addr]));
+        let (mut img, c32) = self.c32.assemble(u64::from(LOAD_ADDR));
+        let mut m = Measured {
+            c32,
+            ..Default::default()
+        };
+        let place = |img: &mut Vec<u8>, offset: u32, code: Vec<u8>, limit: usize| {
+            assert!(img.len() <= offset as usize, "32-bit code overlaps the next part");
+            assert!(code.len() <= limit, "code part too large");
+            img.resize(offset as usize, 0);
+            img.extend_from_slice(&code);
+        };
+        if !self.c16.a.instructions().is_empty() {
+            let (code, syms) = self.c16.assemble(u64::from(REAL_MODE_BASE));
+            place(&mut img, REAL_MODE_IMAGE_OFFSET, code, 0x4000);
+            m.c16 = syms;
+        }
+        if !self.c64.a.instructions().is_empty() {
+            let (code, syms) = self.c64.assemble(u64::from(LONG_MODE_ADDR));
+            place(&mut img, LONG_MODE_IMAGE_OFFSET, code, 0x8000);
+            m.c64 = syms;
+        }
+        (img, m)
+    }
+}
