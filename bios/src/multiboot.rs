@@ -192,7 +192,7 @@ pub fn load(
     } else {
         format!("{} {}", cfg.kernel.display(), cfg.cmdline)
     };
-    mbi[4] = area.push_str(&cmdline);
+    mbi[4] = area.push_str(&cmdline); // cmdline (offset 16)
     flags |= info_flags::CMDLINE;
 
     // Modules: `-initrd "file args,file2"` (a literal comma is written ",,").
@@ -223,8 +223,8 @@ pub fn load(
     }
     if !mod_list.is_empty() {
         let bytes: Vec<u8> = mod_list.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
-        mbi[6] = mod_list.len() as u32;
-        mbi[7] = area.push(&bytes);
+        mbi[5] = mod_list.len() as u32; // mods_count (offset 20)
+        mbi[6] = area.push(&bytes); // mods_addr (offset 24)
         flags |= info_flags::MODS;
     }
 
@@ -236,9 +236,9 @@ pub fn load(
         mmap.extend_from_slice(&e.size.to_le_bytes());
         mmap.extend_from_slice(&(e.kind as u32).to_le_bytes());
     }
-    mbi[11] = mmap.len() as u32;
-    mbi[12] = area.push(&mmap);
-    mbi[16] = area.push_str("Ferrite");
+    mbi[11] = mmap.len() as u32; // mmap_length (offset 44)
+    mbi[12] = area.push(&mmap); // mmap_addr (offset 48)
+    mbi[16] = area.push_str("Ferrite"); // boot_loader_name (offset 64)
     mbi[0] = flags;
 
     if area.bytes.len() as u64 > layout::BOOT_INFO_SIZE {
@@ -326,9 +326,9 @@ mod tests {
         };
         assert_eq!(info[0] & info_flags::MODS, info_flags::MODS);
         assert_eq!(info[2], (15 << 20) / 1024);
-        assert_eq!(info[6], 1);
+        assert_eq!(info[5], 1, "mods_count at offset 20");
         let mut entry = [0u8; 16];
-        mem.read_slice(&mut entry, GuestAddress(u64::from(info[7])))
+        mem.read_slice(&mut entry, GuestAddress(u64::from(info[6])))
             .unwrap();
         let start = u32::from_le_bytes(entry[0..4].try_into().unwrap());
         let end = u32::from_le_bytes(entry[4..8].try_into().unwrap());

@@ -5,6 +5,7 @@
 //! implements ([`vcpu`]). The interpreter (and the software CPU built on it) will live here too;
 //! the KVM backend lives in `machine` and implements the same [`vcpu::Vcpu`] trait.
 
+pub mod paravirt;
 pub mod platform;
 pub mod state;
 pub mod vcpu;

@@ -189,6 +189,19 @@ impl Vm {
 }
 
 fn vcpu_thread(mut vcpu: Box<dyn Vcpu>, control: &VmControl) {
+    run_until_stopped(vcpu.as_mut(), control);
+    if let Ok(s) = vcpu.state() {
+        log::debug!(
+            "vCPU left at {:#x}:{:#x} (cr0={:#x} efer={:#x})",
+            s.cs.selector,
+            s.rip,
+            s.cr0,
+            s.efer
+        );
+    }
+}
+
+fn run_until_stopped(vcpu: &mut dyn Vcpu, control: &VmControl) {
     while control.checkpoint() == Checkpoint::Run {
         match vcpu.run() {
             Ok(VcpuExit::Interrupted) => {}
@@ -200,7 +213,13 @@ fn vcpu_thread(mut vcpu: Box<dyn Vcpu>, control: &VmControl) {
                 ));
             }
             Ok(VcpuExit::Shutdown) => {
-                log::warn!("guest triple-faulted");
+                match vcpu.state() {
+                    Ok(s) => log::warn!(
+                        "guest triple-faulted at {:#x}:{:#x} (cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x})",
+                        s.cs.selector, s.rip, s.cr0, s.cr3, s.cr4, s.efer
+                    ),
+                    Err(_) => log::warn!("guest triple-faulted"),
+                }
                 control.stop(ExitReason::TripleFault);
             }
             Ok(VcpuExit::Reset) => control.stop(ExitReason::Reset),

@@ -39,6 +39,11 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         self.exit == ExitReason::DebugExit(crate::kit::PASS)
     }
+
+    /// True when the kernel found it cannot run here (it printed a `SKIP:` line saying why).
+    pub fn skipped(&self) -> bool {
+        self.exit == ExitReason::DebugExit(crate::kit::SKIP)
+    }
 }
 
 /// A machine as the kit's kernels expect it: COM1 captured, isa-debug-exit at 0xf4/4.

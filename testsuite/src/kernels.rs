@@ -1,6 +1,13 @@
-//! The kernels of the test-kernel kit, one function each.
+//! The kernels of the test-kernel kit, one function each. Each prints what it checked on COM1
+//! and passes by writing [`PASS`] to the debug-exit port; a failed check prints why and exits
+//! with a distinct non-zero value.
 
-use crate::kit::{Kernel, PASS};
+use iced_x86::code_asm::*;
+
+use crate::kit::{
+    check, sel, Code, Kernel, IDT_ADDR, KERNEL_STACK, LONG_MODE_ADDR, PAGE_TABLES, PASS,
+    REAL_MODE_BASE, SKIP, TSS_ADDR, USER_STACK,
+};
 
 /// Prints a line in 32-bit protected mode and passes: the smallest end-to-end check.
 pub fn hello32() -> Vec<u8> {
@@ -8,4 +15,726 @@ pub fn hello32() -> Vec<u8> {
         k.c32.print("hello from protected mode\n");
         k.c32.exit(PASS);
     })
+}
+
+/// Drops from protected mode to 16-bit real mode; checks segment arithmetic, far calls and
+/// 16-bit flags, and with `interrupts` a software interrupt through the IVT (which PVM-backed
+/// KVM cannot deliver in real mode).
+pub fn real_mode(interrupts: bool) -> Vec<u8> {
+    Kernel::build(move |k| {
+        k.copy_real_mode_code();
+        check(k.c32.a.jmp_far(sel::CODE16, REAL_MODE_BASE));
+
+        let c = &mut k.c16;
+        let (entry, handler, ivtr, far_fn) = (c.sym(), c.sym(), c.sym(), c.sym());
+        // 16-bit protected mode: load 64 KiB data segments, then clear PE.
+        check(c.a.mov(ax, u32::from(sel::DATA16)));
+        for s in [ds, es, ss] {
+            check(c.a.mov(s, ax));
+        }
+        check(c.a.mov(eax, cr0));
+        check(c.a.and(eax, 0xffff_fffeu32 as i32));
+        check(c.a.mov(cr0, eax));
+        check(c.a.jmp_far(0, c.addr(entry)));
+        c.bind(entry);
+        check(c.a.xor(ax, ax));
+        for s in [ds, es, ss] {
+            check(c.a.mov(s, ax));
+        }
+        check(c.a.mov(sp, 0x7c00u32));
+        check(c.a.lidt(ptr(c.addr(ivtr))));
+        c.print("real mode: entered\n");
+        if interrupts {
+            skip_if_pvm(c, "SKIP: under PVM, INT n in real mode does not complete\n");
+            // An interrupt through the IVT.
+            check(c.a.mov(word_ptr(0x81u32 * 4), c.addr(handler)));
+            check(c.a.mov(word_ptr(0x81u32 * 4 + 2), 0u32));
+            check(c.a.xor(bx, bx));
+            check(c.a.int(0x81));
+            check(c.a.cmp(bx, 0x1234));
+            c.fail_unless_zero("real mode: INT 0x81 did not reach its IVT handler\n", 2);
+            c.print("real mode: INT through the IVT: ok\n");
+        }
+        // A far call and return across segments (CS = 0x0700 maps the code at 0x7000 + IP).
+        check(c.a.xor(cx, cx));
+        check(c.a.call_far(0, c.addr(far_fn)));
+        check(c.a.cmp(cx, 0x4321));
+        c.fail_unless_zero("real mode: far call/return failed\n", 7);
+        // Segment arithmetic: 0x1001:0000 is linear 0x10010.
+        check(c.a.mov(byte_ptr(0x10u32), 0u32));
+        check(c.a.mov(ax, 0x1000u32));
+        check(c.a.mov(es, ax));
+        check(c.a.mov(byte_ptr(0x10u32).es(), 0x5au32));
+        check(c.a.mov(ax, 0x1001u32));
+        check(c.a.mov(ds, ax));
+        check(c.a.cmp(byte_ptr(0u32), 0x5a));
+        check(c.a.mov(ax, 0u32));
+        check(c.a.mov(ds, ax));
+        c.fail_unless_zero("real mode: segment base is not selector * 16\n", 3);
+        check(c.a.cmp(byte_ptr(0x10u32), 0));
+        c.fail_unless_zero("real mode: a write through ES landed in the wrong place\n", 4);
+        // 16-bit arithmetic wraps and carries at 16 bits.
+        check(c.a.mov(ax, 0xffffu32));
+        check(c.a.add(ax, 1));
+        let mut carried = c.label();
+        check(c.a.jc(carried));
+        c.print("real mode: 16-bit add did not carry\n");
+        c.exit(5);
+        c.here(&mut carried);
+        check(c.a.test(ax, ax));
+        c.fail_unless_zero("real mode: 16-bit add did not wrap\n", 6);
+        c.print("real mode: ok\n");
+        c.exit(PASS);
+
+        c.bind(handler);
+        check(c.a.mov(bx, 0x1234u32));
+        check(c.a.iret());
+        c.bind(far_fn);
+        check(c.a.mov(cx, 0x4321u32));
+        check(c.a.retf());
+        c.bind(ivtr);
+        check(c.a.dw(&[0x3ff, 0, 0]));
+    })
+}
+
+/// `WRMSR` of a constant (ECX, EAX, EDX clobbered).
+fn wrmsr(c: &mut Code, msr: u32, value: u64) {
+    check(c.a.mov(ecx, msr));
+    check(c.a.mov(eax, value as u32));
+    check(c.a.mov(edx, (value >> 32) as u32));
+    check(c.a.wrmsr());
+}
+
+/// Under PVM (Ferrite's CPUID feature leaf says so), prints `reason` (a `SKIP:` line) and ends
+/// with [`SKIP`]. Works in 16-, 32- and 64-bit code; clobbers EAX, EBX, ECX, EDX.
+pub fn skip_if_pvm(c: &mut Code, reason: &str) {
+    use emu_core::paravirt as pv;
+    let mut not_pvm = c.label();
+    check(c.a.mov(eax, pv::FERRITE_CPUID_BASE));
+    check(c.a.cpuid());
+    check(c.a.cmp(ebx, pv::signature_registers().0 as i32));
+    check(c.a.jne(not_pvm));
+    check(c.a.mov(eax, pv::FERRITE_CPUID_FEATURES));
+    check(c.a.cpuid());
+    check(c.a.test(eax, pv::features::PVM as i32));
+    check(c.a.je(not_pvm));
+    c.print(reason);
+    c.exit(SKIP);
+    c.here(&mut not_pvm);
+}
+
+/// Vectors whose exceptions push an error code.
+const ERROR_CODE_VECTORS: [u32; 8] = [8, 10, 11, 12, 13, 14, 17, 21];
+
+/// Points IDT vectors 0–31 (64-bit gates, DPL 0) at stubs that print the vector, error code
+/// and faulting RIP, then fail with 0x7f: a kernel bug or an unsupported feature shows up as
+/// a message, not as a triple fault. Loads the IDT.
+pub fn install_exception_handlers64(c: &mut Code) {
+    let (common, idtr) = (c.sym(), c.sym());
+    let stubs: Vec<_> = (0..32).map(|_| c.sym()).collect();
+    for (v, stub) in stubs.iter().enumerate() {
+        let h = c.addr(*stub);
+        let at = IDT_ADDR + v as u32 * 16;
+        check(c.a.mov(dword_ptr(at), (h & 0xffff) | (u32::from(sel::CODE64) << 16)));
+        check(c.a.mov(dword_ptr(at + 4), (h & 0xffff_0000) | 0x8e00));
+        check(c.a.mov(dword_ptr(at + 8), 0u32));
+        check(c.a.mov(dword_ptr(at + 12), 0u32));
+    }
+    check(c.a.lidt(ptr(c.addr(idtr))));
+    let mut over = c.label();
+    check(c.a.jmp(over));
+    for (v, stub) in stubs.iter().enumerate() {
+        c.bind(*stub);
+        if !ERROR_CODE_VECTORS.contains(&(v as u32)) {
+            check(c.a.push(0));
+        }
+        check(c.a.push(v as i32));
+        let target = c.addr(common);
+        check(c.a.push(target as i32));
+        check(c.a.ret());
+    }
+    c.bind(common);
+    // Stack: vector, error code, RIP, CS, RFLAGS, RSP, SS.
+    c.print("unexpected exception: vector ");
+    check(c.a.mov(rax, qword_ptr(rsp)));
+    c.print_eax_hex();
+    c.print(", error code ");
+    check(c.a.mov(rax, qword_ptr(rsp + 8)));
+    c.print_eax_hex();
+    c.print(", at ");
+    check(c.a.mov(rax, qword_ptr(rsp + 24)));
+    c.print_eax_hex();
+    c.print(":");
+    check(c.a.mov(rax, qword_ptr(rsp + 16)));
+    c.print_eax_hex();
+    c.print("\n");
+    c.exit(0x7f);
+    c.bind(idtr);
+    check(c.a.dw(&[0xfff]));
+    check(c.a.dq(&[u64::from(IDT_ADDR)]));
+    c.here(&mut over);
+}
+
+/// Writes an IDT gate for `vector` to `handler` (DPL 3, so `INT n` works from user mode).
+fn idt_gate(c: &mut Code, vector: u32, handler: u32, long: bool) {
+    let code_sel = u32::from(if long { sel::CODE64 } else { sel::CODE32 });
+    let lo = (handler & 0xffff) | (code_sel << 16);
+    let hi = (handler & 0xffff_0000) | 0xee00; // present, DPL 3, interrupt gate
+    let size = if long { 16 } else { 8 };
+    let at = IDT_ADDR + vector * size;
+    check(c.a.mov(dword_ptr(at), lo));
+    check(c.a.mov(dword_ptr(at + 4), hi));
+    if long {
+        check(c.a.mov(dword_ptr(at + 8), 0u32));
+        check(c.a.mov(dword_ptr(at + 12), 0u32));
+    }
+}
+
+/// How a 32-bit kernel pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paging32 {
+    /// Paging off: flat segments only.
+    Off,
+    /// Two-level 32-bit paging with 4 MiB pages (CR4.PSE).
+    Legacy,
+    /// PAE: a four-entry PDPT and 2 MiB pages.
+    Pae,
+}
+
+/// Identity-maps 1 GiB and aliases it at 0x40000000 (to physical 0), turns paging on and
+/// checks the alias.
+fn enable_paging32(c: &mut Code, mode: Paging32) {
+    let mut fill = c.label();
+    let (entry_size, entries, page, cr4_bit) = match mode {
+        Paging32::Off => return,
+        Paging32::Legacy => (4, 256u32, 0x40_0000, 0x10),
+        Paging32::Pae => (8, 512u32, 0x20_0000, 0x20),
+    };
+    skip_if_pvm(c, "SKIP: PVM supports only 4-level paging (CR0.PG faults here)\n");
+    let pd = match mode {
+        Paging32::Off => unreachable!("returned above"),
+        Paging32::Legacy => PAGE_TABLES,
+        Paging32::Pae => {
+            // PDPT entries 0 and 1 (0 and 1 GiB) both point at the one page directory.
+            let pd = PAGE_TABLES + 0x1000;
+            check(c.a.mov(dword_ptr(PAGE_TABLES), pd | 1));
+            check(c.a.mov(dword_ptr(PAGE_TABLES + 8), pd | 1));
+            pd
+        }
+    };
+    check(c.a.mov(edi, pd));
+    check(c.a.mov(eax, 0x87u32)); // present, writable, user, large page
+    check(c.a.mov(ecx, entries));
+    c.here(&mut fill);
+    check(c.a.mov(dword_ptr(edi), eax));
+    if mode == Paging32::Legacy {
+        check(c.a.mov(dword_ptr(edi + 1024), eax)); // PDE 256: the alias
+    }
+    check(c.a.add(eax, page));
+    check(c.a.add(edi, entry_size));
+    check(c.a.dec(ecx));
+    check(c.a.jne(fill));
+    check(c.a.mov(eax, cr4));
+    check(c.a.or(eax, cr4_bit));
+    check(c.a.mov(cr4, eax));
+    check(c.a.mov(eax, PAGE_TABLES));
+    check(c.a.mov(cr3, eax));
+    check(c.a.mov(eax, cr0));
+    check(c.a.or(eax, 0x8000_0000u32 as i32));
+    check(c.a.mov(cr0, eax));
+    check(c.a.mov(dword_ptr(0x4030_0000u32), 0xcafe_f00du32));
+    check(c.a.cmp(dword_ptr(0x30_0000u32), 0xcafe_f00du32 as i32));
+    c.fail_unless_zero("paging: a write through the alias did not reach physical memory\n", 2);
+}
+
+/// Work done in user mode, checked by the kernel: sums 1..=1000 into EAX/RAX (500500) and
+/// touches the user stack. No port I/O: under PVM, user mode runs on the host CPU, which does
+/// not honour the guest's IOPL.
+fn user_work(c: &mut Code) {
+    let mut l = c.label();
+    check(c.a.xor(eax, eax));
+    check(c.a.mov(ecx, 1000u32));
+    c.here(&mut l);
+    check(c.a.add(eax, ecx));
+    check(c.a.dec(ecx));
+    check(c.a.jne(l));
+}
+
+/// 32-bit protected mode with paging; with `user`, drops to CPL 3 through IRET and comes back
+/// through an interrupt gate with a stack switch from the TSS.
+pub fn protected32(paging: Paging32, user: bool) -> Vec<u8> {
+    Kernel::build(move |k| {
+        let c = &mut k.c32;
+        enable_paging32(c, paging);
+        c.print(match paging {
+            Paging32::Off => "protected mode, no paging: ok\n",
+            Paging32::Legacy => "protected mode, 32-bit paging: ok\n",
+            Paging32::Pae => "protected mode, PAE paging: ok\n",
+        });
+        if !user {
+            c.exit(PASS);
+            return;
+        }
+        skip_if_pvm(c, "SKIP: PVM cannot run legacy (non-long-mode) user code\n");
+        let (user_entry, handler, idtr, trap_insn) = (c.sym(), c.sym(), c.sym(), c.sym());
+        // TSS: ESP0/SS0 for the ring change, no I/O bitmap.
+        check(c.a.mov(dword_ptr(TSS_ADDR + 4), KERNEL_STACK));
+        check(c.a.mov(dword_ptr(TSS_ADDR + 8), u32::from(sel::DATA32)));
+        check(c.a.mov(word_ptr(TSS_ADDR + 0x66), 0x68u32));
+        check(c.a.mov(ax, u32::from(sel::TSS)));
+        check(c.a.ltr(ax));
+        let h = c.addr(handler);
+        idt_gate(c, 6, h, false); // #UD: the way back from user mode
+        check(c.a.lidt(ptr(c.addr(idtr))));
+        // IRET to CPL 3.
+        check(c.a.push(u32::from(sel::USER_DATA)));
+        check(c.a.push(USER_STACK));
+        check(c.a.push(0x0002u32));
+        check(c.a.push(u32::from(sel::USER_CODE32)));
+        check(c.a.push(c.addr(user_entry)));
+        check(c.a.iretd());
+
+        c.bind(user_entry);
+        check(c.a.mov(ax, u32::from(sel::USER_DATA)));
+        check(c.a.mov(ds, ax));
+        check(c.a.mov(es, ax));
+        check(c.a.mov(ax, cs));
+        check(c.a.and(ax, 3));
+        check(c.a.cmp(ax, 3));
+        let mut cpl3 = c.label();
+        check(c.a.je(cpl3));
+        check(c.a.xor(eax, eax)); // the kernel reports the wrong CPL
+        check(c.a.ud2());
+        c.here(&mut cpl3);
+        user_work(c);
+        c.bind(trap_insn);
+        check(c.a.ud2());
+        let mut spin = c.label();
+        c.here(&mut spin);
+        check(c.a.jmp(spin)); // the kernel never returns here
+
+        c.bind(handler);
+        // Stack: EIP, CS, EFLAGS, ESP, SS of the faulting user code.
+        check(c.a.cmp(dword_ptr(esp), c.addr(trap_insn) as i32));
+        c.fail_unless_zero("kernel: saved user EIP is wrong\n", 9);
+        check(c.a.mov(ebx, dword_ptr(esp + 4)));
+        check(c.a.and(ebx, 3));
+        check(c.a.cmp(ebx, 3));
+        c.fail_unless_zero("kernel: interrupted CS is not CPL 3\n", 5);
+        check(c.a.cmp(dword_ptr(esp + 12), USER_STACK as i32));
+        c.fail_unless_zero("kernel: saved user ESP is wrong\n", 6);
+        check(c.a.cmp(esp, (KERNEL_STACK - 20) as i32));
+        c.fail_unless_zero("kernel: no stack switch to TSS.ESP0\n", 7);
+        check(c.a.cmp(eax, 500_500));
+        c.fail_unless_zero("kernel: user mode did not run at CPL 3 or computed a wrong sum\n", 8);
+        c.print("32-bit user mode (CPL 3): ok, back through #UD\n");
+        c.exit(PASS);
+
+        c.bind(idtr);
+        check(c.a.dw(&[0x7ff]));
+        check(c.a.dd(&[IDT_ADDR]));
+    })
+}
+
+/// Switches from the kit's 32-bit entry to 64-bit mode at [`LONG_MODE_ADDR`] (PAE paging
+/// identity-mapping 1 GiB, EFER.LME, CR0.PG, far jump) and checks EFER.LMA and 64-bit
+/// arithmetic there. Continue in `k.c64`.
+pub fn enter_long_mode(k: &mut Kernel) {
+    let c = &mut k.c32;
+    // PML4 → PDPT → PD of 2 MiB pages mapping 1 GiB.
+    let mut fill = c.label();
+    check(c.a.mov(dword_ptr(PAGE_TABLES), (PAGE_TABLES + 0x1000) | 7));
+    check(c.a.mov(dword_ptr(PAGE_TABLES + 0x1000), (PAGE_TABLES + 0x2000) | 7));
+    check(c.a.mov(edi, PAGE_TABLES + 0x2000));
+    check(c.a.mov(eax, 0x87u32));
+    check(c.a.mov(ecx, 512u32));
+    c.here(&mut fill);
+    check(c.a.mov(dword_ptr(edi), eax));
+    check(c.a.add(eax, 0x20_0000));
+    check(c.a.add(edi, 8));
+    check(c.a.dec(ecx));
+    check(c.a.jne(fill));
+    check(c.a.mov(eax, cr4));
+    check(c.a.or(eax, 0x20)); // PAE
+    check(c.a.mov(cr4, eax));
+    check(c.a.mov(eax, PAGE_TABLES));
+    check(c.a.mov(cr3, eax));
+    check(c.a.mov(ecx, 0xc000_0080u32));
+    check(c.a.rdmsr());
+    check(c.a.or(eax, 0x100)); // LME
+    check(c.a.wrmsr());
+    check(c.a.mov(eax, cr0));
+    check(c.a.or(eax, 0x8000_0000u32 as i32));
+    check(c.a.mov(cr0, eax));
+    check(c.a.jmp_far(sel::CODE64, LONG_MODE_ADDR));
+
+    let c = &mut k.c64;
+    check(c.a.mov(ax, u32::from(sel::DATA32)));
+    for s in [ds, es, ss] {
+        check(c.a.mov(s, ax));
+    }
+    check(c.a.mov(rsp, u64::from(KERNEL_STACK)));
+    check(c.a.mov(ecx, 0xc000_0080u32));
+    check(c.a.rdmsr());
+    check(c.a.and(eax, 0x400));
+    check(c.a.cmp(eax, 0x400));
+    c.fail_unless_zero("long mode: EFER.LMA is clear\n", 2);
+    check(c.a.mov(rax, 0x1_2345_6789u64));
+    check(c.a.shl(rax, 8));
+    check(c.a.mov(rbx, 0x123_4567_8900u64));
+    check(c.a.cmp(rax, rbx));
+    c.fail_unless_zero("long mode: 64-bit arithmetic is wrong\n", 3);
+}
+
+/// How user-mode code in [`long64`] gets back to the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserReturn {
+    /// `UD2`: a fault through a DPL-0 gate, with RSP0 from the TSS. Works under every
+    /// backend, PVM included.
+    Exception,
+    /// `INT 0x80` through a DPL-3 interrupt gate, with RSP0 from the TSS.
+    Interrupt,
+    /// `SYSCALL` to LSTAR (64-bit user code) or CSTAR (32-bit compatibility-mode user code).
+    Syscall,
+}
+
+/// Which user mode [`long64`] drops to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserMode {
+    None,
+    /// 64-bit code at CPL 3.
+    Long(UserReturn),
+    /// 32-bit code in a compatibility-mode segment at CPL 3.
+    Compat(UserReturn),
+}
+
+/// Long mode through the architectural sequence (PAE, EFER.LME, CR0.PG, far jump); then,
+/// as `user` says, IRETQ to CPL 3 and back to the kernel.
+pub fn long64(user: UserMode) -> Vec<u8> {
+    Kernel::build(move |k| {
+        enter_long_mode(k);
+        let c = &mut k.c64;
+        c.print("long mode: ok\n");
+        let (ret, compat) = match user {
+            UserMode::None => {
+                c.exit(PASS);
+                return;
+            }
+            UserMode::Long(r) => (r, false),
+            UserMode::Compat(r) => (r, true),
+        };
+        let (user_entry, handler, trap_insn) = (c.sym(), c.sym(), c.sym());
+        let user_cs = if compat { sel::USER_CODE32 } else { sel::USER_CODE64 };
+        if ret == UserReturn::Syscall {
+            // EFER.SCE; STAR (see `sel::STAR`); LSTAR/CSTAR: the handler, for 64-bit and
+            // compatibility-mode callers; SFMASK: nothing masked.
+            check(c.a.mov(ecx, 0xc000_0080u32));
+            check(c.a.rdmsr());
+            check(c.a.or(eax, 1));
+            check(c.a.wrmsr());
+            wrmsr(c, 0xc000_0081, sel::STAR);
+            let h = u64::from(c.addr(handler));
+            wrmsr(c, 0xc000_0082, h);
+            wrmsr(c, 0xc000_0083, h);
+            wrmsr(c, 0xc000_0084, 0);
+        }
+        match ret {
+            UserReturn::Exception => {}
+            UserReturn::Interrupt => skip_if_pvm(
+                c,
+                "SKIP: under PVM, INT 0x80 from user mode arrives as #UD\n",
+            ),
+            UserReturn::Syscall => skip_if_pvm(
+                c,
+                "SKIP: under PVM, the SYSCALL target runs at CPL 3\n",
+            ),
+        }
+        check(c.a.mov(dword_ptr(TSS_ADDR + 4), KERNEL_STACK)); // RSP0 low
+        check(c.a.mov(dword_ptr(TSS_ADDR + 8), 0u32)); // RSP0 high
+        check(c.a.mov(word_ptr(TSS_ADDR + 0x66), 0x68u32));
+        check(c.a.mov(ax, u32::from(sel::TSS)));
+        check(c.a.ltr(ax));
+        // TSS.RSP0 for the stack switch; the IDT with the return path's gate.
+        install_exception_handlers64(c);
+        let h = c.addr(handler);
+        match ret {
+            UserReturn::Exception => idt_gate(c, 6, h, true),
+            UserReturn::Interrupt => idt_gate(c, 0x80, h, true),
+            UserReturn::Syscall => {}
+        }
+        check(c.a.push(i32::from(sel::USER_DATA)));
+        check(c.a.push(USER_STACK as i32));
+        check(c.a.push(0x0002i32));
+        check(c.a.push(i32::from(user_cs)));
+        check(c.a.push(c.addr(user_entry) as i32));
+        check(c.a.iretq());
+
+        // The user code: 64-bit, or 32-bit for a compatibility-mode segment. Its encoding is
+        // the same in both for what it does (no REX prefixes), apart from the return.
+        c.bind(user_entry);
+        check(c.a.mov(ax, cs));
+        check(c.a.and(ax, 3));
+        check(c.a.cmp(ax, 3));
+        let mut cpl3 = c.label();
+        check(c.a.je(cpl3));
+        check(c.a.xor(edx, edx)); // the kernel reports the wrong CPL
+        c.here(&mut cpl3);
+        user_work(c);
+        // EDX = 0x5a5a marks the end of the work (no REX: identical in 32-bit code).
+        check(c.a.mov(edx, 0x5a5au32));
+        c.bind(trap_insn);
+        match ret {
+            UserReturn::Exception => check(c.a.ud2()),
+            UserReturn::Interrupt => check(c.a.int(0x80)),
+            UserReturn::Syscall => check(c.a.syscall()),
+        }
+        let mut spin = c.label();
+        c.here(&mut spin);
+        check(c.a.jmp(spin));
+
+        c.bind(handler);
+        match ret {
+            UserReturn::Exception | UserReturn::Interrupt => {
+                // Stack: RIP, CS, RFLAGS, RSP, SS. A fault saves the faulting RIP, INT n the
+                // RIP after it.
+                let rip = c.addr(trap_insn) + if ret == UserReturn::Interrupt { 2 } else { 0 };
+                check(c.a.cmp(qword_ptr(rsp), rip as i32));
+                c.fail_unless_zero("kernel: saved user RIP is wrong\n", 5);
+                check(c.a.mov(rbx, qword_ptr(rsp + 8)));
+                check(c.a.cmp(rbx, i32::from(user_cs)));
+                c.fail_unless_zero("kernel: interrupted CS is not the user segment\n", 6);
+                check(c.a.cmp(qword_ptr(rsp + 24), USER_STACK as i32));
+                c.fail_unless_zero("kernel: saved user RSP is wrong\n", 7);
+                check(c.a.cmp(rsp, (KERNEL_STACK - 40) as i32));
+                c.fail_unless_zero("kernel: no stack switch to TSS.RSP0\n", 8);
+            }
+            UserReturn::Syscall => {
+                // SYSCALL: CS from STAR, RSP unchanged (still the user stack).
+                check(c.a.mov(bx, cs));
+                check(c.a.cmp(bx, i32::from(sel::CODE64)));
+                c.fail_unless_zero("kernel: SYSCALL did not load CS from STAR\n", 6);
+                check(c.a.cmp(rsp, USER_STACK as i32));
+                c.fail_unless_zero("kernel: RSP changed across SYSCALL\n", 7);
+                check(c.a.mov(rsp, u64::from(KERNEL_STACK)));
+            }
+        }
+        check(c.a.cmp(edx, 0x5a5a));
+        c.fail_unless_zero("kernel: user mode did not run at CPL 3\n", 9);
+        check(c.a.cmp(eax, 500_500));
+        c.fail_unless_zero("kernel: user mode computed a wrong sum\n", 10);
+        c.print(&format!(
+            "{} (CPL 3): ok, back through {}\n",
+            if compat { "compatibility-mode user code" } else { "64-bit user mode" },
+            match ret {
+                UserReturn::Exception => "#UD",
+                UserReturn::Interrupt => "INT 0x80",
+                UserReturn::Syscall => "SYSCALL",
+            }
+        ));
+        c.exit(PASS);
+    })
+}
+
+/// What [`multiboot_info`] expects the loader to have passed.
+#[derive(Clone, Debug)]
+pub struct MultibootExpect {
+    /// The kernel command line must end with this (the loader puts the kernel path first).
+    pub cmdline_suffix: String,
+    /// The single module's first bytes.
+    pub module_prefix: Vec<u8>,
+    /// Guest RAM in bytes (below the PCI hole).
+    pub memory: u64,
+}
+
+/// Compares `len` bytes at ESI with the string `expect` (from the kernel's data); ZF set when
+/// equal. Clobbers ECX, ESI, EDI.
+fn compare_bytes(c: &mut Code, expect: &[u8]) {
+    let sym = c.sym();
+    let mut body = c.label();
+    check(c.a.jmp(body));
+    c.bind(sym);
+    check(c.a.db(expect));
+    c.here(&mut body);
+    check(c.a.mov(edi, c.addr(sym)));
+    check(c.a.mov(ecx, expect.len() as u32));
+    check(c.a.cld());
+    check(c.a.repe().cmpsb());
+}
+
+/// Checks the Multiboot information the loader passed: magic, memory sizes, command line,
+/// module and memory map.
+pub fn multiboot_info(e: MultibootExpect) -> Vec<u8> {
+    Kernel::build(move |k| {
+        let c = &mut k.c32;
+        // EDI = magic, EBP = info (saved by the kit's entry code).
+        check(c.a.cmp(edi, 0x2bad_b002u32 as i32));
+        c.fail_unless_zero("multiboot: bad magic in EAX\n", 2);
+        // flags: memory (0), cmdline (2), mods (3), mmap (6) all set.
+        check(c.a.mov(eax, dword_ptr(ebp)));
+        check(c.a.and(eax, 0x4d));
+        check(c.a.cmp(eax, 0x4d));
+        c.fail_unless_zero("multiboot: flags lack mem/cmdline/mods/mmap\n", 3);
+        check(c.a.cmp(dword_ptr(ebp + 4), 639));
+        c.fail_unless_zero("multiboot: mem_lower is not 639 KiB\n", 4);
+        let upper = ((e.memory.min(0xc000_0000) - 0x10_0000) / 1024) as i32;
+        check(c.a.cmp(dword_ptr(ebp + 8), upper));
+        c.fail_unless_zero("multiboot: mem_upper does not match the RAM size\n", 5);
+        // Command line: find its end, compare the suffix.
+        let mut scan = c.label();
+        check(c.a.mov(esi, dword_ptr(ebp + 16)));
+        check(c.a.mov(ebx, esi));
+        c.here(&mut scan);
+        check(c.a.inc(esi));
+        check(c.a.cmp(byte_ptr(esi - 1), 0));
+        check(c.a.jne(scan));
+        check(c.a.sub(esi, (e.cmdline_suffix.len() + 1) as i32));
+        check(c.a.cmp(esi, ebx));
+        let mut long_enough = c.label();
+        check(c.a.jae(long_enough));
+        c.print("multiboot: command line too short\n");
+        c.exit(6);
+        c.here(&mut long_enough);
+        compare_bytes(c, e.cmdline_suffix.as_bytes());
+        c.fail_unless_zero("multiboot: command line does not end as expected\n", 7);
+        // One module with the expected contents.
+        check(c.a.cmp(dword_ptr(ebp + 20), 1));
+        c.fail_unless_zero("multiboot: mods_count is not 1\n", 8);
+        check(c.a.mov(ebx, dword_ptr(ebp + 24)));
+        check(c.a.mov(esi, dword_ptr(ebx)));
+        check(c.a.mov(eax, dword_ptr(ebx + 4)));
+        check(c.a.sub(eax, esi));
+        check(c.a.cmp(eax, e.module_prefix.len() as i32));
+        let mut big_enough = c.label();
+        check(c.a.jae(big_enough));
+        c.print("multiboot: module is too small\n");
+        c.exit(9);
+        c.here(&mut big_enough);
+        compare_bytes(c, &e.module_prefix);
+        c.fail_unless_zero("multiboot: module contents differ\n", 10);
+        // Memory map: first entry is RAM at 0 (size field 20, type 1).
+        check(c.a.cmp(dword_ptr(ebp + 44), 24));
+        let mut has_map = c.label();
+        check(c.a.jae(has_map));
+        c.print("multiboot: memory map is empty\n");
+        c.exit(11);
+        c.here(&mut has_map);
+        check(c.a.mov(ebx, dword_ptr(ebp + 48)));
+        check(c.a.cmp(dword_ptr(ebx), 20));
+        c.fail_unless_zero("multiboot: mmap entry size is not 20\n", 12);
+        check(c.a.cmp(dword_ptr(ebx + 4), 0));
+        c.fail_unless_zero("multiboot: first mmap entry does not start at 0\n", 13);
+        check(c.a.cmp(dword_ptr(ebx + 20), 1));
+        c.fail_unless_zero("multiboot: first mmap entry is not RAM\n", 14);
+        c.print("multiboot info: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// Diagnostic: prints the hypervisor CPUID leaves (0x40000000–2, 0x40000200–1) as the PVM
+/// synthetic CPUID (`invlpg [0xffffffffff4d5650]; cpuid`) reports them.
+pub fn probe_hypervisor_cpuid() -> Vec<u8> {
+    Kernel::build(|k| {
+        enter_long_mode(k);
+        let c = &mut k.c64;
+        for leaf in [0x4000_0000u32, 0x4000_0001, 0x4000_0002, 0x4000_0100, 0x4000_0200, 0x4000_0201] {
+            check(c.a.mov(eax, leaf));
+            check(c.a.xor(ecx, ecx));
+            check(c.a.db(&[0x0f, 0x01, 0x3c, 0x25, 0x50, 0x56, 0x4d, 0xff, 0x0f, 0xa2]));
+            check(c.a.push(rdx));
+            check(c.a.push(rcx));
+            check(c.a.push(rbx));
+            c.print_eax_hex();
+            c.print(" ");
+            for _ in 0..3 {
+                check(c.a.pop(rax));
+                c.print_eax_hex();
+                c.print(" ");
+            }
+            c.print("\n");
+        }
+        c.exit(PASS);
+    })
+}
+
+/// What [`linux_boot_params`] expects the loader to have passed.
+#[derive(Clone, Debug)]
+pub struct LinuxExpect {
+    pub cmdline: String,
+    pub initrd_prefix: Vec<u8>,
+    pub initrd_size: u32,
+    /// Guest RAM in bytes (below the PCI hole).
+    pub memory: u64,
+}
+
+/// A bzImage whose 64-bit entry checks `boot_params`: the setup header copy, loader type,
+/// command line, initrd location and contents, and the E820 map.
+pub fn linux_boot_params(e: LinuxExpect) -> Vec<u8> {
+    crate::kit::build_bzimage(move |c| {
+        check(c.a.mov(rsp, u64::from(KERNEL_STACK)));
+        check(c.a.mov(rbp, rsi)); // boot_params
+        check(c.a.cmp(dword_ptr(rbp + 0x202), 0x5372_6448));
+        c.fail_unless_zero("boot_params: no HdrS in the setup header copy\n", 2);
+        check(c.a.cmp(byte_ptr(rbp + 0x210), 0xff));
+        c.fail_unless_zero("boot_params: type_of_loader is not 0xff\n", 3);
+        // Command line: exact match including the NUL.
+        check(c.a.mov(esi, dword_ptr(rbp + 0x228)));
+        let mut cmd = e.cmdline.as_bytes().to_vec();
+        cmd.push(0);
+        compare_bytes64(c, &cmd);
+        c.fail_unless_zero("boot_params: the command line differs\n", 4);
+        // Initrd.
+        check(c.a.cmp(dword_ptr(rbp + 0x21c), e.initrd_size as i32));
+        c.fail_unless_zero("boot_params: ramdisk_size is wrong\n", 5);
+        check(c.a.mov(esi, dword_ptr(rbp + 0x218)));
+        check(c.a.test(esi, 0xfff));
+        c.fail_unless_zero("boot_params: initrd is not page-aligned\n", 6);
+        compare_bytes64(c, &e.initrd_prefix);
+        c.fail_unless_zero("boot_params: initrd contents differ\n", 7);
+        // E820: at least 4 entries; the first is RAM at 0; one RAM entry spans 1 MiB to the
+        // end of low memory.
+        check(c.a.cmp(byte_ptr(rbp + 0x1e8), 4));
+        let mut enough = c.label();
+        check(c.a.jae(enough));
+        c.print("boot_params: fewer than 4 E820 entries\n");
+        c.exit(8);
+        c.here(&mut enough);
+        check(c.a.cmp(qword_ptr(rbp + 0x2d0), 0));
+        c.fail_unless_zero("boot_params: first E820 entry does not start at 0\n", 9);
+        check(c.a.cmp(dword_ptr(rbp + 0x2d0 + 16), 1));
+        c.fail_unless_zero("boot_params: first E820 entry is not RAM\n", 10);
+        let (mut scan, mut next, mut found) = (c.label(), c.label(), c.label());
+        check(c.a.movzx(ecx, byte_ptr(rbp + 0x1e8)));
+        check(c.a.lea(rbx, qword_ptr(rbp + 0x2d0)));
+        c.here(&mut scan);
+        check(c.a.cmp(qword_ptr(rbx), 0x10_0000));
+        check(c.a.jne(next));
+        check(c.a.mov(rax, (e.memory.min(0xc000_0000) - 0x10_0000) as u64));
+        check(c.a.cmp(qword_ptr(rbx + 8), rax));
+        check(c.a.jne(next));
+        check(c.a.cmp(dword_ptr(rbx + 16), 1));
+        check(c.a.je(found));
+        c.here(&mut next);
+        check(c.a.add(rbx, 20));
+        check(c.a.dec(ecx));
+        check(c.a.jne(scan));
+        c.print("boot_params: no E820 RAM entry from 1 MiB to the end of memory\n");
+        c.exit(11);
+        c.here(&mut found);
+        c.print("boot_params: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// 64-bit form of [`compare_bytes`]: compares bytes at RSI with `expect`; ZF set when equal.
+fn compare_bytes64(c: &mut Code, expect: &[u8]) {
+    let sym = c.sym();
+    let mut body = c.label();
+    check(c.a.jmp(body));
+    c.bind(sym);
+    check(c.a.db(expect));
+    c.here(&mut body);
+    check(c.a.mov(edi, c.addr(sym)));
+    check(c.a.mov(ecx, expect.len() as u32));
+    check(c.a.cld());
+    check(c.a.repe().cmpsb());
 }

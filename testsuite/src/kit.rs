@@ -14,6 +14,8 @@ pub const COM1: u16 = 0x3f8;
 /// QEMU-based test suites use).
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 pub const PASS: u32 = 0;
+/// The test cannot run on this machine (it printed why, in a line starting with "SKIP:").
+pub const SKIP: u32 = 0x5e;
 
 /// Scratch structures at fixed physical addresses (fresh RAM is zero).
 pub const TSS_ADDR: u32 = 0x18_0000;
@@ -25,17 +27,21 @@ pub const USER_STACK: u32 = 0x17_0000;
 /// Where the real-mode stub is copied (it must run below 64 KiB).
 pub const REAL_MODE_BASE: u32 = 0x8000;
 
-/// Selectors of the kit's GDT.
+/// Selectors of the kit's GDT. The layout is Linux's (`__KERNEL_CS` 0x10, `__KERNEL_DS` 0x18,
+/// `__USER32_CS` 0x23, `__USER_DS` 0x2b, `__USER_CS` 0x33), so one STAR value serves SYSCALL and
+/// SYSRET, and PVM, which insists on the host's user selectors, accepts it.
 pub mod sel {
     pub const CODE32: u16 = 0x08;
-    pub const DATA32: u16 = 0x10;
-    pub const CODE16: u16 = 0x18;
-    pub const DATA16: u16 = 0x20;
-    pub const CODE64: u16 = 0x28;
-    pub const USER_CODE32: u16 = 0x30 | 3;
-    pub const USER_DATA: u16 = 0x38 | 3;
-    pub const USER_CODE64: u16 = 0x40 | 3;
+    pub const CODE64: u16 = 0x10;
+    pub const DATA32: u16 = 0x18;
+    pub const USER_CODE32: u16 = 0x20 | 3;
+    pub const USER_DATA: u16 = 0x28 | 3;
+    pub const USER_CODE64: u16 = 0x30 | 3;
+    pub const CODE16: u16 = 0x38;
+    pub const DATA16: u16 = 0x40;
     pub const TSS: u16 = 0x48;
+    /// MSR_STAR: SYSCALL loads CS = 0x10, SS = 0x18; SYSRET CS = 0x33 (0x23 for 32-bit), SS = 0x2b.
+    pub const STAR: u64 = (0x23 << 48) | (0x10 << 32);
 }
 
 /// Descriptor bytes: (base, limit, access byte, flags nibble).
@@ -51,14 +57,14 @@ const fn desc(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
 /// The kit's GDT (the TSS descriptor points at [`TSS_ADDR`], 64-bit form, 0x68 bytes).
 pub const GDT: [u64; 11] = [
     0,
-    desc(0, 0xfffff, 0x9b, 0xc), // 0x08 code32
-    desc(0, 0xfffff, 0x93, 0xc), // 0x10 data32
-    desc(0, 0xffff, 0x9b, 0x0),  // 0x18 code16
-    desc(0, 0xffff, 0x93, 0x0),  // 0x20 data16
-    desc(0, 0xfffff, 0x9b, 0xa), // 0x28 code64
-    desc(0, 0xfffff, 0xfb, 0xc), // 0x30 user code32
-    desc(0, 0xfffff, 0xf3, 0xc), // 0x38 user data
-    desc(0, 0xfffff, 0xfb, 0xa), // 0x40 user code64
+    desc(0, 0xfffff, 0x9b, 0xc),     // 0x08 code32
+    desc(0, 0xfffff, 0x9b, 0xa),     // 0x10 code64
+    desc(0, 0xfffff, 0x93, 0xc),     // 0x18 data
+    desc(0, 0xfffff, 0xfb, 0xc),     // 0x20 user code32
+    desc(0, 0xfffff, 0xf3, 0xc),     // 0x28 user data
+    desc(0, 0xfffff, 0xfb, 0xa),     // 0x30 user code64
+    desc(0, 0xffff, 0x9b, 0x0),      // 0x38 code16
+    desc(0, 0xffff, 0x93, 0x0),      // 0x40 data16
     desc(TSS_ADDR, 0x67, 0x89, 0x0), // 0x48 TSS (available)
     0,                               // 0x50 upper half of the 64-bit TSS descriptor
 ];
@@ -94,7 +100,7 @@ pub struct Code {
 }
 
 impl Code {
-    fn new(bits: u32, prev: Vec<u64>) -> Self {
+    pub(crate) fn new(bits: u32, prev: Vec<u64>) -> Self {
         let mut a = CodeAssembler::new(bits).expect("valid bitness");
         let print_fn = a.create_label();
         Code {
@@ -112,9 +118,11 @@ impl Code {
         self.a.create_label()
     }
 
-    /// Binds `l` here.
+    /// Binds `l` here. (Each label takes an empty instruction, so labels can follow each
+    /// other: iced allows one label per instruction.)
     pub fn here(&mut self, l: &mut CodeLabel) {
         check(self.a.set_label(l));
+        check(self.a.zero_bytes());
     }
 
     /// A new symbol (bind it with [`Code::bind`]).
@@ -126,7 +134,7 @@ impl Code {
 
     pub fn bind(&mut self, s: Sym) {
         let mut l = self.syms[s.0];
-        check(self.a.set_label(&mut l));
+        self.here(&mut l);
         self.syms[s.0] = l;
     }
 
@@ -156,6 +164,58 @@ impl Code {
         check(self.a.call(self.print_fn));
     }
 
+    /// Prints EAX as eight hex digits (all registers preserved but flags).
+    pub fn print_eax_hex(&mut self) {
+        let buf = self.string("00000000");
+        let addr = self.addr(buf);
+        let (mut digit, mut num) = (self.label(), self.label());
+        if self.bits == 64 {
+            check(self.a.push(rax));
+            check(self.a.push(rbx));
+            check(self.a.push(rcx));
+        } else {
+            check(self.a.push(eax));
+            check(self.a.push(ebx));
+            check(self.a.push(ecx));
+        }
+        check(self.a.mov(ebx, addr + 7)); // zero-extends to RBX in 64-bit code
+        check(self.a.mov(ecx, 8u32));
+        self.here(&mut digit);
+        if self.bits == 64 {
+            check(self.a.push(rax));
+        } else {
+            check(self.a.push(eax));
+        }
+        check(self.a.and(eax, 0xf));
+        check(self.a.add(eax, i32::from(b'0')));
+        check(self.a.cmp(eax, i32::from(b'9')));
+        check(self.a.jbe(num));
+        check(self.a.add(eax, 7));
+        self.here(&mut num);
+        if self.bits == 64 {
+            check(self.a.mov(byte_ptr(rbx), al));
+            check(self.a.pop(rax));
+        } else {
+            check(self.a.mov(byte_ptr(ebx), al));
+            check(self.a.pop(eax));
+        }
+        check(self.a.shr(eax, 4));
+        check(self.a.dec(ebx));
+        check(self.a.dec(ecx));
+        check(self.a.jne(digit));
+        if self.bits == 64 {
+            check(self.a.pop(rcx));
+            check(self.a.pop(rbx));
+            check(self.a.pop(rax));
+        } else {
+            check(self.a.pop(ecx));
+            check(self.a.pop(ebx));
+            check(self.a.pop(eax));
+        }
+        check(self.a.mov(esi, addr));
+        check(self.a.call(self.print_fn));
+    }
+
     /// Ends the test: writes `value` to isa-debug-exit, then halts for good.
     pub fn exit(&mut self, value: u32) {
         check(self.a.mov(eax, value));
@@ -179,7 +239,7 @@ impl Code {
 
     /// Emits the print routine and the strings and assembles at `addr`; returns the bytes and
     /// every symbol's address.
-    fn assemble(mut self, addr: u64) -> (Vec<u8>, Vec<u64>) {
+    pub(crate) fn assemble(mut self, addr: u64) -> (Vec<u8>, Vec<u64>) {
         // print: string at [SI/ESI/RSI], polled transmit (LSR bit 5) as real UARTs need.
         let mut pf = self.print_fn;
         check(self.a.set_label(&mut pf));
@@ -274,8 +334,10 @@ impl Kernel {
     /// EAX/EBX from the loader saved in EDI/EBP; the kit's GDT loaded and every segment
     /// register reloaded; the stack at [`KERNEL_STACK`]).
     pub fn build(body: impl Fn(&mut Kernel)) -> Vec<u8> {
+        // Immediates that hold addresses can change an instruction's size (imm8 vs imm32),
+        // so repeat until the layout is stable; it settles in two or three passes.
         let mut measured = Measured::default();
-        for _pass in 0..2 {
+        for _pass in 0..6 {
             let mut k = Kernel::start(&measured);
             body(&mut k);
             let (img, m) = k.finish();
@@ -284,9 +346,7 @@ impl Kernel {
             }
             measured = m;
         }
-        let mut k = Kernel::start(&measured);
-        body(&mut k);
-        k.finish().0
+        panic!("test kernel layout does not converge");
     }
 
     fn start(m: &Measured) -> Self {
@@ -363,4 +423,79 @@ impl Kernel {
         }
         (img, m)
     }
+}
+
+/// Wraps a kit kernel image (a Multiboot a.out-kludge image for [`LOAD_ADDR`]) into an ELF32
+/// executable whose Multiboot header lacks the a.out flag, so loaders take the ELF path.
+pub fn to_multiboot_elf(image: &[u8]) -> Vec<u8> {
+    let mut img = image.to_vec();
+    let magic = 0x1bad_b002u32;
+    img[4..8].copy_from_slice(&0u32.to_le_bytes());
+    img[8..12].copy_from_slice(&0u32.wrapping_sub(magic).to_le_bytes());
+    const DATA: usize = 0x1000;
+    let mut f = vec![0u8; DATA];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4] = 1; // 32-bit
+    f[5] = 1; // little-endian
+    f[6] = 1;
+    f[16..18].copy_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f[18..20].copy_from_slice(&3u16.to_le_bytes()); // EM_386
+    f[20..24].copy_from_slice(&1u32.to_le_bytes());
+    f[24..28].copy_from_slice(&(LOAD_ADDR + 32).to_le_bytes()); // entry
+    f[28..32].copy_from_slice(&52u32.to_le_bytes()); // phoff
+    f[40..42].copy_from_slice(&52u16.to_le_bytes()); // ehsize
+    f[42..44].copy_from_slice(&32u16.to_le_bytes()); // phentsize
+    f[44..46].copy_from_slice(&1u16.to_le_bytes()); // phnum
+    let ph = 52;
+    let words = [1u32, DATA as u32, LOAD_ADDR, LOAD_ADDR, img.len() as u32, img.len() as u32, 7, 0x1000];
+    for (i, w) in words.iter().enumerate() {
+        f[ph + 4 * i..ph + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
+    }
+    // The Multiboot header must sit in the first 8 KiB of the file: at DATA + 0 it does.
+    f.extend_from_slice(&img);
+    f
+}
+
+/// Where a bzImage's protected-mode part loads, and its 64-bit entry point.
+pub const BZIMAGE_LOAD: u32 = 0x10_0000;
+pub const BZIMAGE_ENTRY64: u32 = BZIMAGE_LOAD + 0x200;
+
+/// Builds a Linux bzImage (boot protocol 2.15, 64-bit entry) whose 64-bit entry runs the code
+/// `body` emits. The loader enters it in long mode with RSI pointing at `boot_params`.
+pub fn build_bzimage(body: impl Fn(&mut Code)) -> Vec<u8> {
+    let mut prev = Vec::new();
+    for _pass in 0..6 {
+        let mut c = Code::new(64, prev.clone());
+        body(&mut c);
+        let (code, syms) = c.assemble(u64::from(BZIMAGE_ENTRY64));
+        if syms == prev {
+            return bzimage_around(&code);
+        }
+        prev = syms;
+    }
+    panic!("bzImage layout does not converge");
+}
+
+fn bzimage_around(code64: &[u8]) -> Vec<u8> {
+    let mut setup = vec![0u8; 0x400]; // boot sector + one setup sector
+    let put = |b: &mut Vec<u8>, at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+    put(&mut setup, 0x1f1, &[1]); // setup_sects
+    put(&mut setup, 0x1fe, &0xaa55u16.to_le_bytes());
+    put(&mut setup, 0x202, b"HdrS");
+    put(&mut setup, 0x206, &0x020fu16.to_le_bytes()); // protocol 2.15
+    put(&mut setup, 0x211, &[0x01]); // LOADED_HIGH
+    put(&mut setup, 0x214, &BZIMAGE_LOAD.to_le_bytes()); // code32_start
+    put(&mut setup, 0x22c, &0x7fff_ffffu32.to_le_bytes()); // initrd_addr_max
+    put(&mut setup, 0x230, &0x20_0000u32.to_le_bytes()); // kernel_alignment
+    put(&mut setup, 0x236, &1u16.to_le_bytes()); // xloadflags: XLF_KERNEL_64
+    put(&mut setup, 0x238, &2047u32.to_le_bytes()); // cmdline_size
+    put(&mut setup, 0x258, &u64::from(BZIMAGE_LOAD).to_le_bytes()); // pref_address
+    put(&mut setup, 0x260, &0x10_0000u32.to_le_bytes()); // init_size
+    // Protected-mode part: a 32-bit entry at +0 that just halts (this kernel is 64-bit only),
+    // the 64-bit entry at +0x200.
+    let mut pm = vec![0xf4u8, 0xeb, 0xfd]; // hlt; jmp $-1
+    pm.resize(0x200, 0);
+    pm.extend_from_slice(code64);
+    setup.extend_from_slice(&pm);
+    setup
 }

@@ -4,6 +4,7 @@
 //! [`kernels`] holds the kernels themselves; [`harness`] runs one on a [`machine::Vm`] and
 //! collects its serial output and exit reason.
 
+pub mod catalog;
 pub mod harness;
 pub mod kernels;
 pub mod kit;

@@ -28,6 +28,8 @@ const IDENTITY_MAP_ADDRESS: u64 = 0xfffb_c000;
 pub struct KvmVm {
     kvm: Kvm,
     vm: Arc<VmFd>,
+    /// KVM is PVM: guests are told through Ferrite's CPUID feature leaf.
+    pvm: bool,
 }
 
 impl KvmVm {
@@ -62,9 +64,14 @@ impl KvmVm {
             // slot because vm-memory regions are disjoint.
             unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("map guest memory"))?;
         }
+        let pvm = matches!(
+            crate::accel::probe_kvm(),
+            crate::accel::KvmKind::Paravirtual(_)
+        );
         Ok(KvmVm {
             kvm,
             vm: Arc::new(vm),
+            pvm,
         })
     }
 
@@ -74,7 +81,7 @@ impl KvmVm {
         id: u32,
         platform: Arc<dyn emu_core::Platform>,
     ) -> Result<KvmVcpu> {
-        KvmVcpu::new(&self.kvm, &self.vm, id, platform)
+        KvmVcpu::new(&self.kvm, &self.vm, id, platform, self.pvm)
     }
 
     /// The line for GSI `gsi` of the in-kernel PIC/IOAPIC.

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use emu_core::{CpuState, Platform, Vcpu, VcpuError, VcpuExit, VcpuKicker};
-use kvm_bindings::{kvm_fpu, KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    kvm_cpuid_entry2, kvm_fpu, CpuId, KVM_MAX_CPUID_ENTRIES, KVM_SYSTEM_EVENT_RESET,
+    KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{Kvm, VcpuExit as KvmExit, VcpuFd, VmFd};
 
 use super::kick::{install_handler, KvmKicker};
@@ -35,8 +38,43 @@ fn set_lvt_mode(lapic: &mut kvm_bindings::kvm_lapic_state, reg: usize, mode: u32
     }
 }
 
+/// Appends Ferrite's signature and feature leaves (see `emu_core::paravirt`).
+fn add_ferrite_leaves(cpuid: &mut CpuId, pvm: bool) -> std::result::Result<(), String> {
+    use emu_core::paravirt::{self, features};
+    let (ebx, ecx, edx) = paravirt::signature_registers();
+    let leaves = [
+        (paravirt::FERRITE_CPUID_BASE, paravirt::FERRITE_CPUID_FEATURES, ebx, ecx, edx),
+        (
+            paravirt::FERRITE_CPUID_FEATURES,
+            if pvm { features::PVM } else { 0 },
+            0,
+            0,
+            0,
+        ),
+    ];
+    for (function, eax, ebx, ecx, edx) in leaves {
+        cpuid
+            .push(kvm_cpuid_entry2 {
+                function,
+                eax,
+                ebx,
+                ecx,
+                edx,
+                ..Default::default()
+            })
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(())
+}
+
 impl KvmVcpu {
-    pub(super) fn new(kvm: &Kvm, vm: &VmFd, id: u32, platform: Arc<dyn Platform>) -> Result<Self> {
+    pub(super) fn new(
+        kvm: &Kvm,
+        vm: &VmFd,
+        id: u32,
+        platform: Arc<dyn Platform>,
+        pvm: bool,
+    ) -> Result<Self> {
         let err = |what: &'static str| move |e: kvm_ioctls::Error| Error::Kvm(format!("vCPU {id}: {what}: {e}"));
         let fd = vm.create_vcpu(u64::from(id)).map_err(err("create"))?;
         let mut cpuid = kvm
@@ -51,6 +89,7 @@ impl KvmVcpu {
                 _ => {}
             }
         }
+        add_ferrite_leaves(&mut cpuid, pvm).map_err(|e| Error::Kvm(format!("vCPU {id}: CPUID: {e}")))?;
         fd.set_cpuid2(&cpuid).map_err(err("KVM_SET_CPUID2"))?;
         let fpu = kvm_fpu {
             fcw: 0x37f,

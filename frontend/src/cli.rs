@@ -1,0 +1,460 @@
+//! The command line: clap's definitions, and the checked [`Options`] a run is made from.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, Parser, Subcommand};
+use machine::{Accel, DebugExitConfig};
+
+use crate::device::{self, Device, DeviceArg};
+use crate::qemu_args;
+use crate::serial::{self, SerialSpec};
+use crate::values;
+
+const QEMU_NOTE: &str = "\
+QEMU-compatible mode: with no subcommand, `ferrite -kernel bzImage -m 512M -nographic ...`
+means `ferrite run ...`, and every option may be spelled with one dash as QEMU does
+(-kernel, -initrd, -append, -m, -smp, -accel, -enable-kvm, -machine/-M, -serial, -device,
+-nographic, -display none, -monitor none, -no-reboot, -cpu).";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Ferrite: an x86 PC emulator and virtual machine monitor",
+    after_help = QEMU_NOTE,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Boot a guest kernel (QEMU-compatible options)
+    #[command(args_override_self = true, after_help = QEMU_NOTE)]
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Kernel to boot: Linux bzImage, Multiboot or PVH ELF
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Initial ramdisk (Multiboot: modules, "file args,file2")
+    #[arg(long, value_name = "PATH")]
+    pub initrd: Option<PathBuf>,
+    /// Kernel command line
+    #[arg(long, value_name = "STRING", allow_hyphen_values = true)]
+    pub append: Option<String>,
+    /// Guest RAM: 512 (MiB), 512M, 2G, size=512M [default: 128M]
+    #[arg(short = 'm', long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// Number of vCPUs: N, cpus=N, N,sockets=S,cores=C,threads=T
+    #[arg(long, value_name = "N")]
+    pub smp: Option<String>,
+    /// Accelerator: kvm, dbt (QEMU's tcg) or auto [default: auto]
+    #[arg(long, value_name = "ACCEL", action = clap::ArgAction::Append)]
+    pub accel: Vec<String>,
+    /// Same as --accel kvm
+    #[arg(long)]
+    pub enable_kvm: bool,
+    /// Machine type: pc (keys: accel=kvm|tcg)
+    #[arg(short = 'M', long, value_name = "TYPE")]
+    pub machine: Option<String>,
+    /// Serial port backend, once per port (COM1, COM2, ...): stdio, file:PATH, null, none
+    /// [default: COM1 on stdio]
+    #[arg(long, value_name = "BACKEND", action = clap::ArgAction::Append)]
+    pub serial: Vec<String>,
+    /// Add a device: isa-debug-exit[,iobase=0x501][,iosize=2]; "help" lists devices
+    #[arg(long, value_name = "SPEC", action = clap::ArgAction::Append)]
+    pub device: Vec<String>,
+    /// No graphics: serial on the terminal (the default)
+    #[arg(long)]
+    pub nographic: bool,
+    /// Display: only "none"
+    #[arg(long, value_name = "TYPE")]
+    pub display: Option<String>,
+    /// Monitor: only "none"
+    #[arg(long, value_name = "DEV")]
+    pub monitor: Option<String>,
+    /// Exit instead of rebooting when the guest resets or triple-faults
+    #[arg(long)]
+    pub no_reboot: bool,
+    /// CPU model (accepted and ignored for now)
+    #[arg(long, value_name = "MODEL")]
+    pub cpu: Option<String>,
+}
+
+/// Everything a run needs, checked.
+#[derive(Debug)]
+pub struct Options {
+    pub kernel: bios::KernelConfig,
+    pub memory: u64,
+    pub vcpus: u32,
+    pub accel: Accel,
+    /// COM1, COM2, … in order.
+    pub serials: Vec<SerialSpec>,
+    pub debug_exit: Option<DebugExitConfig>,
+    pub no_reboot: bool,
+    /// Things accepted but ignored, for the user to read.
+    pub warnings: Vec<String>,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    Run(Box<Options>),
+    /// Print this on stdout and exit with status 0 (`-device help` and friends).
+    Print(String),
+}
+
+/// A command line that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// clap's own outcome: help, version or a usage error, already formatted.
+    #[error("{0}")]
+    Clap(#[from] clap::Error),
+    /// An option (or a stray argument) `run` does not have.
+    #[error("{0}\nFor more information, try 'ferrite run --help'.")]
+    Unknown(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CliError {
+    /// The process exit status for this error.
+    pub fn status(&self) -> i32 {
+        match self {
+            CliError::Clap(e) => e.exit_code(),
+            CliError::Unknown(_) => 2,
+            CliError::Invalid(_) => 1,
+        }
+    }
+}
+
+/// Parses a full argument vector (program name first), in either spelling.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, CliError> {
+    let rewritten = qemu_args::rewrite(args);
+    let cli = Cli::try_parse_from(&rewritten.args).map_err(|e| {
+        if e.kind() != ErrorKind::UnknownArgument {
+            return CliError::Clap(e);
+        }
+        let Some(ContextValue::String(seen)) = e.get(ContextKind::InvalidArg) else {
+            return CliError::Clap(e);
+        };
+        let arg = rewritten.original(seen);
+        if !arg.starts_with('-') {
+            // QEMU takes a bare file name as the first disk image.
+            return CliError::Unknown(format!(
+                "unexpected argument '{arg}': disk images are not supported yet"
+            ));
+        }
+        CliError::Unknown(match qemu_args::not_yet(arg) {
+            Some(why) => format!("unknown option '{arg}': {why}"),
+            None => format!("unknown option '{arg}'"),
+        })
+    })?;
+    match cli.command {
+        Command::Run(args) => options(args).map_err(CliError::Invalid),
+    }
+}
+
+/// Checks the `run` arguments and turns them into [`Options`].
+pub fn options(a: RunArgs) -> Result<Action, String> {
+    let mut warnings = Vec::new();
+
+    let mut debug_exit = None;
+    for spec in &a.device {
+        match device::parse(spec)? {
+            DeviceArg::Help(text) => return Ok(Action::Print(text)),
+            DeviceArg::Add(Device::DebugExit(cfg)) => {
+                if debug_exit.replace(cfg).is_some() {
+                    return Err("-device isa-debug-exit: only one is supported".into());
+                }
+            }
+        }
+    }
+
+    let mut accels = Vec::new();
+    if let Some(m) = &a.machine {
+        if values::is_help(m) {
+            return Ok(Action::Print(values::MACHINE_HELP.into()));
+        }
+        let opts = values::machine(m)?;
+        accels.extend(opts.accels);
+        warnings.extend(opts.warnings);
+    }
+    for spec in &a.accel {
+        if values::is_help(spec) {
+            return Ok(Action::Print(values::ACCEL_HELP.into()));
+        }
+        let (accel, w) = values::accel(spec).map_err(|e| format!("-accel: {e}"))?;
+        accels.push(accel);
+        warnings.extend(w);
+    }
+    if a.enable_kvm {
+        accels.push(Accel::Kvm);
+    }
+    let accel = values::pick_accel(&accels);
+
+    let memory = match &a.memory {
+        Some(m) => {
+            let (size, w) = values::memory(m)?;
+            warnings.extend(w);
+            size
+        }
+        None => 128 << 20,
+    };
+    let vcpus = a.smp.as_deref().map_or(Ok(1), values::smp)?;
+
+    let mut serials = Vec::new();
+    for s in &a.serial {
+        let (spec, w) = serial::parse(s)?;
+        if spec == SerialSpec::Stdio && serials.contains(&SerialSpec::Stdio) {
+            return Err("-serial stdio: stdio can serve only one serial port".into());
+        }
+        serials.push(spec);
+        warnings.extend(w);
+    }
+    if serials.is_empty() {
+        serials.push(SerialSpec::Stdio);
+    }
+
+    match a.display.as_deref() {
+        None | Some("none") => {}
+        Some(d) => warnings.push(format!(
+            "-display {d}: there is no graphical display yet; the guest has serial only"
+        )),
+    }
+    match a.monitor.as_deref() {
+        None | Some("none") => {}
+        Some(m) => warnings.push(format!("-monitor {m}: the QEMU monitor is not supported")),
+    }
+    if let Some(cpu) = &a.cpu {
+        warnings.push(format!(
+            "-cpu {cpu}: CPU models are not configurable yet; the default model is used"
+        ));
+    }
+
+    let kernel = a
+        .kernel
+        .ok_or("no kernel given: use -kernel PATH (booting from a disk is not supported yet)")?;
+    Ok(Action::Run(Box::new(Options {
+        kernel: bios::KernelConfig {
+            kernel,
+            initrd: a.initrd,
+            cmdline: a.append.unwrap_or_default(),
+        },
+        memory,
+        vcpus,
+        accel,
+        serials,
+        debug_exit,
+        no_reboot: a.no_reboot,
+        warnings,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str]) -> Result<Action, CliError> {
+        parse(
+            std::iter::once("ferrite")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    fn run_opts(args: &[&str]) -> Options {
+        match parse_args(args) {
+            Ok(Action::Run(o)) => *o,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse_args(args) {
+            Err(e) => e.to_string(),
+            Ok(a) => panic!("{args:?} parsed: {a:?}"),
+        }
+    }
+
+    #[test]
+    fn qemu_and_long_spellings_agree() {
+        let qemu = run_opts(&[
+            "-kernel",
+            "bz",
+            "-initrd",
+            "rd",
+            "-append",
+            "console=ttyS0 -v",
+            "-m",
+            "512M",
+            "-smp",
+            "2",
+            "-accel",
+            "kvm",
+            "-serial",
+            "stdio",
+            "-serial",
+            "null",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "-nographic",
+            "-no-reboot",
+        ]);
+        let long = run_opts(&[
+            "run",
+            "--kernel",
+            "bz",
+            "--initrd",
+            "rd",
+            "--append",
+            "console=ttyS0 -v",
+            "--memory",
+            "512M",
+            "--smp",
+            "2",
+            "--accel",
+            "kvm",
+            "--serial",
+            "stdio",
+            "--serial",
+            "null",
+            "--device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+            "--nographic",
+            "--no-reboot",
+        ]);
+        for o in [&qemu, &long] {
+            assert_eq!(o.kernel.kernel, PathBuf::from("bz"));
+            assert_eq!(o.kernel.initrd, Some(PathBuf::from("rd")));
+            assert_eq!(o.kernel.cmdline, "console=ttyS0 -v");
+            assert_eq!(o.memory, 512 << 20);
+            assert_eq!(o.vcpus, 2);
+            assert_eq!(o.accel, Accel::Kvm);
+            assert_eq!(o.serials, [SerialSpec::Stdio, SerialSpec::Null]);
+            assert_eq!(
+                o.debug_exit,
+                Some(DebugExitConfig {
+                    iobase: 0xf4,
+                    iosize: 4
+                })
+            );
+            assert!(o.no_reboot);
+            assert!(o.warnings.is_empty(), "{:?}", o.warnings);
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = run_opts(&["-kernel", "k"]);
+        assert_eq!(o.memory, 128 << 20);
+        assert_eq!(o.vcpus, 1);
+        assert_eq!(o.accel, Accel::Auto);
+        assert_eq!(o.serials, [SerialSpec::Stdio]);
+        assert_eq!(o.debug_exit, None);
+        assert!(!o.no_reboot);
+        assert_eq!(o.kernel.cmdline, "");
+    }
+
+    #[test]
+    fn accelerator_spellings() {
+        assert_eq!(run_opts(&["-kernel", "k", "-enable-kvm"]).accel, Accel::Kvm);
+        assert_eq!(
+            run_opts(&["-kernel", "k", "-accel", "tcg"]).accel,
+            Accel::Dbt
+        );
+        assert_eq!(
+            run_opts(&["-kernel", "k", "-M", "pc,accel=kvm"]).accel,
+            Accel::Kvm
+        );
+        assert_eq!(
+            run_opts(&["-kernel", "k", "-machine", "accel=kvm:tcg"]).accel,
+            Accel::Auto
+        );
+        assert_eq!(
+            run_opts(&["-kernel", "k", "-accel", "kvm", "-accel", "tcg"]).accel,
+            Accel::Auto
+        );
+        assert_eq!(
+            run_opts(&["-kernel", "k", "-enable-kvm", "-accel", "kvm"]).accel,
+            Accel::Kvm
+        );
+        assert!(error(&["-kernel", "k", "-accel", "hvf"]).contains("hvf"));
+        assert!(error(&["-kernel", "k", "-M", "q35"]).contains("q35"));
+    }
+
+    #[test]
+    fn accepted_with_warnings() {
+        let o = run_opts(&[
+            "-kernel", "k", "-cpu", "host", "-monitor", "stdio", "-display", "gtk",
+        ]);
+        assert_eq!(o.warnings.len(), 3, "{:?}", o.warnings);
+        let o = run_opts(&["-kernel", "k", "-display", "none", "-monitor", "none"]);
+        assert!(o.warnings.is_empty());
+    }
+
+    #[test]
+    fn repeated_options_take_the_last() {
+        let o = run_opts(&[
+            "-kernel",
+            "a",
+            "-kernel",
+            "b",
+            "-m",
+            "64",
+            "-m",
+            "96",
+            "-nographic",
+            "-nographic",
+        ]);
+        assert_eq!(o.kernel.kernel, PathBuf::from("b"));
+        assert_eq!(o.memory, 96 << 20);
+    }
+
+    #[test]
+    fn help_requests_print_and_exit() {
+        for args in [
+            &["-device", "help"][..],
+            &["-device", "?"],
+            &["-kernel", "k", "-device", "isa-debug-exit,help"],
+            &["-M", "help"],
+            &["-accel", "help"],
+        ] {
+            assert!(matches!(parse_args(args), Ok(Action::Print(_))), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        assert!(error(&["-kernel", "k", "-m", "lots"]).contains("'lots'"));
+        assert!(error(&["-kernel", "k", "-smp", "x"]).contains("'x'"));
+        assert!(error(&["-kernel", "k", "-device", "e1000"]).contains("'e1000'"));
+        assert!(error(&["-kernel", "k", "-serial", "pty"]).contains("'pty'"));
+        assert!(
+            error(&["-kernel", "k", "-serial", "stdio", "-serial", "stdio"]).contains("only one")
+        );
+        assert!(error(&["-m", "64"]).contains("no kernel"));
+        let e = error(&["-kernel", "k", "-frobnicate"]);
+        assert!(e.contains("unknown option '-frobnicate'"), "{e}");
+        let e = error(&["run", "--kernel", "k", "--frobnicate=2"]);
+        assert!(e.contains("'--frobnicate"), "{e}");
+        let e = error(&["-kernel", "k", "disk.img"]);
+        assert!(e.contains("unexpected argument 'disk.img'"), "{e}");
+        let e = error(&["-kernel", "k", "-hda", "disk.img"]);
+        assert!(e.contains("'-hda': disks are not supported yet"), "{e}");
+    }
+
+    #[test]
+    fn help_mentions_qemu_mode() {
+        let e = parse_args(&["--help"]).unwrap_err();
+        assert_eq!(e.status(), 0);
+        assert!(e.to_string().contains("QEMU-compatible"));
+    }
+}

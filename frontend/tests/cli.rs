@@ -1,0 +1,313 @@
+//! The `ferrite` binary as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn ferrite(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(args)
+        .output()
+        .expect("running ferrite")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A scratch file unique to this test, removed on drop.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+        let path = std::env::temp_dir().join(format!("ferrite-cli-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).expect("writing a temp file");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("temp path is UTF-8")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Why KVM cannot be used here, if it cannot.
+fn kvm_unavailable() -> Option<String> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .err()
+        .map(|e| format!("cannot open /dev/kvm: {e}"))
+}
+
+#[test]
+fn help_mentions_qemu_mode() {
+    let o = ferrite(&["--help"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("QEMU"), "{}", stdout(&o));
+    let o = ferrite(&["run", "--help"]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stdout(&o).contains("--kernel"));
+}
+
+#[test]
+fn device_help_lists_debug_exit() {
+    for spelling in [&["-device", "help"][..], &["run", "--device", "?"]] {
+        let o = ferrite(spelling);
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        assert!(stdout(&o).contains("isa-debug-exit"), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn unknown_flags_are_named() {
+    let o = ferrite(&["-kernel", "k", "-frobnicate"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("-frobnicate"), "{}", stderr(&o));
+    let o = ferrite(&["run", "--kernel", "k", "--frobnicate"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--frobnicate"), "{}", stderr(&o));
+}
+
+#[test]
+fn unsupported_device_is_named() {
+    let o = ferrite(&["-kernel", "k", "-device", "e1000,netdev=n0"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("'e1000'"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_kernel_file() {
+    let o = ferrite(&[
+        "-kernel",
+        "/nonexistent/ferrite-test-kernel",
+        "-accel",
+        "kvm",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert!(
+        err.contains("could not load kernel '/nonexistent/ferrite-test-kernel'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn software_cpu_is_not_there_yet() {
+    let kernel = TempFile::new("dbt-kernel", b"not a kernel");
+    for accel in ["dbt", "tcg"] {
+        let o = ferrite(&["--kernel", kernel.path(), "--accel", accel]);
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        let err = stderr(&o);
+        assert!(err.contains("software CPU"), "{err}");
+        assert!(err.contains("not implemented"), "{err}");
+    }
+}
+
+#[test]
+fn bad_memory_sizes() {
+    let kernel = TempFile::new("mem-kernel", b"not a kernel");
+    let o = ferrite(&["-kernel", kernel.path(), "-m", "lots"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("'lots'"), "{}", stderr(&o));
+
+    let o = ferrite(&["-kernel", kernel.path(), "-m", "99999999G", "-accel", "kvm"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = stderr(&o);
+    assert!(err.contains("ferrite: "), "{err}");
+    if kvm_unavailable().is_none() {
+        assert!(err.contains("MiB asked for"), "{err}");
+    }
+}
+
+#[test]
+fn serial_file_that_cannot_be_created_is_named() {
+    let kernel = TempFile::new("serial-kernel", b"not a kernel");
+    let o = ferrite(&[
+        "-kernel",
+        kernel.path(),
+        "-serial",
+        "file:/nonexistent/dir/com1",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        stderr(&o).contains("/nonexistent/dir/com1"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn boots_hello32_under_kvm() {
+    if let Some(why) = kvm_unavailable() {
+        eprintln!("SKIP: boots_hello32_under_kvm: {why}");
+        return;
+    }
+    let kernel = TempFile::new("hello32", &testsuite::kernels::hello32());
+    let o = ferrite(&[
+        "-kernel",
+        kernel.path(),
+        "-nographic",
+        "-no-reboot",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-accel",
+        "kvm",
+        "-m",
+        "64M",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}\nstderr: {}", stderr(&o));
+    assert!(
+        stdout(&o).contains("hello from protected mode\n"),
+        "stdout: {}\nstderr: {}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn serial_to_a_file() {
+    if let Some(why) = kvm_unavailable() {
+        eprintln!("SKIP: serial_to_a_file: {why}");
+        return;
+    }
+    let kernel = TempFile::new("hello32-file", &testsuite::kernels::hello32());
+    let log = TempFile::new("com1.log", b"old contents to be truncated");
+    let serial = format!("file:{}", log.path());
+    let o = ferrite(&[
+        "run",
+        "--kernel",
+        kernel.path(),
+        "--serial",
+        &serial,
+        "--device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "--accel",
+        "kvm",
+        "--memory",
+        "64",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(stdout(&o), "");
+    let written = std::fs::read_to_string(&log.0).expect("reading the serial log");
+    assert_eq!(written, "hello from protected mode\n");
+}
+
+/// A kernel that prints "boot" and resets the PC through the i8042 (command 0xfe).
+fn reset_kernel() -> Vec<u8> {
+    use iced_x86::code_asm::*;
+    testsuite::kit::Kernel::build(|k| {
+        k.c32.print("boot\n");
+        let a = &mut k.c32.a;
+        a.mov(al, 0xfeu32).expect("mov");
+        a.out(0x64u32, al).expect("out");
+        let mut l = a.create_label();
+        a.set_label(&mut l).expect("label");
+        a.hlt().expect("hlt");
+        a.jmp(l).expect("jmp");
+    })
+}
+
+/// A kernel that prints "boot" and triple-faults (#UD with an empty IDT).
+fn triple_fault_kernel() -> Vec<u8> {
+    use iced_x86::code_asm::*;
+    testsuite::kit::Kernel::build(|k| {
+        k.c32.print("boot\n");
+        let a = &mut k.c32.a;
+        // Fresh RAM is zero: an IDTR with limit 0.
+        a.lidt(ptr(0x19_0000u32)).expect("lidt");
+        a.ud2().expect("ud2");
+    })
+}
+
+#[test]
+fn no_reboot_ends_the_run_on_reset_and_triple_fault() {
+    if let Some(why) = kvm_unavailable() {
+        eprintln!("SKIP: no_reboot_ends_the_run_on_reset_and_triple_fault: {why}");
+        return;
+    }
+    let reset = TempFile::new("reset", &reset_kernel());
+    let o = ferrite(&[
+        "-kernel",
+        reset.path(),
+        "-accel",
+        "kvm",
+        "-m",
+        "64",
+        "-no-reboot",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout(&o), "boot\n");
+
+    let triple = TempFile::new("triple", &triple_fault_kernel());
+    let o = ferrite(&[
+        "-kernel",
+        triple.path(),
+        "-accel",
+        "kvm",
+        "-m",
+        "64",
+        "-no-reboot",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert_eq!(stdout(&o), "boot\n");
+    assert!(stderr(&o).contains("triple-faulted"), "{}", stderr(&o));
+}
+
+#[test]
+fn reset_reboots_until_stopped_by_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    if let Some(why) = kvm_unavailable() {
+        eprintln!("SKIP: reset_reboots_until_stopped_by_sigterm: {why}");
+        return;
+    }
+    let reset = TempFile::new("reboot", &reset_kernel());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["-kernel", reset.path(), "-accel", "kvm", "-m", "64"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ferrite");
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    for boot in 0..3 {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(line)) => assert_eq!(line, "boot"),
+            other => {
+                let _ = child.kill();
+                panic!("boot {boot}: no line from the guest: {other:?}");
+            }
+        }
+    }
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill only sends a signal to our own child, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let o = child.wait_with_output().expect("waiting for ferrite");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stderr(&o).contains("terminating on signal 15"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -1,0 +1,88 @@
+//! Every kernel of the kit with what a passing run prints, so the backends' tests and the
+//! command-line runner iterate over one list.
+
+use crate::kernels::{self, Paging32, UserMode, UserReturn};
+
+/// A test kernel and the serial line that proves it passed.
+pub struct Case {
+    pub name: &'static str,
+    pub build: fn() -> Vec<u8>,
+    /// Printed on COM1 by a passing run.
+    pub expect: &'static str,
+}
+
+/// The mode kernels: every CPU mode at CPL 0, and CPL 3 where the mode has one.
+pub fn mode_kernels() -> Vec<Case> {
+    vec![
+        Case {
+            name: "real-mode",
+            build: || kernels::real_mode(false),
+            expect: "real mode: ok",
+        },
+        Case {
+            name: "real-mode-interrupts",
+            build: || kernels::real_mode(true),
+            expect: "real mode: INT through the IVT: ok",
+        },
+        Case {
+            name: "protected32",
+            build: || kernels::protected32(Paging32::Off, false),
+            expect: "protected mode, no paging: ok",
+        },
+        Case {
+            name: "protected32-paging",
+            build: || kernels::protected32(Paging32::Legacy, false),
+            expect: "protected mode, 32-bit paging: ok",
+        },
+        Case {
+            name: "protected32-pae",
+            build: || kernels::protected32(Paging32::Pae, false),
+            expect: "protected mode, PAE paging: ok",
+        },
+        Case {
+            name: "protected32-user",
+            build: || kernels::protected32(Paging32::Off, true),
+            expect: "32-bit user mode (CPL 3): ok",
+        },
+        Case {
+            name: "protected32-paging-user",
+            build: || kernels::protected32(Paging32::Legacy, true),
+            expect: "32-bit user mode (CPL 3): ok",
+        },
+        Case {
+            name: "long64",
+            build: || kernels::long64(UserMode::None),
+            expect: "long mode: ok",
+        },
+        Case {
+            name: "long64-user",
+            build: || kernels::long64(UserMode::Long(UserReturn::Exception)),
+            expect: "64-bit user mode (CPL 3): ok, back through #UD",
+        },
+        Case {
+            name: "long64-user-int80",
+            build: || kernels::long64(UserMode::Long(UserReturn::Interrupt)),
+            expect: "64-bit user mode (CPL 3): ok, back through INT 0x80",
+        },
+        Case {
+            name: "long64-user-syscall",
+            build: || kernels::long64(UserMode::Long(UserReturn::Syscall)),
+            expect: "64-bit user mode (CPL 3): ok, back through SYSCALL",
+        },
+        Case {
+            name: "compat32-user",
+            build: || kernels::long64(UserMode::Compat(UserReturn::Exception)),
+            expect: "compatibility-mode user code (CPL 3): ok, back through #UD",
+        },
+        Case {
+            name: "compat32-user-int80",
+            build: || kernels::long64(UserMode::Compat(UserReturn::Interrupt)),
+            expect: "compatibility-mode user code (CPL 3): ok, back through INT 0x80",
+        },
+        Case {
+            name: "compat32-user-syscall",
+            build: || kernels::long64(UserMode::Compat(UserReturn::Syscall)),
+            expect: "compatibility-mode user code (CPL 3): ok, back through SYSCALL",
+        },
+    ]
+}

@@ -1,0 +1,88 @@
+//! The loaders under KVM: test kernels that check the boot information they receive.
+
+use std::time::Duration;
+
+use machine::{Accel, KvmKind};
+use testsuite::kernels::{self, LinuxExpect, MultibootExpect};
+use testsuite::{harness, kit};
+
+const MEMORY: u64 = 64 << 20;
+
+fn kvm_available() -> bool {
+    match machine::accel::probe_kvm() {
+        KvmKind::Unavailable(why) => {
+            eprintln!("SKIP: KVM tests need /dev/kvm: {why}");
+            false
+        }
+        _ => true,
+    }
+}
+
+fn run(kernel: &[u8], name: &str, cmdline: &str, initrd: Option<(&str, &[u8])>) -> harness::Outcome {
+    let path = harness::temp_kernel(name, kernel);
+    let (mut cfg, cap) = harness::config(&path, Accel::Kvm, MEMORY);
+    cfg.kernel.cmdline = cmdline.into();
+    if let Some((file, data)) = initrd {
+        let p = harness::temp_kernel(file, data);
+        cfg.kernel.initrd = Some(p);
+    }
+    harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs")
+}
+
+fn module() -> Vec<u8> {
+    let mut m = b"FERRITE-MODULE".to_vec();
+    m.extend((0..5000u32).map(|i| i as u8));
+    m
+}
+
+fn multiboot_expect() -> MultibootExpect {
+    MultibootExpect {
+        cmdline_suffix: "testarg=42 console=ttyS0".into(),
+        module_prefix: module()[..64].to_vec(),
+        memory: MEMORY,
+    }
+}
+
+#[test]
+fn multiboot_aout_kernel_gets_its_info_and_module() {
+    if !kvm_available() {
+        return;
+    }
+    let k = kernels::multiboot_info(multiboot_expect());
+    let out = run(&k, "mb-aout", "testarg=42 console=ttyS0", Some(("mb-aout.mod", &module())));
+    assert!(out.passed(), "{out:?}");
+    assert!(out.serial.contains("multiboot info: ok"), "{out:?}");
+}
+
+#[test]
+fn multiboot_elf_kernel_gets_its_info_and_module() {
+    if !kvm_available() {
+        return;
+    }
+    let k = kit::to_multiboot_elf(&kernels::multiboot_info(multiboot_expect()));
+    let out = run(&k, "mb-elf", "testarg=42 console=ttyS0", Some(("mb-elf.mod", &module())));
+    assert!(out.passed(), "{out:?}");
+    assert!(out.serial.contains("multiboot info: ok"), "{out:?}");
+}
+
+#[test]
+fn bzimage_gets_boot_params_initrd_and_e820() {
+    if !kvm_available() {
+        return;
+    }
+    let initrd: Vec<u8> = b"FERRITE-INITRD"
+        .iter()
+        .copied()
+        .chain((0..100_000u32).map(|i| (i * 7) as u8))
+        .collect();
+    let cmdline = "console=ttyS0 root=/dev/ram0 ferrite.test=1";
+    let k = kernels::linux_boot_params(LinuxExpect {
+        cmdline: cmdline.into(),
+        initrd_prefix: initrd[..256].to_vec(),
+        initrd_size: initrd.len() as u32,
+        memory: MEMORY,
+    });
+    let out = run(&k, "bzimage", cmdline, Some(("bz.initrd", &initrd)));
+    assert!(out.passed(), "{out:?}");
+    assert!(out.serial.contains("boot_params: ok"), "{out:?}");
+}

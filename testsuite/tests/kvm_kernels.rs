@@ -1,0 +1,78 @@
+//! The kit's mode kernels under the KVM backend, with serial output and exit asserted.
+//!
+//! Where /dev/kvm cannot be opened every test says so and returns. Under PVM some kernels
+//! report `SKIP:` themselves (PVM cannot do what they test); those are listed and must skip,
+//! all others must pass.
+
+use std::time::Duration;
+
+use machine::{Accel, KvmKind};
+use testsuite::{catalog, harness};
+
+/// Kernels that PVM cannot run, with the reason they print.
+const PVM_SKIPS: &[(&str, &str)] = &[
+    ("real-mode-interrupts", "INT n in real mode does not complete"),
+    ("protected32-paging", "only 4-level paging"),
+    ("protected32-pae", "only 4-level paging"),
+    ("protected32-user", "legacy (non-long-mode) user code"),
+    ("protected32-paging-user", "only 4-level paging"),
+    ("long64-user-int80", "INT 0x80 from user mode arrives as #UD"),
+    ("long64-user-syscall", "SYSCALL target runs at CPL 3"),
+    ("compat32-user-int80", "INT 0x80 from user mode arrives as #UD"),
+    ("compat32-user-syscall", "SYSCALL target runs at CPL 3"),
+];
+
+fn kvm() -> Option<KvmKind> {
+    match machine::accel::probe_kvm() {
+        KvmKind::Unavailable(why) => {
+            eprintln!("SKIP: KVM tests need /dev/kvm: {why}");
+            None
+        }
+        k => Some(k),
+    }
+}
+
+#[test]
+fn mode_kernels_pass_under_kvm() {
+    let Some(kind) = kvm() else { return };
+    let pvm = matches!(kind, KvmKind::Paravirtual(_));
+    let mut failures = Vec::new();
+    let (mut passed, mut skipped) = (0, 0);
+    for case in catalog::mode_kernels() {
+        let path = harness::temp_kernel(case.name, &(case.build)());
+        let (cfg, cap) = harness::config(&path, Accel::Kvm, 64 << 20);
+        let out = match harness::run(&cfg, &cap, Duration::from_secs(30)) {
+            Ok(o) => o,
+            Err(e) => {
+                failures.push(format!("{}: VM error: {e}", case.name));
+                continue;
+            }
+        };
+        let pvm_skip = PVM_SKIPS.iter().find(|(n, _)| *n == case.name);
+        match (pvm, pvm_skip) {
+            (true, Some((_, why))) => {
+                if out.skipped() && out.serial.contains(why) {
+                    eprintln!("SKIP: {} under PVM: {}", case.name, out.serial.trim_end());
+                    skipped += 1;
+                } else {
+                    failures.push(format!(
+                        "{}: expected a PVM skip ({why}), got {:?} with {:?}",
+                        case.name, out.exit, out.serial
+                    ));
+                }
+            }
+            _ => {
+                if out.passed() && out.serial.contains(case.expect) {
+                    passed += 1;
+                } else {
+                    failures.push(format!(
+                        "{}: expected pass with {:?}, got {:?} with serial {:?}",
+                        case.name, case.expect, out.exit, out.serial
+                    ));
+                }
+            }
+        }
+    }
+    eprintln!("KVM mode kernels: {passed} passed, {skipped} skipped (PVM limits)");
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
