@@ -101,8 +101,12 @@ mod tests {
         let s = long_mode_entry(&mem, 0x100200).unwrap();
         assert!(s.is_long_mode());
         let pml4e: u64 = mem.read_obj(GuestAddress(s.cr3)).unwrap();
-        let pdpte: u64 = mem.read_obj(GuestAddress((pml4e & !0xfff) + 3 * 8)).unwrap();
-        let pde: u64 = mem.read_obj(GuestAddress((pdpte & !0xfff) + 511 * 8)).unwrap();
+        let pdpte: u64 = mem
+            .read_obj(GuestAddress((pml4e & !0xfff) + 3 * 8))
+            .unwrap();
+        let pde: u64 = mem
+            .read_obj(GuestAddress((pdpte & !0xfff) + 511 * 8))
+            .unwrap();
         assert_eq!(pde & !0xfff, 0xffe0_0000);
         assert_eq!(pde & 0x81, 0x81);
     }

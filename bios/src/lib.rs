@@ -10,6 +10,7 @@ pub mod e820;
 pub mod elf;
 pub mod layout;
 pub mod linux;
+pub mod mptable;
 pub mod multiboot;
 pub mod pvh;
 

@@ -117,7 +117,13 @@ fn load_image(
         } else {
             u64::from(h.bss_end_addr).max(u64::from(h.load_addr) + file_len)
         };
-        place(mem, map, u64::from(h.load_addr), data, end - u64::from(h.load_addr))?;
+        place(
+            mem,
+            map,
+            u64::from(h.load_addr),
+            data,
+            end - u64::from(h.load_addr),
+        )?;
         return Ok((u64::from(h.entry_addr), end));
     }
     let e = elf::parse(image)?;
@@ -148,7 +154,7 @@ impl InfoArea {
     fn push(&mut self, data: &[u8]) -> u32 {
         let a = self.addr() as u32;
         self.bytes.extend_from_slice(data);
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
         a
@@ -222,7 +228,11 @@ pub fn load(
         }
     }
     if !mod_list.is_empty() {
-        let bytes: Vec<u8> = mod_list.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
+        let bytes: Vec<u8> = mod_list
+            .iter()
+            .flatten()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
         mbi[5] = mod_list.len() as u32; // mods_count (offset 20)
         mbi[6] = area.push(&bytes); // mods_addr (offset 24)
         flags |= info_flags::MODS;

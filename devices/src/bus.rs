@@ -128,12 +128,24 @@ mod tests {
     fn overlaps_are_refused_and_neighbours_accepted() {
         let mut bus = Bus::new();
         bus.insert(dev(0), 0x100, 0x10).unwrap();
-        assert!(matches!(bus.insert(dev(0), 0x10f, 1), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(dev(0), 0xf0, 0x11), Err(BusError::Overlap { .. })));
-        assert!(matches!(bus.insert(dev(0), 0x0, 0x1000), Err(BusError::Overlap { .. })));
+        assert!(matches!(
+            bus.insert(dev(0), 0x10f, 1),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(dev(0), 0xf0, 0x11),
+            Err(BusError::Overlap { .. })
+        ));
+        assert!(matches!(
+            bus.insert(dev(0), 0x0, 0x1000),
+            Err(BusError::Overlap { .. })
+        ));
         bus.insert(dev(0), 0xf0, 0x10).unwrap();
         bus.insert(dev(0), 0x110, 0x10).unwrap();
-        assert_eq!(bus.insert(dev(0), 5, 0), Err(BusError::BadRange { base: 5, len: 0 }));
+        assert_eq!(
+            bus.insert(dev(0), 5, 0),
+            Err(BusError::BadRange { base: 5, len: 0 })
+        );
         assert!(bus.insert(dev(0), u64::MAX, 2).is_err());
         bus.insert(dev(0), u64::MAX, 1).unwrap();
     }

@@ -47,7 +47,7 @@ impl Cmos {
         nvram[REG_A] = 0x26; // 32.768 kHz time base, 1024 Hz periodic rate
         nvram[REG_B] = REG_B_24H;
         nvram[REG_D] = 0x80; // valid RAM and time
-        // Equipment byte: a math coprocessor, no floppies, VGA/EGA.
+                             // Equipment byte: a math coprocessor, no floppies, VGA/EGA.
         nvram[0x14] = 0x02;
         // Base memory in KiB (640).
         nvram[0x15] = 0x80;
@@ -165,7 +165,7 @@ impl BusDevice for Cmos {
         }
         let reg = usize::from(self.index);
         match reg {
-            REG_C | REG_D => {} // read-only
+            REG_C | REG_D => {}                        // read-only
             REG_A => self.nvram[REG_A] = value & 0x7f, // UIP is read-only
             _ if self.time_register(reg).is_some() => self.set_time_register(reg, value),
             _ => self.nvram[reg] = value,

@@ -103,7 +103,8 @@ impl PciRoot {
 
     /// Places `function` at `device.function` on bus 0.
     pub fn add(&mut self, device: u8, function: u8, f: Box<dyn PciFunction>) {
-        self.functions.insert(((device & 0x1f) << 3) | (function & 7), f);
+        self.functions
+            .insert(((device & 0x1f) << 3) | (function & 7), f);
     }
 
     /// The enabled function and register offset that CONFIG_ADDRESS selects, if any.

@@ -246,8 +246,14 @@ mod tests {
     #[test]
     fn flat_code_descriptor_matches_the_classic_encoding() {
         // 0x00cf9b000000ffff is the canonical flat ring-0 32-bit code descriptor (accessed).
-        assert_eq!(Segment::flat32(0x10, true).to_descriptor(), 0x00cf_9b00_0000_ffff);
-        assert_eq!(Segment::flat32(0x18, false).to_descriptor(), 0x00cf_9300_0000_ffff);
+        assert_eq!(
+            Segment::flat32(0x10, true).to_descriptor(),
+            0x00cf_9b00_0000_ffff
+        );
+        assert_eq!(
+            Segment::flat32(0x18, false).to_descriptor(),
+            0x00cf_9300_0000_ffff
+        );
         assert_eq!(Segment::code64(0x10).to_descriptor(), 0x00af_9b00_0000_ffff);
     }
 

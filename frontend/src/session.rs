@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use machine::vm::SerialInput;
+use machine::SerialInput;
 use machine::{Vm, VmHandle};
 use parking_lot::Mutex;
 

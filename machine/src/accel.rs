@@ -59,16 +59,18 @@ pub fn probe_kvm() -> KvmKind {
         .lines()
         .find(|l| l.starts_with("flags"))
         .unwrap_or_default();
-    let has_hw = flags
-        .split_whitespace()
-        .any(|f| f == "vmx" || f == "svm");
+    let has_hw = flags.split_whitespace().any(|f| f == "vmx" || f == "svm");
     let hw_module = modules.join("kvm_intel").exists() || modules.join("kvm_amd").exists();
     if has_hw && hw_module {
         KvmKind::Hardware
     } else {
         KvmKind::Paravirtual(format!(
             "/dev/kvm works but the host CPU shows no {} (no VT-x/AMD-V)",
-            if has_hw { "kvm_intel/kvm_amd module" } else { "vmx/svm flag" }
+            if has_hw {
+                "kvm_intel/kvm_amd module"
+            } else {
+                "vmx/svm flag"
+            }
         ))
     }
 }
@@ -86,7 +88,9 @@ pub fn select(requested: Accel) -> Result<Backend, String> {
         Accel::Kvm => match probe_kvm() {
             KvmKind::Unavailable(why) => Err(format!("--accel kvm: {why}")),
             KvmKind::Paravirtual(why) => {
-                log::warn!("{why}; kernel-mode guest code will be slow");
+                // Once per process: a rebooting guest rebuilds the VM.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| log::warn!("{why}; kernel-mode guest code will be slow"));
                 Ok(Backend::Kvm)
             }
             KvmKind::Hardware => Ok(Backend::Kvm),

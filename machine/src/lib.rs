@@ -16,7 +16,7 @@ pub mod vm;
 pub use accel::{Accel, KvmKind};
 pub use config::{DebugExitConfig, SerialOutput, VmConfig};
 pub use control::{ExitReason, VmControl};
-pub use vm::{Vm, VmHandle};
+pub use vm::{SerialInput, Vm, VmHandle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

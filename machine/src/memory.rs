@@ -70,13 +70,14 @@ pub fn parse_size(s: &str) -> Option<u64> {
         return n.checked_mul(mult);
     }
     let f: f64 = num.parse().ok()?;
-    (f.is_finite() && f >= 0.0).then(|| (f * mult as f64) as u64)
+    (f.is_finite() && f >= 0.0 && f * (mult as f64) < u64::MAX as f64)
+        .then_some((f * mult as f64) as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_memory::{GuestMemory, GuestMemoryBackend};
+    use vm_memory::GuestMemoryBackend;
 
     #[test]
     fn sizes_parse_like_qemu() {

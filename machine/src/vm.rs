@@ -57,7 +57,13 @@ pub struct Vm {
     _kvm: Option<KvmVm>,
 }
 
-fn add(bus: &mut Bus, dev: Arc<Mutex<dyn BusDevice>>, base: u16, len: u16, what: &str) -> Result<()> {
+fn add(
+    bus: &mut Bus,
+    dev: Arc<Mutex<dyn BusDevice>>,
+    base: u16,
+    len: u16,
+    what: &str,
+) -> Result<()> {
     bus.insert(dev, u64::from(base), u64::from(len))
         .map_err(|e| Error::Device(format!("{what}: {e}")))
 }
@@ -70,6 +76,15 @@ impl Vm {
                 cfg.vcpus
             )));
         }
+        if cfg.serials.len() > devices::serial::COM_PORTS.len() {
+            return Err(Error::Config(format!(
+                "{} serial ports asked for; the PC has {}",
+                cfg.serials.len(),
+                devices::serial::COM_PORTS.len()
+            )));
+        }
+        // Guest RAM first: a bad size is the user's error whatever the accelerator.
+        let (mem, map) = memory::create(cfg.memory)?;
         let backend = accel::select(cfg.accel).map_err(Error::Accel)?;
         if backend == Backend::Software {
             return Err(Error::Accel(
@@ -78,20 +93,12 @@ impl Vm {
                     .into(),
             ));
         }
-        let (mem, map) = memory::create(cfg.memory)?;
         let kvm = KvmVm::new(&mem)?;
         let control = Arc::new(VmControl::new());
         let irq = |gsi: u32| kvm.irq_line(gsi);
 
         let mut pio = Bus::new();
         let mut serial_inputs = Vec::new();
-        if cfg.serials.len() > devices::serial::COM_PORTS.len() {
-            return Err(Error::Config(format!(
-                "{} serial ports asked for; the PC has {}",
-                cfg.serials.len(),
-                devices::serial::COM_PORTS.len()
-            )));
-        }
         for (i, out) in cfg.serials.iter().enumerate() {
             let Some(out) = out else {
                 serial_inputs.push(None);
@@ -102,13 +109,28 @@ impl Vm {
                 irq(gsi),
                 Box::new(SharedWriter(out.clone())),
             )));
-            add(&mut pio, uart.clone(), base, devices::serial::COM_PORT_LEN, &format!("COM{}", i + 1))?;
+            add(
+                &mut pio,
+                uart.clone(),
+                base,
+                devices::serial::COM_PORT_LEN,
+                &format!("COM{}", i + 1),
+            )?;
             serial_inputs.push(Some(SerialInput(uart)));
         }
-        let cmos = Arc::new(Mutex::new(devices::cmos::Cmos::new(map.low_end, map.high_size)));
+        let cmos = Arc::new(Mutex::new(devices::cmos::Cmos::new(
+            map.low_end,
+            map.high_size,
+        )));
         add(&mut pio, cmos, devices::cmos::INDEX_PORT, 2, "CMOS RTC")?;
         let i8042 = Arc::new(Mutex::new(devices::i8042::I8042::new(control.clone())));
-        add(&mut pio, i8042.clone(), devices::i8042::DATA_PORT, 1, "i8042")?;
+        add(
+            &mut pio,
+            i8042.clone(),
+            devices::i8042::DATA_PORT,
+            1,
+            "i8042",
+        )?;
         add(&mut pio, i8042, devices::i8042::COMMAND_PORT, 1, "i8042")?;
         let mut pci = devices::pci::PciRoot::new(control.clone());
         pci.add(0, 0, Box::new(devices::pci::i440fx_host_bridge()));
@@ -120,17 +142,26 @@ impl Vm {
             devices::pci::CONFIG_PORTS_LEN,
             "PCI host bridge",
         )?;
-        add(&mut pio, Arc::new(Mutex::new(devices::post::PostCode::new())), 0x80, 1, "POST port")?;
+        add(
+            &mut pio,
+            Arc::new(Mutex::new(devices::post::PostCode::new())),
+            0x80,
+            1,
+            "POST port",
+        )?;
         if let Some(d) = cfg.debug_exit {
             if d.iosize == 0 {
                 return Err(Error::Config("isa-debug-exit: iosize must not be 0".into()));
             }
-            let dev = Arc::new(Mutex::new(devices::debug_exit::DebugExit::new(control.clone())));
+            let dev = Arc::new(Mutex::new(devices::debug_exit::DebugExit::new(
+                control.clone(),
+            )));
             add(&mut pio, dev, d.iobase, d.iosize, "isa-debug-exit")?;
         }
         let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, Bus::new()));
 
         let boot = bios::load_kernel(&mem, &map, &cfg.kernel)?;
+        bios::mptable::write(&mem, cfg.vcpus)?;
         let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
         for id in 0..cfg.vcpus {
             let mut v = kvm.create_vcpu(id, buses.clone())?;
@@ -245,4 +276,3 @@ impl std::io::Write for SharedWriter {
         self.0.lock().flush()
     }
 }
-

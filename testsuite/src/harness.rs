@@ -66,7 +66,11 @@ pub fn config(kernel: &Path, accel: Accel, memory: u64) -> (VmConfig, Capture) {
 }
 
 /// Boots `cfg` and waits for it to stop (a watchdog stops it after `timeout`).
-pub fn run(cfg: &VmConfig, cap: &Capture, timeout: std::time::Duration) -> machine::Result<Outcome> {
+pub fn run(
+    cfg: &VmConfig,
+    cap: &Capture,
+    timeout: std::time::Duration,
+) -> machine::Result<Outcome> {
     let vm = machine::Vm::new(cfg)?;
     let handle = vm.handle();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -92,11 +96,26 @@ pub fn run(cfg: &VmConfig, cap: &Capture, timeout: std::time::Duration) -> machi
     })
 }
 
-/// Writes `image` to a fresh temporary file and returns its path.
-pub fn temp_kernel(name: &str, image: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("ferrite-kernels-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let p = dir.join(name);
-    std::fs::write(&p, image).expect("write kernel");
-    p
+/// A kernel image written to a temporary file, removed again on drop.
+pub struct TempFile {
+    path: std::path::PathBuf,
+}
+
+impl TempFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Writes `image` to a temporary file unique to this process and name.
+pub fn temp_kernel(name: &str, image: &[u8]) -> TempFile {
+    let path = std::env::temp_dir().join(format!("ferrite-{}-{name}", std::process::id()));
+    std::fs::write(&path, image).expect("write a temporary kernel file");
+    TempFile { path }
 }

@@ -72,7 +72,10 @@ pub fn real_mode(interrupts: bool) -> Vec<u8> {
         check(c.a.mov(ds, ax));
         c.fail_unless_zero("real mode: segment base is not selector * 16\n", 3);
         check(c.a.cmp(byte_ptr(0x10u32), 0));
-        c.fail_unless_zero("real mode: a write through ES landed in the wrong place\n", 4);
+        c.fail_unless_zero(
+            "real mode: a write through ES landed in the wrong place\n",
+            4,
+        );
         // 16-bit arithmetic wraps and carries at 16 bits.
         check(c.a.mov(ax, 0xffffu32));
         check(c.a.add(ax, 1));
@@ -210,7 +213,10 @@ fn enable_paging32(c: &mut Code, mode: Paging32) {
         Paging32::Legacy => (4, 256u32, 0x40_0000, 0x10),
         Paging32::Pae => (8, 512u32, 0x20_0000, 0x20),
     };
-    skip_if_pvm(c, "SKIP: PVM supports only 4-level paging (CR0.PG faults here)\n");
+    skip_if_pvm(
+        c,
+        "SKIP: PVM supports only 4-level paging (CR0.PG faults here)\n",
+    );
     let pd = match mode {
         Paging32::Off => unreachable!("returned above"),
         Paging32::Legacy => PAGE_TABLES,
@@ -244,7 +250,10 @@ fn enable_paging32(c: &mut Code, mode: Paging32) {
     check(c.a.mov(cr0, eax));
     check(c.a.mov(dword_ptr(0x4030_0000u32), 0xcafe_f00du32));
     check(c.a.cmp(dword_ptr(0x30_0000u32), 0xcafe_f00du32 as i32));
-    c.fail_unless_zero("paging: a write through the alias did not reach physical memory\n", 2);
+    c.fail_unless_zero(
+        "paging: a write through the alias did not reach physical memory\n",
+        2,
+    );
 }
 
 /// Work done in user mode, checked by the kernel: sums 1..=1000 into EAX/RAX (500500) and
@@ -326,7 +335,10 @@ pub fn protected32(paging: Paging32, user: bool) -> Vec<u8> {
         check(c.a.cmp(esp, (KERNEL_STACK - 20) as i32));
         c.fail_unless_zero("kernel: no stack switch to TSS.ESP0\n", 7);
         check(c.a.cmp(eax, 500_500));
-        c.fail_unless_zero("kernel: user mode did not run at CPL 3 or computed a wrong sum\n", 8);
+        c.fail_unless_zero(
+            "kernel: user mode did not run at CPL 3 or computed a wrong sum\n",
+            8,
+        );
         c.print("32-bit user mode (CPL 3): ok, back through #UD\n");
         c.exit(PASS);
 
@@ -424,7 +436,11 @@ pub fn long64(user: UserMode) -> Vec<u8> {
             UserMode::Compat(r) => (r, true),
         };
         let (user_entry, handler, trap_insn) = (c.sym(), c.sym(), c.sym());
-        let user_cs = if compat { sel::USER_CODE32 } else { sel::USER_CODE64 };
+        let user_cs = if compat {
+            sel::USER_CODE32
+        } else {
+            sel::USER_CODE64
+        };
         if ret == UserReturn::Syscall {
             // EFER.SCE; STAR (see `sel::STAR`); LSTAR/CSTAR: the handler, for 64-bit and
             // compatibility-mode callers; SFMASK: nothing masked.
@@ -444,10 +460,9 @@ pub fn long64(user: UserMode) -> Vec<u8> {
                 c,
                 "SKIP: under PVM, INT 0x80 from user mode arrives as #UD\n",
             ),
-            UserReturn::Syscall => skip_if_pvm(
-                c,
-                "SKIP: under PVM, the SYSCALL target runs at CPL 3\n",
-            ),
+            UserReturn::Syscall => {
+                skip_if_pvm(c, "SKIP: under PVM, the SYSCALL target runs at CPL 3\n")
+            }
         }
         check(c.a.mov(dword_ptr(TSS_ADDR + 4), KERNEL_STACK)); // RSP0 low
         check(c.a.mov(dword_ptr(TSS_ADDR + 8), 0u32)); // RSP0 high
@@ -524,7 +539,11 @@ pub fn long64(user: UserMode) -> Vec<u8> {
         c.fail_unless_zero("kernel: user mode computed a wrong sum\n", 10);
         c.print(&format!(
             "{} (CPL 3): ok, back through {}\n",
-            if compat { "compatibility-mode user code" } else { "64-bit user mode" },
+            if compat {
+                "compatibility-mode user code"
+            } else {
+                "64-bit user mode"
+            },
             match ret {
                 UserReturn::Exception => "#UD",
                 UserReturn::Interrupt => "INT 0x80",
@@ -636,7 +655,14 @@ pub fn probe_hypervisor_cpuid() -> Vec<u8> {
     Kernel::build(|k| {
         enter_long_mode(k);
         let c = &mut k.c64;
-        for leaf in [0x4000_0000u32, 0x4000_0001, 0x4000_0002, 0x4000_0100, 0x4000_0200, 0x4000_0201] {
+        for leaf in [
+            0x4000_0000u32,
+            0x4000_0001,
+            0x4000_0002,
+            0x4000_0100,
+            0x4000_0200,
+            0x4000_0201,
+        ] {
             check(c.a.mov(eax, leaf));
             check(c.a.xor(ecx, ecx));
             check(c.a.db(&[0x0f, 0x01, 0x3c, 0x25, 0x50, 0x56, 0x4d, 0xff, 0x0f, 0xa2]));
@@ -708,7 +734,7 @@ pub fn linux_boot_params(e: LinuxExpect) -> Vec<u8> {
         c.here(&mut scan);
         check(c.a.cmp(qword_ptr(rbx), 0x10_0000));
         check(c.a.jne(next));
-        check(c.a.mov(rax, (e.memory.min(0xc000_0000) - 0x10_0000) as u64));
+        check(c.a.mov(rax, e.memory.min(0xc000_0000) - 0x10_0000));
         check(c.a.cmp(qword_ptr(rbx + 8), rax));
         check(c.a.jne(next));
         check(c.a.cmp(dword_ptr(rbx + 16), 1));
@@ -737,4 +763,133 @@ fn compare_bytes64(c: &mut Code, expect: &[u8]) {
     check(c.a.mov(ecx, expect.len() as u32));
     check(c.a.cld());
     check(c.a.repe().cmpsb());
+}
+
+/// Where [`smp`]'s APs count themselves in.
+const AP_COUNTER: u32 = 0x7ff0;
+
+/// Starts every application processor with INIT-SIPI-SIPI through the local APIC (xAPIC MMIO);
+/// each AP, in real mode at [`REAL_MODE_BASE`], adds itself to a counter with a locked add and
+/// halts. The BSP waits for `cpus - 1` arrivals.
+pub fn smp(cpus: u32) -> Vec<u8> {
+    Kernel::build(move |k| {
+        k.copy_real_mode_code();
+        let c = &mut k.c32;
+        const ICR_LOW: u32 = 0xfee0_0300;
+        const ICR_HIGH: u32 = 0xfee0_0310;
+        let delay = |c: &mut Code| {
+            let mut l = c.label();
+            check(c.a.mov(ecx, 100_000u32));
+            c.here(&mut l);
+            check(c.a.dec(ecx));
+            check(c.a.jne(l));
+        };
+        check(c.a.mov(dword_ptr(AP_COUNTER), 0u32));
+        check(c.a.mov(dword_ptr(ICR_HIGH), 0u32));
+        // INIT, level assert, to all but self.
+        check(c.a.mov(dword_ptr(ICR_LOW), 0x000c_4500u32));
+        delay(c);
+        for _ in 0..2 {
+            // STARTUP with vector REAL_MODE_BASE >> 12.
+            check(c.a.mov(dword_ptr(ICR_LOW), 0x000c_4600u32 | (REAL_MODE_BASE >> 12)));
+            delay(c);
+        }
+        // Wait for the APs (bounded: a missing AP fails instead of hanging).
+        let (mut wait, mut arrived) = (c.label(), c.label());
+        check(c.a.mov(edx, 2_000_000u32));
+        c.here(&mut wait);
+        check(c.a.cmp(dword_ptr(AP_COUNTER), (cpus - 1) as i32));
+        check(c.a.je(arrived));
+        check(c.a.pause());
+        check(c.a.dec(edx));
+        check(c.a.jne(wait));
+        check(c.a.mov(eax, dword_ptr(AP_COUNTER)));
+        c.print("smp: APs arrived: ");
+        c.print_eax_hex();
+        c.print(", expected more\n");
+        c.exit(2);
+        c.here(&mut arrived);
+        c.print(&format!(
+            "smp: {} application processors started: ok\n",
+            cpus - 1
+        ));
+        c.exit(PASS);
+
+        let ap = &mut k.c16;
+        let mut halt = ap.label();
+        check(ap.a.cli());
+        check(ap.a.xor(ax, ax));
+        check(ap.a.mov(ds, ax));
+        check(ap.a.lock().add(dword_ptr(AP_COUNTER), 1));
+        ap.here(&mut halt);
+        check(ap.a.hlt());
+        check(ap.a.jmp(halt));
+    })
+}
+
+/// Prints a dot, waits a little, forever: a guest for pause, resume and stop.
+pub fn ticker() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        let (mut again, mut delay) = (c.label(), c.label());
+        c.here(&mut again);
+        c.print(".");
+        check(c.a.mov(ecx, 20_000u32));
+        c.here(&mut delay);
+        check(c.a.dec(ecx));
+        check(c.a.jne(delay));
+        check(c.a.jmp(again));
+    })
+}
+
+/// Ports [`garbage_io`] leaves alone because a write there legitimately ends the run: the
+/// i8042 reset line, the PIIX reset control, the kit's debug-exit port.
+pub const GARBAGE_EXCLUDED_PORTS: [std::ops::RangeInclusive<u16>; 3] = [
+    0x64..=0x64,
+    0xcf9..=0xcf9,
+    crate::kit::DEBUG_EXIT_PORT..=(crate::kit::DEBUG_EXIT_PORT + 3),
+];
+
+/// Writes and reads every I/O port (bytes and dwords of junk), and junk to unclaimed MMIO
+/// (the PCI hole and above the top of RAM), then reports: the host must survive all of it.
+pub fn garbage_io() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        let (mut next, mut skip) = (c.label(), c.label());
+        check(c.a.xor(edx, edx));
+        c.here(&mut next);
+        for r in GARBAGE_EXCLUDED_PORTS {
+            let mut not_here = c.label();
+            check(c.a.cmp(dx, i32::from(*r.start())));
+            check(c.a.jb(not_here));
+            check(c.a.cmp(dx, i32::from(*r.end())));
+            check(c.a.jbe(skip));
+            c.here(&mut not_here);
+        }
+        check(c.a.mov(eax, edx));
+        check(c.a.imul_3(eax, eax, 0x9e37_79b1u32 as i32));
+        check(c.a.out(dx, al));
+        check(c.a.in_(al, dx));
+        check(c.a.out(dx, eax));
+        check(c.a.in_(eax, dx));
+        c.here(&mut skip);
+        check(c.a.inc(edx));
+        check(c.a.cmp(edx, 0x1_0000));
+        check(c.a.jne(next));
+        // Unclaimed MMIO: the PCI hole and far above RAM (64-bit guests could reach more; a
+        // 32-bit kernel without paging reaches 4 GiB).
+        for addr in [0xc000_0000u32, 0xd123_4568, 0xfeb0_0000, 0xfff0_0000] {
+            check(c.a.mov(dword_ptr(addr), 0xdead_beefu32));
+            check(c.a.mov(eax, dword_ptr(addr)));
+            check(c.a.mov(byte_ptr(addr + 3), 0x55u32));
+        }
+        // The junk reprogrammed COM1 too (loopback, divisor latch…): set it up again.
+        for (port, value) in [(3u32, 0x03u32), (1, 0), (4, 0x03), (2, 0x07)] {
+            check(c.a.mov(dx, u32::from(crate::kit::COM1) + port));
+            check(c.a.mov(al, value));
+            check(c.a.out(dx, al));
+        }
+        c.print("garbage I/O survived: ok\n");
+        c.exit(PASS);
+    })
 }

@@ -406,7 +406,10 @@ impl Kernel {
             ..Default::default()
         };
         let place = |img: &mut Vec<u8>, offset: u32, code: Vec<u8>, limit: usize| {
-            assert!(img.len() <= offset as usize, "32-bit code overlaps the next part");
+            assert!(
+                img.len() <= offset as usize,
+                "32-bit code overlaps the next part"
+            );
             assert!(code.len() <= limit, "code part too large");
             img.resize(offset as usize, 0);
             img.extend_from_slice(&code);
@@ -447,7 +450,16 @@ pub fn to_multiboot_elf(image: &[u8]) -> Vec<u8> {
     f[42..44].copy_from_slice(&32u16.to_le_bytes()); // phentsize
     f[44..46].copy_from_slice(&1u16.to_le_bytes()); // phnum
     let ph = 52;
-    let words = [1u32, DATA as u32, LOAD_ADDR, LOAD_ADDR, img.len() as u32, img.len() as u32, 7, 0x1000];
+    let words = [
+        1u32,
+        DATA as u32,
+        LOAD_ADDR,
+        LOAD_ADDR,
+        img.len() as u32,
+        img.len() as u32,
+        7,
+        0x1000,
+    ];
     for (i, w) in words.iter().enumerate() {
         f[ph + 4 * i..ph + 4 * i + 4].copy_from_slice(&w.to_le_bytes());
     }
@@ -491,8 +503,8 @@ fn bzimage_around(code64: &[u8]) -> Vec<u8> {
     put(&mut setup, 0x238, &2047u32.to_le_bytes()); // cmdline_size
     put(&mut setup, 0x258, &u64::from(BZIMAGE_LOAD).to_le_bytes()); // pref_address
     put(&mut setup, 0x260, &0x10_0000u32.to_le_bytes()); // init_size
-    // Protected-mode part: a 32-bit entry at +0 that just halts (this kernel is 64-bit only),
-    // the 64-bit entry at +0x200.
+                                                         // Protected-mode part: a 32-bit entry at +0 that just halts (this kernel is 64-bit only),
+                                                         // the 64-bit entry at +0x200.
     let mut pm = vec![0xf4u8, 0xeb, 0xfd]; // hlt; jmp $-1
     pm.resize(0x200, 0);
     pm.extend_from_slice(code64);

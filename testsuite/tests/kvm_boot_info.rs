@@ -18,14 +18,17 @@ fn kvm_available() -> bool {
     }
 }
 
-fn run(kernel: &[u8], name: &str, cmdline: &str, initrd: Option<(&str, &[u8])>) -> harness::Outcome {
-    let path = harness::temp_kernel(name, kernel);
-    let (mut cfg, cap) = harness::config(&path, Accel::Kvm, MEMORY);
+fn run(
+    kernel: &[u8],
+    name: &str,
+    cmdline: &str,
+    initrd: Option<(&str, &[u8])>,
+) -> harness::Outcome {
+    let file = harness::temp_kernel(name, kernel);
+    let (mut cfg, cap) = harness::config(file.path(), Accel::Kvm, MEMORY);
     cfg.kernel.cmdline = cmdline.into();
-    if let Some((file, data)) = initrd {
-        let p = harness::temp_kernel(file, data);
-        cfg.kernel.initrd = Some(p);
-    }
+    let initrd = initrd.map(|(name, data)| harness::temp_kernel(name, data));
+    cfg.kernel.initrd = initrd.as_ref().map(|f| f.path().to_owned());
     harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs")
 }
 
@@ -49,7 +52,12 @@ fn multiboot_aout_kernel_gets_its_info_and_module() {
         return;
     }
     let k = kernels::multiboot_info(multiboot_expect());
-    let out = run(&k, "mb-aout", "testarg=42 console=ttyS0", Some(("mb-aout.mod", &module())));
+    let out = run(
+        &k,
+        "mb-aout",
+        "testarg=42 console=ttyS0",
+        Some(("mb-aout.mod", &module())),
+    );
     assert!(out.passed(), "{out:?}");
     assert!(out.serial.contains("multiboot info: ok"), "{out:?}");
 }
@@ -60,7 +68,12 @@ fn multiboot_elf_kernel_gets_its_info_and_module() {
         return;
     }
     let k = kit::to_multiboot_elf(&kernels::multiboot_info(multiboot_expect()));
-    let out = run(&k, "mb-elf", "testarg=42 console=ttyS0", Some(("mb-elf.mod", &module())));
+    let out = run(
+        &k,
+        "mb-elf",
+        "testarg=42 console=ttyS0",
+        Some(("mb-elf.mod", &module())),
+    );
     assert!(out.passed(), "{out:?}");
     assert!(out.serial.contains("multiboot info: ok"), "{out:?}");
 }

@@ -11,14 +11,23 @@ use testsuite::{catalog, harness};
 
 /// Kernels that PVM cannot run, with the reason they print.
 const PVM_SKIPS: &[(&str, &str)] = &[
-    ("real-mode-interrupts", "INT n in real mode does not complete"),
+    (
+        "real-mode-interrupts",
+        "INT n in real mode does not complete",
+    ),
     ("protected32-paging", "only 4-level paging"),
     ("protected32-pae", "only 4-level paging"),
     ("protected32-user", "legacy (non-long-mode) user code"),
     ("protected32-paging-user", "only 4-level paging"),
-    ("long64-user-int80", "INT 0x80 from user mode arrives as #UD"),
+    (
+        "long64-user-int80",
+        "INT 0x80 from user mode arrives as #UD",
+    ),
     ("long64-user-syscall", "SYSCALL target runs at CPL 3"),
-    ("compat32-user-int80", "INT 0x80 from user mode arrives as #UD"),
+    (
+        "compat32-user-int80",
+        "INT 0x80 from user mode arrives as #UD",
+    ),
     ("compat32-user-syscall", "SYSCALL target runs at CPL 3"),
 ];
 
@@ -40,7 +49,7 @@ fn mode_kernels_pass_under_kvm() {
     let (mut passed, mut skipped) = (0, 0);
     for case in catalog::mode_kernels() {
         let path = harness::temp_kernel(case.name, &(case.build)());
-        let (cfg, cap) = harness::config(&path, Accel::Kvm, 64 << 20);
+        let (cfg, cap) = harness::config(path.path(), Accel::Kvm, 64 << 20);
         let out = match harness::run(&cfg, &cap, Duration::from_secs(30)) {
             Ok(o) => o,
             Err(e) => {
@@ -75,4 +84,34 @@ fn mode_kernels_pass_under_kvm() {
     }
     eprintln!("KVM mode kernels: {passed} passed, {skipped} skipped (PVM limits)");
     assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn smp_kernel_starts_every_ap_under_kvm() {
+    if kvm().is_none() {
+        return;
+    }
+    for cpus in [2, 4] {
+        let path = harness::temp_kernel(&format!("smp{cpus}"), &testsuite::kernels::smp(cpus));
+        let (mut cfg, cap) = harness::config(path.path(), Accel::Kvm, 64 << 20);
+        cfg.vcpus = cpus;
+        let out = harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs");
+        assert!(out.passed(), "{cpus} CPUs: {out:?}");
+        let line = format!("smp: {} application processors started: ok", cpus - 1);
+        assert!(out.serial.contains(&line), "{cpus} CPUs: {out:?}");
+    }
+}
+
+#[test]
+fn garbage_on_every_port_and_unclaimed_mmio_is_survived() {
+    if kvm().is_none() {
+        return;
+    }
+    let path = harness::temp_kernel("garbage", &testsuite::kernels::garbage_io());
+    let (cfg, cap) = harness::config(path.path(), Accel::Kvm, 64 << 20);
+    let t = std::time::Instant::now();
+    let out = harness::run(&cfg, &cap, Duration::from_secs(120)).expect("VM runs");
+    eprintln!("garbage I/O run took {:?}", t.elapsed());
+    assert!(out.passed(), "{:?}", out.exit);
+    assert!(out.serial.contains("garbage I/O survived: ok"));
 }

@@ -42,12 +42,14 @@ impl KvmVm {
         if let Err(e) = vm.set_tss_address(TSS_ADDRESS) {
             log::debug!("KVM_SET_TSS_ADDR: {e} (ignored)");
         }
-        vm.create_irq_chip().map_err(kvm_err("create in-kernel irqchip"))?;
+        vm.create_irq_chip()
+            .map_err(kvm_err("create in-kernel irqchip"))?;
         let pit = kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
         };
-        vm.create_pit2(pit).map_err(kvm_err("create in-kernel PIT"))?;
+        vm.create_pit2(pit)
+            .map_err(kvm_err("create in-kernel PIT"))?;
         for (slot, region) in mem.iter().enumerate() {
             let host = mem
                 .get_host_address(region.start_addr())
@@ -76,11 +78,7 @@ impl KvmVm {
     }
 
     /// Creates vCPU `id` with the host-supported CPUID, its APIC ID patched in.
-    pub fn create_vcpu(
-        &self,
-        id: u32,
-        platform: Arc<dyn emu_core::Platform>,
-    ) -> Result<KvmVcpu> {
+    pub fn create_vcpu(&self, id: u32, platform: Arc<dyn emu_core::Platform>) -> Result<KvmVcpu> {
         KvmVcpu::new(&self.kvm, &self.vm, id, platform, self.pvm)
     }
 

@@ -43,7 +43,13 @@ fn add_ferrite_leaves(cpuid: &mut CpuId, pvm: bool) -> std::result::Result<(), S
     use emu_core::paravirt::{self, features};
     let (ebx, ecx, edx) = paravirt::signature_registers();
     let leaves = [
-        (paravirt::FERRITE_CPUID_BASE, paravirt::FERRITE_CPUID_FEATURES, ebx, ecx, edx),
+        (
+            paravirt::FERRITE_CPUID_BASE,
+            paravirt::FERRITE_CPUID_FEATURES,
+            ebx,
+            ecx,
+            edx,
+        ),
         (
             paravirt::FERRITE_CPUID_FEATURES,
             if pvm { features::PVM } else { 0 },
@@ -75,7 +81,9 @@ impl KvmVcpu {
         platform: Arc<dyn Platform>,
         pvm: bool,
     ) -> Result<Self> {
-        let err = |what: &'static str| move |e: kvm_ioctls::Error| Error::Kvm(format!("vCPU {id}: {what}: {e}"));
+        let err = |what: &'static str| {
+            move |e: kvm_ioctls::Error| Error::Kvm(format!("vCPU {id}: {what}: {e}"))
+        };
         let fd = vm.create_vcpu(u64::from(id)).map_err(err("create"))?;
         let mut cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -89,7 +97,8 @@ impl KvmVcpu {
                 _ => {}
             }
         }
-        add_ferrite_leaves(&mut cpuid, pvm).map_err(|e| Error::Kvm(format!("vCPU {id}: CPUID: {e}")))?;
+        add_ferrite_leaves(&mut cpuid, pvm)
+            .map_err(|e| Error::Kvm(format!("vCPU {id}: CPUID: {e}")))?;
         fd.set_cpuid2(&cpuid).map_err(err("KVM_SET_CPUID2"))?;
         let fpu = kvm_fpu {
             fcw: 0x37f,
@@ -115,7 +124,6 @@ impl KvmVcpu {
             bound: false,
         })
     }
-
 }
 
 /// Serves an exit on the platform's buses; returns what the machine must see, if anything.
@@ -136,9 +144,7 @@ fn exit_from(
                 return Ok(Some(match kind {
                     KVM_SYSTEM_EVENT_RESET => VcpuExit::Reset,
                     KVM_SYSTEM_EVENT_SHUTDOWN => VcpuExit::Poweroff,
-                    other => {
-                        return Err(VcpuError::Unhandled(format!("KVM system event {other}")))
-                    }
+                    other => return Err(VcpuError::Unhandled(format!("KVM system event {other}"))),
                 }))
             }
             KvmExit::FailEntry(reason, cpu) => {
