@@ -208,7 +208,7 @@ impl Vm {
         // A kick can slip in just before a vCPU re-enters the backend: repeat until all left.
         while threads.iter().any(|t| !t.is_finished()) {
             self.control.kick_all();
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
         for t in threads {
             if t.join().is_err() {

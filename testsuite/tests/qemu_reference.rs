@@ -1,0 +1,94 @@
+//! The kit's kernels under QEMU (TCG): the second reference, so a kernel that fails under a
+//! Ferrite backend is known to be right, and the kernels PVM cannot run still get run.
+//!
+//! Needs `qemu-system-x86_64` (Debian's qemu-system-x86); without it every test says SKIP.
+
+use std::path::Path;
+use std::process::Command;
+
+use testsuite::kernels::{self, MultibootExpect};
+use testsuite::{catalog, harness};
+
+fn qemu() -> Option<&'static str> {
+    let bin = "qemu-system-x86_64";
+    match Command::new(bin).arg("--version").output() {
+        Ok(o) if o.status.success() => Some(bin),
+        _ => {
+            eprintln!("SKIP: QEMU reference tests need {bin} (apt-get install qemu-system-x86)");
+            None
+        }
+    }
+}
+
+/// Runs a kernel under QEMU TCG as the kit expects; returns (exit status, serial output).
+fn run_qemu(bin: &str, kernel: &Path, extra: &[&str], smp: u32) -> (i32, String) {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60").arg(bin);
+    cmd.args([
+        "-accel",
+        "tcg",
+        "-nographic",
+        "-no-reboot",
+        "-net",
+        "none",
+        "-m",
+        "64",
+    ]);
+    cmd.args(["-smp", &smp.to_string()]);
+    cmd.args([
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        "-kernel",
+    ]);
+    cmd.arg(kernel).args(extra);
+    let out = cmd.output().expect("run qemu");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn mode_kernels_pass_under_qemu() {
+    let Some(bin) = qemu() else { return };
+    let mut failures = Vec::new();
+    for case in catalog::mode_kernels() {
+        let file = harness::temp_kernel(case.name, &(case.build)());
+        let (status, serial) = run_qemu(bin, file.path(), &[], 1);
+        if status != 1 || !serial.contains(case.expect) {
+            failures.push(format!("{}: status {status}, serial {serial:?}", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn smp_and_multiboot_info_pass_under_qemu() {
+    let Some(bin) = qemu() else { return };
+    let smp = harness::temp_kernel("smp4", &kernels::smp(4));
+    let (status, serial) = run_qemu(bin, smp.path(), &[], 4);
+    assert_eq!(status, 1, "{serial}");
+    assert!(
+        serial.contains("smp: 3 application processors started: ok"),
+        "{serial}"
+    );
+
+    let module = harness::temp_kernel("mb.mod", b"FERRITE-MODULE and more");
+    let mb = harness::temp_kernel(
+        "mb",
+        &kernels::multiboot_info(MultibootExpect {
+            cmdline_suffix: "testarg=42".into(),
+            module_prefix: b"FERRITE-MODULE".to_vec(),
+            memory: 64 << 20,
+        }),
+    );
+    let module_arg = module.path().display().to_string();
+    let (status, serial) = run_qemu(
+        bin,
+        mb.path(),
+        &["-append", "testarg=42", "-initrd", &module_arg],
+        1,
+    );
+    assert_eq!(status, 1, "{serial}");
+    assert!(serial.contains("multiboot info: ok"), "{serial}");
+}
