@@ -77,6 +77,8 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 
 /// Loads the kernel named in `cfg` into `mem` and prepares its boot information.
 pub fn load_kernel(mem: &GuestMemoryMmap, map: &MemoryMap, cfg: &KernelConfig) -> Result<BootInfo> {
+    // QEMU's order: a Linux setup header, then a Multiboot header (Multiboot kernels may be
+    // ELF files too), then an ELF with a PVH entry note.
     let image = read_file(&cfg.kernel)?;
     if linux::is_bzimage(&image) {
         return linux::load(mem, map, cfg, &image);
@@ -92,4 +94,100 @@ pub fn load_kernel(mem: &GuestMemoryMmap, map: &MemoryMap, cfg: &KernelConfig) -
 
 pub(crate) fn mem_err(e: impl std::fmt::Display) -> Error {
     Error::Memory(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vm_memory::GuestAddress;
+
+    fn mem() -> (GuestMemoryMmap, MemoryMap) {
+        let m = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 16 << 20)]).unwrap();
+        (
+            m,
+            MemoryMap {
+                low_end: 16 << 20,
+                high_size: 0,
+            },
+        )
+    }
+
+    fn load_bytes(name: &str, bytes: &[u8]) -> Result<BootInfo> {
+        let path = std::env::temp_dir().join(format!("ferrite-bios-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let (m, map) = mem();
+        let cfg = KernelConfig {
+            kernel: path.clone(),
+            ..Default::default()
+        };
+        let r = load_kernel(&m, &map, &cfg);
+        std::fs::remove_file(path).ok();
+        r
+    }
+
+    #[test]
+    fn missing_garbage_and_truncated_kernels_are_named_errors() {
+        let (m, map) = mem();
+        let missing = KernelConfig {
+            kernel: "/nonexistent/kernel".into(),
+            ..Default::default()
+        };
+        let e = load_kernel(&m, &map, &missing).unwrap_err().to_string();
+        assert!(
+            e.contains("could not load kernel '/nonexistent/kernel'"),
+            "{e}"
+        );
+
+        let e = load_bytes("garbage", &[0x5a; 4096])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not a Linux bzImage, Multiboot kernel or PVH ELF image"),
+            "{e}"
+        );
+        assert!(load_bytes("empty", &[]).is_err());
+
+        // A bzImage header whose payload is missing, and one with a bad protocol version.
+        let mut bz = vec![0u8; 0x300];
+        bz[0x1f1] = 1;
+        bz[0x202..0x206].copy_from_slice(b"HdrS");
+        bz[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        bz[0x211] = 1;
+        bz[0x214..0x218].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        let e = load_bytes("truncated-bz", &bz).unwrap_err().to_string();
+        assert!(e.starts_with("could not load kernel"), "{e}");
+        bz[0x206..0x208].copy_from_slice(&0x0100u16.to_le_bytes());
+        assert!(load_bytes("old-bz", &bz).is_err());
+
+        // An ELF file with neither PVH nor Multiboot.
+        let mut elf = vec![0u8; 64];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        elf[4] = 2;
+        elf[5] = 1;
+        let e = load_bytes("plain-elf", &elf).unwrap_err().to_string();
+        assert!(e.starts_with("could not load kernel"), "{e}");
+    }
+
+    #[test]
+    fn truncated_prefixes_of_a_multiboot_kernel_never_panic() {
+        let flags = 1u32 << 16;
+        let mut k = Vec::new();
+        for v in [
+            multiboot::HEADER_MAGIC,
+            flags,
+            0u32.wrapping_sub(multiboot::HEADER_MAGIC.wrapping_add(flags)),
+            0x10_0000,
+            0x10_0000,
+            0x10_0100,
+            0x10_0200,
+            0x10_0020,
+        ] {
+            k.extend_from_slice(&v.to_le_bytes());
+        }
+        k.resize(0x100, 0x90);
+        for n in 0..k.len() {
+            let _ = load_bytes("prefix", &k[..n]);
+        }
+        assert!(load_bytes("whole", &k).is_ok());
+    }
 }

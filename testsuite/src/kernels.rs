@@ -905,3 +905,55 @@ pub fn garbage_io() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// What [`pvh_start_info`] expects the loader to have passed.
+#[derive(Clone, Debug)]
+pub struct PvhExpect {
+    pub cmdline: String,
+    pub module_prefix: Vec<u8>,
+    pub module_size: u32,
+}
+
+/// A kernel for the PVH entry (wrap it with `kit::to_pvh_elf`): checks `hvm_start_info` in
+/// EBX — magic, version, command line, the initrd as module 0, and the memory map.
+pub fn pvh_start_info(e: PvhExpect) -> Vec<u8> {
+    Kernel::build(move |k| {
+        let c = &mut k.c32;
+        // EBP = start_info (saved from EBX by the kit's entry code).
+        check(c.a.cmp(dword_ptr(ebp), 0x336e_c578));
+        c.fail_unless_zero("pvh: bad hvm_start_info magic\n", 2);
+        check(c.a.cmp(dword_ptr(ebp + 4), 1));
+        let mut v1 = c.label();
+        check(c.a.jae(v1));
+        c.print("pvh: start_info version below 1 (no memory map)\n");
+        c.exit(3);
+        c.here(&mut v1);
+        check(c.a.mov(esi, dword_ptr(ebp + 24))); // cmdline_paddr
+        let mut cmd = e.cmdline.as_bytes().to_vec();
+        cmd.push(0);
+        compare_bytes(c, &cmd);
+        c.fail_unless_zero("pvh: the command line differs\n", 4);
+        check(c.a.cmp(dword_ptr(ebp + 12), 1)); // nr_modules
+        c.fail_unless_zero("pvh: nr_modules is not 1\n", 5);
+        check(c.a.mov(ebx, dword_ptr(ebp + 16))); // modlist_paddr
+        check(c.a.cmp(dword_ptr(ebx + 8), e.module_size as i32));
+        c.fail_unless_zero("pvh: module size is wrong\n", 6);
+        check(c.a.mov(esi, dword_ptr(ebx)));
+        compare_bytes(c, &e.module_prefix);
+        c.fail_unless_zero("pvh: module contents differ\n", 7);
+        // Memory map: entries of (addr, size, type, reserved); the first is RAM at 0.
+        check(c.a.cmp(dword_ptr(ebp + 48), 3));
+        let mut has_map = c.label();
+        check(c.a.jae(has_map));
+        c.print("pvh: memory map has fewer than 3 entries\n");
+        c.exit(8);
+        c.here(&mut has_map);
+        check(c.a.mov(ebx, dword_ptr(ebp + 40)));
+        check(c.a.cmp(dword_ptr(ebx), 0));
+        c.fail_unless_zero("pvh: first memory map entry does not start at 0\n", 9);
+        check(c.a.cmp(dword_ptr(ebx + 16), 1));
+        c.fail_unless_zero("pvh: first memory map entry is not RAM\n", 10);
+        c.print("pvh start_info: ok\n");
+        c.exit(PASS);
+    })
+}

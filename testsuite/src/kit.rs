@@ -511,3 +511,60 @@ fn bzimage_around(code64: &[u8]) -> Vec<u8> {
     setup.extend_from_slice(&pm);
     setup
 }
+
+/// Wraps a kit kernel image into an ELF64 executable with a Xen PVH entry note
+/// (XEN_ELFNOTE_PHYS32_ENTRY) pointing at the kit's 32-bit entry, and without the Multiboot
+/// header, so loaders take the PVH path.
+pub fn to_pvh_elf(image: &[u8]) -> Vec<u8> {
+    // Loaders (QEMU's, Ferrite's) prefer a Multiboot header to the PVH note: remove it.
+    let mut image = image.to_vec();
+    image[..4].fill(0);
+    let image = &image[..];
+    const PHOFF: usize = 64;
+    const NOTE_AT: usize = PHOFF + 2 * 56;
+    const DATA: usize = 0x1000;
+    let mut f = vec![0u8; DATA];
+    let put = |f: &mut Vec<u8>, at: usize, v: &[u8]| f[at..at + v.len()].copy_from_slice(v);
+    put(&mut f, 0, b"\x7fELF");
+    f[4] = 2; // 64-bit
+    f[5] = 1; // little-endian
+    f[6] = 1;
+    put(&mut f, 16, &2u16.to_le_bytes()); // ET_EXEC
+    put(&mut f, 18, &62u16.to_le_bytes()); // EM_X86_64
+    put(&mut f, 20, &1u32.to_le_bytes());
+    put(&mut f, 24, &u64::from(LOAD_ADDR + 32).to_le_bytes()); // e_entry
+    put(&mut f, 32, &(PHOFF as u64).to_le_bytes()); // e_phoff
+    put(&mut f, 52, &64u16.to_le_bytes()); // e_ehsize
+    put(&mut f, 54, &56u16.to_le_bytes()); // e_phentsize
+    put(&mut f, 56, &2u16.to_le_bytes()); // e_phnum
+                                          // The note: namesz 4 "Xen\0", descsz 4, type 18, the 32-bit entry.
+    let mut note = Vec::new();
+    for v in [4u32, 4, 18] {
+        note.extend_from_slice(&v.to_le_bytes());
+    }
+    note.extend_from_slice(b"Xen\0");
+    note.extend_from_slice(&(LOAD_ADDR + 32).to_le_bytes());
+    put(&mut f, NOTE_AT, &note);
+    let phdr = |kind: u32, flags: u32, off: u64, addr: u64, size: u64, align: u64| {
+        let mut p = Vec::new();
+        p.extend_from_slice(&kind.to_le_bytes());
+        p.extend_from_slice(&flags.to_le_bytes());
+        for v in [off, addr, addr, size, size, align] {
+            p.extend_from_slice(&v.to_le_bytes());
+        }
+        p
+    };
+    let load = phdr(
+        1,
+        7,
+        DATA as u64,
+        u64::from(LOAD_ADDR),
+        image.len() as u64,
+        0x1000,
+    );
+    let notes = phdr(4, 4, NOTE_AT as u64, 0, note.len() as u64, 4);
+    put(&mut f, PHOFF, &load);
+    put(&mut f, PHOFF + 56, &notes);
+    f.extend_from_slice(image);
+    f
+}

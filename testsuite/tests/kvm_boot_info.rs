@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use machine::{Accel, KvmKind};
-use testsuite::kernels::{self, LinuxExpect, MultibootExpect};
+use testsuite::kernels::{self, LinuxExpect, MultibootExpect, PvhExpect};
 use testsuite::{harness, kit};
 
 const MEMORY: u64 = 64 << 20;
@@ -98,4 +98,21 @@ fn bzimage_gets_boot_params_initrd_and_e820() {
     let out = run(&k, "bzimage", cmdline, Some(("bz.initrd", &initrd)));
     assert!(out.passed(), "{out:?}");
     assert!(out.serial.contains("boot_params: ok"), "{out:?}");
+}
+
+#[test]
+fn pvh_elf_kernel_gets_start_info_module_and_memory_map() {
+    if !kvm_available() {
+        return;
+    }
+    let module = module();
+    let cmdline = "pvh=1 console=ttyS0";
+    let k = kit::to_pvh_elf(&kernels::pvh_start_info(PvhExpect {
+        cmdline: cmdline.into(),
+        module_prefix: module[..64].to_vec(),
+        module_size: module.len() as u32,
+    }));
+    let out = run(&k, "pvh", cmdline, Some(("pvh.mod", &module)));
+    assert!(out.passed(), "{out:?}");
+    assert!(out.serial.contains("pvh start_info: ok"), "{out:?}");
 }

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use testsuite::kernels::{self, MultibootExpect};
-use testsuite::{catalog, harness};
+use testsuite::kernels::{self, MultibootExpect, PvhExpect};
+use testsuite::{catalog, harness, kit};
 
 fn qemu() -> Option<&'static str> {
     let bin = "qemu-system-x86_64";
@@ -91,4 +91,29 @@ fn smp_and_multiboot_info_pass_under_qemu() {
     );
     assert_eq!(status, 1, "{serial}");
     assert!(serial.contains("multiboot info: ok"), "{serial}");
+}
+
+#[test]
+fn pvh_start_info_passes_under_qemu() {
+    let Some(bin) = qemu() else { return };
+    let module_data = b"FERRITE-MODULE for PVH".to_vec();
+    let module = harness::temp_kernel("pvh.mod", &module_data);
+    let cmdline = "pvh=1";
+    let k = harness::temp_kernel(
+        "pvh",
+        &kit::to_pvh_elf(&kernels::pvh_start_info(PvhExpect {
+            cmdline: cmdline.into(),
+            module_prefix: module_data.clone(),
+            module_size: module_data.len() as u32,
+        })),
+    );
+    let module_arg = module.path().display().to_string();
+    let (status, serial) = run_qemu(
+        bin,
+        k.path(),
+        &["-append", cmdline, "-initrd", &module_arg],
+        1,
+    );
+    assert_eq!(status, 1, "{serial}");
+    assert!(serial.contains("pvh start_info: ok"), "{serial}");
 }
