@@ -37,15 +37,8 @@ impl BusDevice for DebugExit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
 
-    #[derive(Default)]
-    struct Record(Mutex<Vec<SystemEvent>>);
-    impl SystemControl for Record {
-        fn request(&self, event: SystemEvent) {
-            self.0.lock().push(event);
-        }
-    }
+    use crate::testing::Record;
 
     #[test]
     fn write_width_is_the_value_width() {

@@ -54,15 +54,8 @@ impl BusDevice for I8042 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
 
-    #[derive(Default)]
-    struct Record(Mutex<Vec<SystemEvent>>);
-    impl SystemControl for Record {
-        fn request(&self, event: SystemEvent) {
-            self.0.lock().push(event);
-        }
-    }
+    use crate::testing::Record;
 
     #[test]
     fn command_fe_resets_and_other_writes_do_not() {

@@ -15,5 +15,8 @@ pub mod serial;
 pub mod system;
 
 pub use bus::{Bus, BusDevice, BusError};
+
+#[cfg(test)]
+pub(crate) mod testing;
 pub use irq::IrqLine;
 pub use system::{SystemControl, SystemEvent};

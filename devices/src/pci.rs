@@ -157,15 +157,8 @@ impl BusDevice for PciRoot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
 
-    #[derive(Default)]
-    struct Record(Mutex<Vec<SystemEvent>>);
-    impl SystemControl for Record {
-        fn request(&self, event: SystemEvent) {
-            self.0.lock().push(event);
-        }
-    }
+    use crate::testing::Record;
 
     fn cfg_read(root: &mut PciRoot, devfn: u32, reg: u32) -> u32 {
         root.write(0xcf8, 0, &(0x8000_0000 | devfn << 8 | reg).to_le_bytes());

@@ -1,6 +1,5 @@
 //! The `ferrite` binary as a user runs it.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn ferrite(args: &[&str]) -> Output {
@@ -19,23 +18,19 @@ fn stderr(o: &Output) -> String {
 }
 
 /// A scratch file unique to this test, removed on drop.
-struct TempFile(PathBuf);
+/// A temporary file removed on drop (the testsuite's), with its path as a `&str` argument.
+struct TempFile(testsuite::harness::TempFile);
 
 impl TempFile {
     fn new(name: &str, contents: &[u8]) -> TempFile {
-        let path = std::env::temp_dir().join(format!("ferrite-cli-{}-{name}", std::process::id()));
-        std::fs::write(&path, contents).expect("writing a temp file");
-        TempFile(path)
+        TempFile(testsuite::harness::temp_kernel(
+            &format!("cli-{name}"),
+            contents,
+        ))
     }
 
     fn path(&self) -> &str {
-        self.0.to_str().expect("temp path is UTF-8")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        self.0.path().to_str().expect("temp path is UTF-8")
     }
 }
 
@@ -198,7 +193,7 @@ fn serial_to_a_file() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(stdout(&o), "");
-    let written = std::fs::read_to_string(&log.0).expect("reading the serial log");
+    let written = std::fs::read_to_string(log.path()).expect("reading the serial log");
     assert_eq!(written, "hello from protected mode\n");
 }
 

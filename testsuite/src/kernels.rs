@@ -565,8 +565,8 @@ pub struct MultibootExpect {
     pub memory: u64,
 }
 
-/// Compares `len` bytes at ESI with the string `expect` (from the kernel's data); ZF set when
-/// equal. Clobbers ECX, ESI, EDI.
+/// Compares the bytes at ESI (RSI in 64-bit code) with `expect`, which is placed in the
+/// kernel's code; ZF set when equal. Clobbers ECX, ESI, EDI.
 fn compare_bytes(c: &mut Code, expect: &[u8]) {
     let sym = c.sym();
     let mut body = c.label();
@@ -718,7 +718,7 @@ pub fn linux_boot_params(e: LinuxExpect) -> Vec<u8> {
         check(c.a.mov(esi, dword_ptr(rbp + 0x228)));
         let mut cmd = e.cmdline.as_bytes().to_vec();
         cmd.push(0);
-        compare_bytes64(c, &cmd);
+        compare_bytes(c, &cmd);
         c.fail_unless_zero("boot_params: the command line differs\n", 4);
         // Initrd.
         check(c.a.cmp(dword_ptr(rbp + 0x21c), e.initrd_size as i32));
@@ -726,7 +726,7 @@ pub fn linux_boot_params(e: LinuxExpect) -> Vec<u8> {
         check(c.a.mov(esi, dword_ptr(rbp + 0x218)));
         check(c.a.test(esi, 0xfff));
         c.fail_unless_zero("boot_params: initrd is not page-aligned\n", 6);
-        compare_bytes64(c, &e.initrd_prefix);
+        compare_bytes(c, &e.initrd_prefix);
         c.fail_unless_zero("boot_params: initrd contents differ\n", 7);
         // E820: at least 4 entries; the first is RAM at 0; one RAM entry spans 1 MiB to the
         // end of low memory.
@@ -761,20 +761,6 @@ pub fn linux_boot_params(e: LinuxExpect) -> Vec<u8> {
         c.print("boot_params: ok\n");
         c.exit(PASS);
     })
-}
-
-/// 64-bit form of [`compare_bytes`]: compares bytes at RSI with `expect`; ZF set when equal.
-fn compare_bytes64(c: &mut Code, expect: &[u8]) {
-    let sym = c.sym();
-    let mut body = c.label();
-    check(c.a.jmp(body));
-    c.bind(sym);
-    check(c.a.db(expect));
-    c.here(&mut body);
-    check(c.a.mov(edi, c.addr(sym)));
-    check(c.a.mov(ecx, expect.len() as u32));
-    check(c.a.cld());
-    check(c.a.repe().cmpsb());
 }
 
 /// Where [`smp`]'s APs count themselves in.
