@@ -5,11 +5,14 @@
 //! implements ([`vcpu`]). The interpreter (and the software CPU built on it) will live here too;
 //! the KVM backend lives in `machine` and implements the same [`vcpu::Vcpu`] trait.
 
+pub mod interp;
 pub mod paravirt;
 pub mod platform;
+pub mod soft_vcpu;
 pub mod state;
 pub mod vcpu;
 
 pub use platform::Platform;
+pub use soft_vcpu::SoftVcpu;
 pub use state::{CpuState, DescriptorTable, Segment};
 pub use vcpu::{Vcpu, VcpuError, VcpuExit, VcpuKicker};

@@ -97,14 +97,23 @@ fn missing_kernel_file() {
 }
 
 #[test]
-fn software_cpu_is_not_there_yet() {
-    let kernel = TempFile::new("dbt-kernel", b"not a kernel");
+fn the_software_cpu_runs_a_test_kernel_with_qemus_spellings() {
+    let kernel = TempFile::new("hello32-tcg", &testsuite::kernels::hello32());
     for accel in ["dbt", "tcg"] {
-        let o = ferrite(&["--kernel", kernel.path(), "--accel", accel]);
-        assert_eq!(o.status.code(), Some(1), "{o:?}");
-        let err = stderr(&o);
-        assert!(err.contains("software CPU"), "{err}");
-        assert!(err.contains("not implemented"), "{err}");
+        let o = ferrite(&[
+            "-kernel",
+            kernel.path(),
+            "-accel",
+            accel,
+            "-nographic",
+            "-no-reboot",
+            "-m",
+            "64",
+            "-device",
+            "isa-debug-exit,iobase=0xf4,iosize=0x04",
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{accel}: {o:?}");
+        assert_eq!(stdout(&o), "hello from protected mode\n", "{accel}");
     }
 }
 

@@ -86,16 +86,19 @@ impl Vm {
         // Guest RAM first: a bad size is the user's error whatever the accelerator.
         let (mem, map) = memory::create(cfg.memory)?;
         let backend = accel::select(cfg.accel).map_err(Error::Accel)?;
-        if backend == Backend::Software {
-            return Err(Error::Accel(
-                "the software CPU (--accel dbt, QEMU's tcg) is not implemented yet; \
-                 this build can only run guests under KVM (--accel kvm)"
-                    .into(),
-            ));
-        }
-        let kvm = KvmVm::new(&mem)?;
+        let kvm = match backend {
+            Backend::Kvm => Some(KvmVm::new(&mem)?),
+            Backend::Software => None,
+        };
         let control = Arc::new(VmControl::new());
-        let irq = |gsi: u32| kvm.irq_line(gsi);
+        // Interrupt lines: KVM's in-kernel PIC/IOAPIC; the software CPU has no interrupt
+        // controller yet, so its lines go nowhere.
+        let irq = |gsi: u32| -> Arc<dyn devices::IrqLine> {
+            match &kvm {
+                Some(k) => k.irq_line(gsi),
+                None => Arc::new(devices::irq::NoIrq),
+            }
+        };
 
         let mut pio = Bus::new();
         let mut serial_inputs = Vec::new();
@@ -164,20 +167,23 @@ impl Vm {
         bios::mptable::write(&mem, cfg.vcpus)?;
         let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
         for id in 0..cfg.vcpus {
-            let mut v = kvm.create_vcpu(id, buses.clone())?;
+            let mut v: Box<dyn Vcpu> = match &kvm {
+                Some(k) => Box::new(k.create_vcpu(id, buses.clone())?),
+                None => Box::new(emu_core::SoftVcpu::new(id, mem.clone(), buses.clone())),
+            };
             if id == 0 {
                 v.set_state(&boot.cpu)
-                    .map_err(|e| Error::Kvm(format!("boot CPU state: {e}")))?;
+                    .map_err(|e| Error::Accel(format!("boot CPU state: {e}")))?;
             }
             control.add_kicker(v.kicker());
-            vcpus.push(Box::new(v));
+            vcpus.push(v);
         }
         Ok(Vm {
             control,
             vcpus,
             serial_inputs,
             _mem: mem,
-            _kvm: Some(kvm),
+            _kvm: kvm,
         })
     }
 

@@ -55,6 +55,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "long mode: ok",
         },
         Case {
+            name: "long64-rip-relative",
+            build: kernels::rip_relative,
+            expect: "rip-relative: ok",
+        },
+        Case {
             name: "long64-user",
             build: || kernels::long64(UserMode::Long(UserReturn::Exception)),
             expect: "64-bit user mode (CPL 3): ok, back through #UD",

@@ -943,3 +943,25 @@ pub fn pvh_start_info(e: PvhExpect) -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// RIP-relative addressing in 64-bit code: loads a string's address with `lea rsi, [rip+d]`
+/// and reads data with `mov eax, [rip+d]`.
+pub fn rip_relative() -> Vec<u8> {
+    Kernel::build(|k| {
+        enter_long_mode(k);
+        let c = &mut k.c64;
+        let (mut text, mut word, mut after) = (c.label(), c.label(), c.label());
+        check(c.a.jmp(after));
+        c.here(&mut text);
+        check(c.a.db(b"rip-relative: ok\n\0"));
+        c.here(&mut word);
+        check(c.a.dd(&[0x1234_5678]));
+        c.here(&mut after);
+        check(c.a.mov(eax, dword_ptr(word)));
+        check(c.a.cmp(eax, 0x1234_5678));
+        c.fail_unless_zero("rip-relative: a load read the wrong value\n", 2);
+        check(c.a.lea(rsi, ptr(text)));
+        check(c.a.call(c.print_fn()));
+        c.exit(PASS);
+    })
+}

@@ -113,6 +113,11 @@ impl Code {
         }
     }
 
+    /// The print routine (string at SI/ESI/RSI), for code that sets the pointer itself.
+    pub fn print_fn(&self) -> CodeLabel {
+        self.print_fn
+    }
+
     /// A fresh branch label.
     pub fn label(&mut self) -> CodeLabel {
         self.a.create_label()

@@ -1,0 +1,78 @@
+//! Decoded instructions cached per guest-physical page, so hot code is not decoded again.
+//!
+//! Entries are keyed by physical address and code size; any store to a page drops that
+//! page's entries (self-modifying code). Instructions that cross a page are not cached.
+
+use std::collections::HashMap;
+
+use iced_x86::Instruction;
+
+/// Pages kept at most; past that the cache starts over (bounded host memory).
+const MAX_PAGES: usize = 4096;
+
+#[derive(Default)]
+pub struct DecodeCache {
+    pages: HashMap<u64, HashMap<(u16, u8), Instruction>>,
+}
+
+impl DecodeCache {
+    /// The instruction cached at `phys` for `bits`, with its IP fields set to `rip`.
+    pub fn get(&self, phys: u64, bits: u32, rip: u64) -> Option<Instruction> {
+        let page = self.pages.get(&(phys >> 12))?;
+        let mut instr = *page.get(&((phys & 0xfff) as u16, bits as u8))?;
+        if instr.ip() != rip {
+            // The same physical bytes reached through another linear address: relative
+            // targets depend on the IP, so rebase.
+            let delta = rip.wrapping_sub(instr.ip());
+            rebase(&mut instr, delta);
+        }
+        Some(instr)
+    }
+
+    pub fn insert(&mut self, phys: u64, bits: u32, instr: Instruction) {
+        if self.pages.len() >= MAX_PAGES && !self.pages.contains_key(&(phys >> 12)) {
+            self.pages.clear();
+        }
+        self.pages
+            .entry(phys >> 12)
+            .or_default()
+            .insert(((phys & 0xfff) as u16, bits as u8), instr);
+    }
+
+    /// A store of `len` bytes at `phys`.
+    pub fn invalidate(&mut self, phys: u64, len: usize) {
+        if self.pages.is_empty() {
+            return;
+        }
+        let first = phys >> 12;
+        let last = phys.wrapping_add(len.max(1) as u64 - 1) >> 12;
+        self.pages.remove(&first);
+        if last != first {
+            self.pages.remove(&last);
+        }
+    }
+}
+
+/// Moves an instruction decoded at one IP to another, fixing IP-relative operands.
+fn rebase(instr: &mut Instruction, delta: u64) {
+    use iced_x86::OpKind;
+    let new_ip = instr.ip().wrapping_add(delta);
+    for i in 0..instr.op_count() {
+        match instr.op_kind(i) {
+            OpKind::NearBranch16 => {
+                instr.set_near_branch16(instr.near_branch16().wrapping_add(delta as u16))
+            }
+            OpKind::NearBranch32 => {
+                instr.set_near_branch32(instr.near_branch32().wrapping_add(delta as u32))
+            }
+            OpKind::NearBranch64 => {
+                instr.set_near_branch64(instr.near_branch64().wrapping_add(delta))
+            }
+            _ => {}
+        }
+    }
+    if instr.is_ip_rel_memory_operand() {
+        instr.set_memory_displacement64(instr.memory_displacement64().wrapping_add(delta));
+    }
+    instr.set_ip(new_ip);
+}

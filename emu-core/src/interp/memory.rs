@@ -1,0 +1,84 @@
+//! Guest-physical memory as the interpreter sees it: RAM through vm-memory, everything else
+//! through the platform's MMIO bus.
+
+use std::sync::Arc;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::Platform;
+
+pub struct PhysMem {
+    ram: GuestMemoryMmap,
+    platform: Arc<dyn Platform>,
+}
+
+impl PhysMem {
+    pub fn new(ram: GuestMemoryMmap, platform: Arc<dyn Platform>) -> Self {
+        PhysMem { ram, platform }
+    }
+
+    pub fn platform(&self) -> &dyn Platform {
+        self.platform.as_ref()
+    }
+
+    /// Reads `buf.len()` bytes (at most 16) at `addr`; bytes outside RAM come from MMIO.
+    pub fn read(&self, addr: u64, buf: &mut [u8]) {
+        if self.ram.read_slice(buf, GuestAddress(addr)).is_ok() {
+            return;
+        }
+        // Outside RAM, or straddling its end: byte by byte, MMIO as one access where it can.
+        if !self.ram_contains(addr) {
+            self.platform.mmio_read(addr, buf);
+            return;
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = addr.wrapping_add(i as u64);
+            let mut one = [0u8; 1];
+            if self.ram.read_slice(&mut one, GuestAddress(a)).is_err() {
+                self.platform.mmio_read(a, &mut one);
+            }
+            *b = one[0];
+        }
+    }
+
+    pub fn write(&self, addr: u64, buf: &[u8]) {
+        if self.ram.write_slice(buf, GuestAddress(addr)).is_ok() {
+            return;
+        }
+        if !self.ram_contains(addr) {
+            self.platform.mmio_write(addr, buf);
+            return;
+        }
+        for (i, b) in buf.iter().enumerate() {
+            let a = addr.wrapping_add(i as u64);
+            if self.ram.write_slice(&[*b], GuestAddress(a)).is_err() {
+                self.platform.mmio_write(a, &[*b]);
+            }
+        }
+    }
+
+    fn ram_contains(&self, addr: u64) -> bool {
+        use vm_memory::GuestMemoryBackend;
+        self.ram.address_in_range(GuestAddress(addr))
+    }
+
+    pub fn read_u64(&self, addr: u64) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b);
+        u64::from_le_bytes(b)
+    }
+
+    pub fn read_u32(&self, addr: u64) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(addr, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    pub fn write_u64(&self, addr: u64, v: u64) {
+        self.write(addr, &v.to_le_bytes());
+    }
+
+    pub fn write_u32(&self, addr: u64, v: u32) {
+        self.write(addr, &v.to_le_bytes());
+    }
+}

@@ -1,0 +1,394 @@
+//! The interpreter: the reference semantics of the software CPU.
+//!
+//! One instruction at a time: fetch through the MMU, decode with iced-x86 (cached per guest
+//! physical page and invalidated by writes to that page), execute. Exceptions are precise:
+//! an instruction that faults commits nothing, and RIP points at it.
+
+pub mod alu;
+pub mod control;
+pub mod cpu;
+pub mod cpuid;
+pub mod decode_cache;
+pub mod dispatch;
+pub mod fault;
+pub mod flags_calc;
+pub mod interrupt;
+pub mod memory;
+pub mod mmu;
+pub mod operand;
+pub mod segment;
+pub mod string;
+pub mod system;
+
+use std::collections::HashSet;
+
+use iced_x86::{Decoder, DecoderError, DecoderOptions, Instruction, Mnemonic};
+
+use cpu::{sreg, Cpu, Mode};
+use decode_cache::DecodeCache;
+use fault::{Fault, Result, Stop};
+use memory::PhysMem;
+use mmu::{Access, Mmu, Privilege};
+
+/// Counters printed on request.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub instructions: u64,
+    pub decode_cache_misses: u64,
+    pub exceptions: u64,
+    pub unimplemented: u64,
+}
+
+pub struct Interp {
+    pub cpu: Cpu,
+    pub mmu: Mmu,
+    pub mem: PhysMem,
+    icache: DecodeCache,
+    /// Mnemonics already reported as unimplemented (each is logged once).
+    reported: HashSet<Mnemonic>,
+    pub stats: Stats,
+    /// Interrupt shadow after STI / MOV SS / POP SS: interrupts wait one instruction.
+    pub interrupt_shadow: bool,
+    /// The vCPU's initial APIC ID (CPUID leaves 1 and 0xB).
+    pub apic_id: u32,
+    /// When the vCPU started: the time-stamp counter counts from here.
+    pub(crate) started: std::time::Instant,
+}
+
+/// Where an instruction's bytes come from, for the decode cache.
+struct Fetched {
+    instr: Instruction,
+}
+
+impl Interp {
+    pub fn new(cpu: Cpu, mem: PhysMem) -> Self {
+        Interp {
+            cpu,
+            mmu: Mmu::default(),
+            mem,
+            icache: DecodeCache::default(),
+            reported: HashSet::new(),
+            stats: Stats::default(),
+            interrupt_shadow: false,
+            apic_id: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Executes one instruction, delivering any exception it raises. Returns `Halt` or
+    /// `Shutdown` when the CPU stops.
+    pub fn step(&mut self) -> std::result::Result<(), Stop> {
+        let start_rip = self.cpu.rip;
+        // The shadow of an STI / MOV SS covers exactly the instruction after it: the vCPU loop
+        // saw it before this step; this instruction may set it again.
+        self.interrupt_shadow = false;
+        match self.fetch_and_execute() {
+            Ok(()) => {
+                self.stats.instructions += 1;
+                Ok(())
+            }
+            Err(Stop::Fault(f)) => {
+                self.cpu.rip = start_rip;
+                self.stats.exceptions += 1;
+                self.raise(f)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn fetch_and_execute(&mut self) -> Result<()> {
+        let f = self.fetch()?;
+        let instr = f.instr;
+        if log::log_enabled!(target: "ferrite::trace", log::Level::Trace) {
+            log::trace!(target: "ferrite::trace", "{:#x}: {instr}  rax={:#x} rcx={:#x} rdx={:#x} rbx={:#x} rsp={:#x} rsi={:#x} rdi={:#x} fl={:#x}",
+                instr.ip(), self.cpu.regs[0], self.cpu.regs[1], self.cpu.regs[2], self.cpu.regs[3], self.cpu.regs[4], self.cpu.regs[6], self.cpu.regs[7], self.cpu.rflags);
+        }
+        self.cpu.rip = instr.next_ip() & self.ip_mask();
+        self.execute(&instr)
+    }
+
+    /// Mask for RIP/EIP/IP in the current code size.
+    pub fn ip_mask(&self) -> u64 {
+        match self.cpu.code_bits() {
+            64 => u64::MAX,
+            32 => 0xffff_ffff,
+            _ => 0xffff,
+        }
+    }
+
+    fn fetch(&mut self) -> Result<Fetched> {
+        let bits = self.cpu.code_bits();
+        let cs = self.cpu.seg[sreg::CS];
+        let rip = self.cpu.rip;
+        let linear = if bits == 64 {
+            rip
+        } else {
+            cs.base.wrapping_add(rip) & 0xffff_ffff
+        };
+        if bits == 64 && !canonical(linear) {
+            return Err(Fault::gp(0).into());
+        }
+        let priv_ = self.privilege();
+        let phys = self
+            .mmu
+            .translate(&mut self.cpu, &self.mem, linear, Access::Execute, priv_)?;
+        if let Some(instr) = self.icache.get(phys, bits, rip) {
+            self.check_code_limit(&instr)?;
+            return Ok(Fetched { instr });
+        }
+        self.stats.decode_cache_misses += 1;
+        // Bytes up to the end of the page; the next page only if the instruction needs it.
+        let in_page = (0x1000 - (linear & 0xfff)).min(15) as usize;
+        let mut bytes = [0u8; 15];
+        self.mem.read(phys, &mut bytes[..in_page]);
+        let mut instr = Instruction::default();
+        let mut decoder = Decoder::with_ip(bits, &bytes[..in_page], rip, DecoderOptions::NONE);
+        decoder.decode_out(&mut instr);
+        let mut crosses = false;
+        if decoder.last_error() == DecoderError::NoMoreBytes && in_page < 15 {
+            let next = linear.wrapping_add(in_page as u64);
+            let next = if bits == 64 { next } else { next & 0xffff_ffff };
+            let phys2 =
+                self.mmu
+                    .translate(&mut self.cpu, &self.mem, next, Access::Execute, priv_)?;
+            self.mem.read(phys2, &mut bytes[in_page..]);
+            let mut decoder = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE);
+            decoder.decode_out(&mut instr);
+            crosses = true;
+        }
+        if instr.is_invalid() {
+            return Err(Fault::ud().into());
+        }
+        self.check_code_limit(&instr)?;
+        if !crosses {
+            self.icache.insert(phys, bits, instr);
+        }
+        Ok(Fetched { instr })
+    }
+
+    fn check_code_limit(&self, instr: &Instruction) -> Result<()> {
+        if self.cpu.mode() == Mode::Long64 {
+            return Ok(());
+        }
+        let last = self.cpu.rip.wrapping_add(instr.len() as u64 - 1);
+        let cs = &self.cpu.seg[sreg::CS];
+        if self.cpu.mode() != Mode::Real && last > u64::from(cs.limit) {
+            return Err(Fault::gp(0).into());
+        }
+        Ok(())
+    }
+
+    /// User or supervisor, as the paging checks see the current CPL.
+    pub fn privilege(&self) -> Privilege {
+        if self.cpu.cpl() == 3 {
+            Privilege::User
+        } else {
+            Privilege::Supervisor
+        }
+    }
+
+    /// Reports an unimplemented instruction once and raises #UD.
+    pub(crate) fn unimplemented(&mut self, instr: &Instruction) -> Result<()> {
+        self.stats.unimplemented += 1;
+        if self.reported.insert(instr.mnemonic()) {
+            log::warn!(
+                "software CPU: {:?} ({:?}) is not implemented; the guest gets #UD (reported once)",
+                instr.mnemonic(),
+                instr.code()
+            );
+        }
+        Err(Fault::ud().into())
+    }
+
+    // ----- linear and physical memory -------------------------------------------------
+
+    /// Reads `buf.len()` bytes at a linear address, splitting at page boundaries. All pages
+    /// are translated before anything is read.
+    pub fn read_linear(&mut self, linear: u64, buf: &mut [u8], priv_: Privilege) -> Result<()> {
+        let (p1, n1, p2) = self.translate_span(linear, buf.len(), Access::Read, priv_)?;
+        self.mem.read(p1, &mut buf[..n1]);
+        if let Some(p2) = p2 {
+            self.mem.read(p2, &mut buf[n1..]);
+        }
+        Ok(())
+    }
+
+    /// Writes at a linear address; both pages are translated (and checked) first, so a fault
+    /// on the second leaves memory untouched.
+    pub fn write_linear(&mut self, linear: u64, buf: &[u8], priv_: Privilege) -> Result<()> {
+        let (p1, n1, p2) = self.translate_span(linear, buf.len(), Access::Write, priv_)?;
+        self.write_phys(p1, &buf[..n1]);
+        if let Some(p2) = p2 {
+            self.write_phys(p2, &buf[n1..]);
+        }
+        Ok(())
+    }
+
+    fn translate_span(
+        &mut self,
+        linear: u64,
+        len: usize,
+        access: Access,
+        priv_: Privilege,
+    ) -> Result<(u64, usize, Option<u64>)> {
+        let linear = self.wrap_linear(linear);
+        let in_page = (0x1000 - (linear & 0xfff)) as usize;
+        let p1 = self
+            .mmu
+            .translate(&mut self.cpu, &self.mem, linear, access, priv_)?;
+        if len <= in_page {
+            return Ok((p1, len, None));
+        }
+        let next = self.wrap_linear(linear.wrapping_add(in_page as u64));
+        let p2 = self
+            .mmu
+            .translate(&mut self.cpu, &self.mem, next, access, priv_)?;
+        Ok((p1, in_page, Some(p2)))
+    }
+
+    /// Linear addresses are 32 bits outside IA-32e mode.
+    pub fn wrap_linear(&self, linear: u64) -> u64 {
+        if self.cpu.efer & crate::state::bits::EFER_LMA != 0 {
+            linear
+        } else {
+            linear & 0xffff_ffff
+        }
+    }
+
+    /// Every store to guest RAM goes here, so cached decodes of that page are dropped.
+    pub fn write_phys(&mut self, phys: u64, buf: &[u8]) {
+        self.icache.invalidate(phys, buf.len());
+        self.mem.write(phys, buf);
+    }
+
+    /// Reads a value of `size` bytes from `seg:offset` with segmentation checks.
+    pub fn read_mem(&mut self, seg: usize, offset: u64, size: u32) -> Result<u64> {
+        let linear = self.seg_linear(seg, offset, size, false)?;
+        let mut b = [0u8; 8];
+        let priv_ = self.privilege();
+        self.read_linear(linear, &mut b[..size as usize], priv_)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    pub fn write_mem(&mut self, seg: usize, offset: u64, size: u32, value: u64) -> Result<()> {
+        let linear = self.seg_linear(seg, offset, size, true)?;
+        let priv_ = self.privilege();
+        self.write_linear(linear, &value.to_le_bytes()[..size as usize], priv_)
+    }
+
+    /// Supervisor-privilege access to system structures (GDT, IDT, TSS) by linear address.
+    pub fn read_sys(&mut self, linear: u64, size: usize) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read_linear(linear, &mut b[..size], Privilege::Supervisor)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    pub fn write_sys(&mut self, linear: u64, size: usize, value: u64) -> Result<()> {
+        self.write_linear(linear, &value.to_le_bytes()[..size], Privilege::Supervisor)
+    }
+
+    /// Checks an access of `size` bytes at `seg:offset` and returns its linear address.
+    pub fn seg_linear(&self, seg: usize, offset: u64, size: u32, write: bool) -> Result<u64> {
+        let s = &self.cpu.seg[seg];
+        let fault = |code| -> Stop {
+            if seg == sreg::SS {
+                Fault::ss(code).into()
+            } else {
+                Fault::gp(code).into()
+            }
+        };
+        match self.cpu.mode() {
+            Mode::Long64 => {
+                let base = if seg == sreg::FS || seg == sreg::GS {
+                    s.base
+                } else {
+                    0
+                };
+                let linear = base.wrapping_add(offset);
+                let last = linear.wrapping_add(u64::from(size) - 1);
+                if !canonical(linear) || !canonical(last) {
+                    return Err(fault(0));
+                }
+                Ok(linear)
+            }
+            Mode::Real | Mode::Virtual8086 => {
+                // Real mode keeps the cached limit (unreal mode works); wrap-around past it
+                // is #GP (#SS for the stack).
+                let last = offset.wrapping_add(u64::from(size) - 1);
+                if last > u64::from(s.limit) {
+                    return Err(fault(0));
+                }
+                Ok(s.base.wrapping_add(offset) & 0xffff_ffff)
+            }
+            Mode::Protected | Mode::Compatibility => {
+                if s.unusable || !s.present {
+                    return Err(fault(0));
+                }
+                let code = s.type_ & 0x8 != 0;
+                if write && (code || s.type_ & 0x2 == 0) {
+                    return Err(fault(0));
+                }
+                if !write && code && s.type_ & 0x2 == 0 {
+                    return Err(fault(0)); // execute-only code segment
+                }
+                let last = offset.wrapping_add(u64::from(size) - 1);
+                let expand_down = !code && s.type_ & 0x4 != 0;
+                let ok = if expand_down {
+                    let max = if s.db { 0xffff_ffff } else { 0xffff };
+                    offset > u64::from(s.limit) && last <= max && last >= offset
+                } else {
+                    last <= u64::from(s.limit) && last >= offset
+                };
+                if !ok {
+                    return Err(fault(0));
+                }
+                Ok(s.base.wrapping_add(offset) & 0xffff_ffff)
+            }
+        }
+    }
+
+    // ----- the stack --------------------------------------------------------------------
+
+    pub fn rsp_mask(&self) -> u64 {
+        match self.cpu.stack_bytes() {
+            8 => u64::MAX,
+            4 => 0xffff_ffff,
+            _ => 0xffff,
+        }
+    }
+
+    /// Pushes `size` bytes; RSP changes only once the store succeeded.
+    pub fn push(&mut self, value: u64, size: u32) -> Result<()> {
+        let mask = self.rsp_mask();
+        let rsp = self.cpu.regs[4];
+        let new = rsp.wrapping_sub(u64::from(size)) & mask;
+        self.write_mem(sreg::SS, new, size, value)?;
+        self.cpu.regs[4] = (rsp & !mask) | new;
+        Ok(())
+    }
+
+    /// Reads the value `depth` bytes above the stack top without popping.
+    pub fn stack_read(&mut self, depth: u64, size: u32) -> Result<u64> {
+        let mask = self.rsp_mask();
+        let off = self.cpu.regs[4].wrapping_add(depth) & mask;
+        self.read_mem(sreg::SS, off, size)
+    }
+
+    pub fn pop(&mut self, size: u32) -> Result<u64> {
+        let v = self.stack_read(0, size)?;
+        self.adjust_rsp(i64::from(size));
+        Ok(v)
+    }
+
+    pub fn adjust_rsp(&mut self, delta: i64) {
+        let mask = self.rsp_mask();
+        let rsp = self.cpu.regs[4];
+        self.cpu.regs[4] = (rsp & !mask) | (rsp.wrapping_add(delta as u64) & mask);
+    }
+}
+
+/// True if `addr` is canonical for 48-bit linear addresses.
+pub fn canonical(addr: u64) -> bool {
+    let top = (addr as i64) >> 47;
+    top == 0 || top == -1
+}

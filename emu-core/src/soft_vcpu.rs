@@ -1,0 +1,127 @@
+//! The software CPU as a [`Vcpu`]: the interpreter behind the same trait KVM implements.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use vm_memory::GuestMemoryMmap;
+
+use crate::interp::cpu::{flags, Cpu};
+use crate::interp::fault::Stop;
+use crate::interp::memory::PhysMem;
+use crate::interp::Interp;
+use crate::state::CpuState;
+use crate::vcpu::{Vcpu, VcpuError, VcpuExit, VcpuKicker};
+use crate::Platform;
+
+/// Instructions between two looks at the kick flag.
+const BATCH: u32 = 256;
+
+#[derive(Default)]
+pub struct SoftKicker {
+    kicked: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl VcpuKicker for SoftKicker {
+    fn kick(&self) {
+        self.kicked.store(true, Ordering::Release);
+        let _g = self.lock.lock();
+        self.wake.notify_all();
+    }
+}
+
+impl SoftKicker {
+    fn take(&self) -> bool {
+        self.kicked.swap(false, Ordering::AcqRel)
+    }
+
+    /// Sleeps until kicked (nothing else can wake a halted CPU yet).
+    fn wait(&self) {
+        let mut g = self.lock.lock();
+        while !self.kicked.load(Ordering::Acquire) {
+            self.wake.wait_for(&mut g, Duration::from_millis(100));
+        }
+    }
+}
+
+pub struct SoftVcpu {
+    interp: Interp,
+    kicker: Arc<SoftKicker>,
+    /// An application processor waits for INIT/SIPI, which needs the local APIC (not yet
+    /// modelled): until then it sleeps.
+    waiting_for_sipi: bool,
+}
+
+impl SoftVcpu {
+    pub fn new(id: u32, ram: GuestMemoryMmap, platform: Arc<dyn Platform>) -> Self {
+        let mut interp = Interp::new(
+            Cpu::from_state(&CpuState::reset()),
+            PhysMem::new(ram, platform),
+        );
+        interp.apic_id = id;
+        SoftVcpu {
+            interp,
+            kicker: Arc::new(SoftKicker::default()),
+            waiting_for_sipi: id != 0,
+        }
+    }
+
+    pub fn stats(&self) -> &crate::interp::Stats {
+        &self.interp.stats
+    }
+}
+
+impl Vcpu for SoftVcpu {
+    fn set_state(&mut self, state: &CpuState) -> Result<(), VcpuError> {
+        let keep = self.interp.cpu.msr.clone();
+        self.interp.cpu = Cpu::from_state(state);
+        self.interp.cpu.msr = keep;
+        self.interp.mmu.flush_all();
+        self.waiting_for_sipi = false;
+        Ok(())
+    }
+
+    fn state(&self) -> Result<CpuState, VcpuError> {
+        Ok(self.interp.cpu.to_state())
+    }
+
+    fn run(&mut self) -> Result<VcpuExit, VcpuError> {
+        if self.waiting_for_sipi {
+            self.kicker.wait();
+            self.kicker.take();
+            return Ok(VcpuExit::Interrupted);
+        }
+        loop {
+            if self.kicker.take() {
+                return Ok(VcpuExit::Interrupted);
+            }
+            for _ in 0..BATCH {
+                match self.interp.step() {
+                    Ok(()) => {}
+                    Err(Stop::Halt) => {
+                        if !self.interp.cpu.flag(flags::IF) {
+                            return Ok(VcpuExit::Halted);
+                        }
+                        // Interrupts are enabled but no interrupt controller exists yet:
+                        // sleep until the machine wants the CPU.
+                        self.kicker.wait();
+                        self.kicker.take();
+                        return Ok(VcpuExit::Interrupted);
+                    }
+                    Err(Stop::Shutdown) => return Ok(VcpuExit::Shutdown),
+                    Err(Stop::Fault(f)) => {
+                        // `step` delivers faults itself; one escaping is a bug worth naming.
+                        return Err(VcpuError::Unhandled(format!("undelivered {f:?}")));
+                    }
+                }
+            }
+        }
+    }
+
+    fn kicker(&self) -> Arc<dyn VcpuKicker> {
+        self.kicker.clone()
+    }
+}

@@ -1,0 +1,26 @@
+//! The kit's kernels under the software CPU (`--accel dbt`): every mode, CPL 0 and 3, SMP
+//! start-up aside (it needs the local APIC), and the boot-information kernels.
+
+use std::time::Duration;
+
+use machine::Accel;
+use testsuite::{catalog, harness};
+
+#[test]
+fn mode_kernels_pass_under_the_software_cpu() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let mut failures = Vec::new();
+    for case in catalog::mode_kernels() {
+        let file = harness::temp_kernel(&format!("dbt-{}", case.name), &(case.build)());
+        let (cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+        match harness::run(&cfg, &cap, Duration::from_secs(60)) {
+            Ok(out) if out.passed() && out.serial.contains(case.expect) => {}
+            Ok(out) => failures.push(format!(
+                "{}: expected {:?}, got {:?} with serial {:?}",
+                case.name, case.expect, out.exit, out.serial
+            )),
+            Err(e) => failures.push(format!("{}: VM error: {e}", case.name)),
+        }
+    }
+    assert!(failures.is_empty(), "failures:\n{}", failures.join("\n"));
+}
