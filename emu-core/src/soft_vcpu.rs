@@ -112,7 +112,7 @@ impl Vcpu for SoftVcpu {
                         return Ok(VcpuExit::Interrupted);
                     }
                     Err(Stop::Shutdown) => return Ok(VcpuExit::Shutdown),
-                    Err(Stop::Fault(f)) => {
+                    Err(Stop::Fault(f)) | Err(Stop::Trap(f)) => {
                         // `step` delivers faults itself; one escaping is a bug worth naming.
                         return Err(VcpuError::Unhandled(format!("undelivered {f:?}")));
                     }

@@ -5,6 +5,7 @@
 //! collects its serial output and exit reason.
 
 pub mod catalog;
+pub mod difftest;
 pub mod harness;
 pub mod kernels;
 pub mod kit;

@@ -142,8 +142,8 @@ impl Interp {
         };
         let count = (raw & if size == 8 { 0x3f } else { 0x1f }) as u32;
         if count == 0 {
-            // No flags change; a memory operand is still accessed (read above).
-            return Ok(());
+            // No flags change; a 32-bit register destination is still zero-extended.
+            return self.write_unchanged(i, a);
         }
         let m = mask(size);
         let sb = sign_bit(size);
@@ -216,10 +216,12 @@ impl Interp {
                 let r = (v as u64) & m;
                 let cf = (v >> bits) & 1 != 0;
                 let mut f = if cf { CF } else { 0 };
+                // RCL: MSB(result) XOR CF(after); RCR: MSB(original) XOR CF(before). Both
+                // are computed whenever the masked count is non-zero.
                 let of = if i.mnemonic() == Mnemonic::Rcl {
                     (r & sb != 0) ^ cf
                 } else {
-                    ((r >> (bits - 1)) ^ (r >> (bits - 2))) & 1 != 0
+                    (a & sb != 0) ^ cf_in
                 };
                 if of {
                     f |= OF;
@@ -239,6 +241,15 @@ impl Interp {
         Ok(())
     }
 
+    /// A shift or rotate by zero: the operand keeps its value, but a 32-bit register is
+    /// still written (and so zero-extended in 64-bit mode).
+    fn write_unchanged(&mut self, i: &Instruction, value: u64) -> Result<()> {
+        if !Self::is_mem(i, 0) && self.op_size(i, 0) == 4 {
+            self.write_op(i, 0, value)?;
+        }
+        Ok(())
+    }
+
     /// SHLD SHRD.
     pub(crate) fn shift_double(&mut self, i: &Instruction) -> Result<()> {
         let size = self.op_size(i, 0);
@@ -247,19 +258,24 @@ impl Interp {
         let b = self.read_op(i, 1)? & mask(size);
         let count = (self.read_op(i, 2)? & if size == 8 { 0x3f } else { 0x1f }) as u32;
         if count == 0 {
-            return Ok(());
+            return self.write_unchanged(i, a);
         }
-        if count > bits {
-            // Undefined result for 16-bit operands with counts above 16: leave the operand.
-            return Ok(());
-        }
-        let wide_bits = bits * 2;
-        let (res, cf) = if i.mnemonic() == Mnemonic::Shld {
-            let v = (u128::from(a) << bits) | u128::from(b);
-            let r = ((v << count) >> bits) as u64 & mask(size);
-            (r, (v >> (wide_bits - count)) & 1 != 0)
+        // The architecture leaves 16-bit shifts by more than 16 undefined; Intel hardware
+        // shifts DEST:SRC:DEST as one 48-bit value, and so does this model.
+        let (v, width) = if size == 2 && count > 16 {
+            (
+                (u128::from(a) << 32) | (u128::from(b) << 16) | u128::from(a),
+                48,
+            )
+        } else if i.mnemonic() == Mnemonic::Shld {
+            ((u128::from(a) << bits) | u128::from(b), bits * 2)
         } else {
-            let v = (u128::from(b) << bits) | u128::from(a);
+            ((u128::from(b) << bits) | u128::from(a), bits * 2)
+        };
+        let (res, cf) = if i.mnemonic() == Mnemonic::Shld {
+            let r = ((v << count) >> (width - bits)) as u64 & mask(size);
+            (r, (v >> (width - count)) & 1 != 0)
+        } else {
             let r = (v >> count) as u64 & mask(size);
             (r, (v >> (count - 1)) & 1 != 0)
         };
@@ -391,8 +407,15 @@ impl Interp {
         let a = self.read_op(i, 0)?;
         let b = self.read_op(i, 1)?;
         let (r, f) = flags_calc::add(a, b, false, size);
-        self.write_op(i, 0, r)?;
-        self.write_op(i, 1, a)?;
+        // SRC ← DEST, then DEST ← sum: with one register as both, the sum wins. A memory
+        // destination is stored first so a fault leaves the register alone.
+        if Self::is_mem(i, 0) {
+            self.write_op(i, 0, r)?;
+            self.write_op(i, 1, a)?;
+        } else {
+            self.write_op(i, 1, a)?;
+            self.write_op(i, 0, r)?;
+        }
         self.set_status(f);
         Ok(())
     }
@@ -406,8 +429,11 @@ impl Interp {
             let src = self.read_op(i, 1)?;
             self.write_op(i, 0, src)?;
         } else {
-            // The destination is written back unchanged (the locked cycle always writes).
-            self.write_op(i, 0, dest)?;
+            // A memory destination is written back unchanged (the locked cycle always
+            // writes); a register one is left alone, not even zero-extended.
+            if Self::is_mem(i, 0) {
+                self.write_op(i, 0, dest)?;
+            }
             let r = match size {
                 1 => Register::AL,
                 2 => Register::AX,

@@ -329,34 +329,40 @@ impl Interp {
         Ok(())
     }
 
+    /// ENTER, following the SDM's pseudo-code: the nesting loop walks the frame pointer of
+    /// the stack's width; the new stack top is probed for writing before anything commits.
     pub(crate) fn enter(&mut self, i: &Instruction) -> Result<()> {
         let size = self.stack_operand_size(i);
         let alloc = i.immediate(0) & 0xffff;
         let level = i.immediate(1) & 0x1f;
         let saved = self.cpu.regs;
         let result = (|| -> Result<()> {
-            let bp_reg = match size {
-                2 => Register::BP,
-                4 => Register::EBP,
-                _ => Register::RBP,
-            };
-            let bp = self.get_reg(bp_reg);
-            self.push(bp, size)?;
-            let frame = self.cpu.regs[4] & self.rsp_mask();
+            let smask = self.rsp_mask();
+            let bp = self.cpu.regs[5];
+            self.push(bp & mask(size), size)?;
+            let frame = self.cpu.regs[4] & smask;
             if level > 0 {
                 let mut p = bp;
                 for _ in 1..level {
-                    p = p.wrapping_sub(u64::from(size));
-                    let v = self.read_mem(sreg::SS, p & self.rsp_mask(), size)?;
+                    p = (p & !smask) | (p.wrapping_sub(u64::from(size)) & smask);
+                    let v = self.read_mem(sreg::SS, p & smask, size)?;
                     self.push(v, size)?;
                 }
                 self.push(frame, size)?;
             }
+            // The new stack top must be writable.
+            let top = self.cpu.regs[4].wrapping_sub(alloc) & smask;
+            let probe = top.wrapping_sub(1) & smask;
+            let linear = self.seg_linear(sreg::SS, probe, 1, true)?;
+            let priv_ = self.privilege();
+            self.write_probe(linear, priv_)?;
+            let bp_reg = match (size, self.cpu.stack_bytes()) {
+                (_, 8) => Register::RBP,
+                (4, _) => Register::EBP,
+                _ => Register::BP,
+            };
             self.set_reg(bp_reg, frame);
             self.adjust_rsp(-(alloc as i64));
-            // The new stack top must be writable (ENTER probes it).
-            let top = self.cpu.regs[4] & self.rsp_mask();
-            self.seg_linear(sreg::SS, top, 1, true)?;
             Ok(())
         })();
         if result.is_err() {

@@ -78,8 +78,10 @@ impl Fault {
 /// What a step of execution can end with, beyond completing the instruction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
-    /// An exception to deliver.
+    /// An exception to deliver, with RIP at the faulting instruction.
     Fault(Fault),
+    /// A trap (single-step #DB) to deliver after the instruction completed: RIP at the next.
+    Trap(Fault),
     /// HLT.
     Halt,
     /// The CPU shut down (triple fault).

@@ -78,22 +78,44 @@ impl Interp {
     /// Executes one instruction, delivering any exception it raises. Returns `Halt` or
     /// `Shutdown` when the CPU stops.
     pub fn step(&mut self) -> std::result::Result<(), Stop> {
+        match self.execute_one() {
+            Err(Stop::Fault(f)) | Err(Stop::Trap(f)) => {
+                self.stats.exceptions += 1;
+                self.raise(f)
+            }
+            other => other,
+        }
+    }
+
+    /// Executes one instruction; an exception comes back undelivered, with RIP at the
+    /// faulting instruction and nothing committed (the differential harness compares it).
+    pub fn execute_one(&mut self) -> std::result::Result<(), Stop> {
         let start_rip = self.cpu.rip;
         // The shadow of an STI / MOV SS covers exactly the instruction after it: the vCPU loop
         // saw it before this step; this instruction may set it again.
         self.interrupt_shadow = false;
+        // TF set before an instruction makes it trap (#DB, DR6.BS) once it has completed.
+        let single_step = self.cpu.flag(cpu::flags::TF);
         match self.fetch_and_execute() {
             Ok(()) => {
                 self.stats.instructions += 1;
+                if single_step {
+                    self.cpu.dr[6] |= 1 << 14;
+                    return Err(Stop::Trap(Fault::new(fault::vector::DB)));
+                }
                 Ok(())
             }
             Err(Stop::Fault(f)) => {
                 self.cpu.rip = start_rip;
-                self.stats.exceptions += 1;
-                self.raise(f)
+                Err(Stop::Fault(f))
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// The instruction at RIP as the interpreter decodes it (for reports and flag masks).
+    pub fn peek_instruction(&mut self) -> Option<Instruction> {
+        self.fetch().ok().map(|f| f.instr)
     }
 
     fn fetch_and_execute(&mut self) -> Result<()> {
@@ -261,9 +283,23 @@ impl Interp {
         self.mem.write(phys, buf);
     }
 
+    /// #AC: at CPL 3 with CR0.AM and EFLAGS.AC set, data accesses must be naturally aligned.
+    fn check_alignment(&self, linear: u64, size: u32) -> Result<()> {
+        if size > 1
+            && linear & u64::from(size - 1) != 0
+            && self.cpu.cr0 & (1 << 18) != 0
+            && self.cpu.flag(cpu::flags::AC)
+            && self.cpu.cpl() == 3
+        {
+            return Err(Fault::with_code(fault::vector::AC, 0).into());
+        }
+        Ok(())
+    }
+
     /// Reads a value of `size` bytes from `seg:offset` with segmentation checks.
     pub fn read_mem(&mut self, seg: usize, offset: u64, size: u32) -> Result<u64> {
         let linear = self.seg_linear(seg, offset, size, false)?;
+        self.check_alignment(linear, size)?;
         let mut b = [0u8; 8];
         let priv_ = self.privilege();
         self.read_linear(linear, &mut b[..size as usize], priv_)?;
@@ -272,6 +308,7 @@ impl Interp {
 
     pub fn write_mem(&mut self, seg: usize, offset: u64, size: u32, value: u64) -> Result<()> {
         let linear = self.seg_linear(seg, offset, size, true)?;
+        self.check_alignment(linear, size)?;
         let priv_ = self.privilege();
         self.write_linear(linear, &value.to_le_bytes()[..size as usize], priv_)
     }

@@ -236,6 +236,11 @@ impl Interp {
         Ok(())
     }
 
+    /// Checks that one byte at `linear` may be written (page present and writable).
+    pub fn write_probe(&mut self, linear: u64, priv_: super::mmu::Privilege) -> Result<()> {
+        self.write_translate(linear, 1, priv_)
+    }
+
     fn write_translate(
         &mut self,
         linear: u64,

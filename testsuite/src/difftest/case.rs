@@ -1,0 +1,76 @@
+//! One differential test case and what running it produced.
+
+use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+
+/// The exception a run ended with (the final UD2 is the normal end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exception {
+    /// #UD (SIGILL).
+    InvalidOpcode,
+    /// #DE (SIGFPE).
+    DivideError,
+    /// #GP, #SS or #PF: the host reports all as SIGSEGV/SIGBUS, which do not always tell
+    /// them apart, so they compare as one class.
+    Protection,
+    /// #DB or #BP (SIGTRAP).
+    Trap,
+    /// Anything else (the vector, or the host's signal number).
+    Other(u8),
+}
+
+/// A case: 64-bit or compatibility-mode code, initial state, and the data page.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub code: Vec<u8>,
+    /// 32-bit code in a compatibility-mode segment (CS 0x23) instead of 64-bit.
+    pub compat: bool,
+    pub regs: [u64; 16],
+    /// Initial arithmetic flags and DF.
+    pub rflags: u64,
+    pub data: Vec<u8>,
+    /// How many instructions precede the final UD2.
+    pub instructions: usize,
+}
+
+/// The state after a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub regs: [u64; 16],
+    pub rip: u64,
+    pub rflags: u64,
+    pub data: Vec<u8>,
+    pub exception: Exception,
+}
+
+impl Case {
+    pub fn bitness(&self) -> u32 {
+        if self.compat {
+            32
+        } else {
+            64
+        }
+    }
+
+    /// The code as assembly text, one instruction a line.
+    pub fn disassemble(&self) -> String {
+        let mut d = Decoder::with_ip(
+            self.bitness(),
+            &self.code,
+            super::CODE_ADDR,
+            DecoderOptions::NONE,
+        );
+        let mut f = IntelFormatter::new();
+        let mut out = String::new();
+        for i in &mut d {
+            let mut s = String::new();
+            f.format(&i, &mut s);
+            out.push_str(&format!("  {:#x}: {s}\n", i.ip()));
+        }
+        out
+    }
+}
+
+pub const REG_NAMES: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];

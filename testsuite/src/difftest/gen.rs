@@ -1,0 +1,435 @@
+//! Random cases: instructions of one class, every encoding iced knows for its mnemonics, with
+//! random operands, registers and flags.
+
+use iced_x86::{
+    Code, Encoder, Instruction, MemoryOperand, Mnemonic as M, OpCodeOperandKind as K, Register,
+};
+
+use super::case::Case;
+use super::{DATA_ADDR, DATA_BASE, DATA_SIZE, STACK_TOP};
+
+/// The integer instruction classes the harness covers.
+pub const CLASSES: &[(&str, &[M])] = &[
+    (
+        "arith",
+        &[
+            M::Add,
+            M::Adc,
+            M::Sub,
+            M::Sbb,
+            M::Cmp,
+            M::Inc,
+            M::Dec,
+            M::Neg,
+        ],
+    ),
+    ("logic", &[M::And, M::Or, M::Xor, M::Not, M::Test]),
+    (
+        "shift",
+        &[
+            M::Shl,
+            M::Sal,
+            M::Shr,
+            M::Sar,
+            M::Rol,
+            M::Ror,
+            M::Rcl,
+            M::Rcr,
+            M::Shld,
+            M::Shrd,
+        ],
+    ),
+    ("muldiv", &[M::Mul, M::Imul, M::Div, M::Idiv]),
+    (
+        "move",
+        &[
+            M::Mov,
+            M::Movzx,
+            M::Movsx,
+            M::Movsxd,
+            M::Xchg,
+            M::Lea,
+            M::Bswap,
+            M::Cbw,
+            M::Cwde,
+            M::Cdqe,
+            M::Cwd,
+            M::Cdq,
+            M::Cqo,
+        ],
+    ),
+    (
+        "cond",
+        &[
+            M::Cmova,
+            M::Cmovae,
+            M::Cmovb,
+            M::Cmovbe,
+            M::Cmove,
+            M::Cmovg,
+            M::Cmovge,
+            M::Cmovl,
+            M::Cmovle,
+            M::Cmovne,
+            M::Cmovno,
+            M::Cmovnp,
+            M::Cmovns,
+            M::Cmovo,
+            M::Cmovp,
+            M::Cmovs,
+            M::Seta,
+            M::Setae,
+            M::Setb,
+            M::Setbe,
+            M::Sete,
+            M::Setg,
+            M::Setge,
+            M::Setl,
+            M::Setle,
+            M::Setne,
+            M::Setno,
+            M::Setnp,
+            M::Setns,
+            M::Seto,
+            M::Setp,
+            M::Sets,
+        ],
+    ),
+    ("bit", &[M::Bt, M::Bts, M::Btr, M::Btc, M::Bsf, M::Bsr]),
+    (
+        "stack",
+        &[
+            M::Push,
+            M::Pop,
+            M::Pushf,
+            M::Pushfq,
+            M::Popf,
+            M::Popfq,
+            M::Enter,
+            M::Leave,
+        ],
+    ),
+    (
+        "flags",
+        &[M::Clc, M::Stc, M::Cmc, M::Cld, M::Std, M::Lahf, M::Sahf],
+    ),
+    (
+        "atomic",
+        &[M::Xadd, M::Cmpxchg, M::Cmpxchg8b, M::Cmpxchg16b],
+    ),
+    ("string", &[]),
+];
+
+/// A small deterministic PRNG (xorshift64*): cases are reproducible from their seed.
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+    /// Interesting values: boundaries, small numbers, sign bits, and random.
+    pub fn value(&mut self) -> u64 {
+        match self.below(8) {
+            0 => self.below(16),
+            1 => u64::MAX - self.below(16),
+            2 => 1 << self.below(64),
+            3 => (1u64 << self.below(64)).wrapping_sub(1),
+            4 => 0x8000_0000_0000_0000 ^ self.below(4),
+            5 => 0x7fff_ffff ^ (self.below(4) << 30),
+            _ => self.next_u64(),
+        }
+    }
+}
+
+/// Registers reserved for addressing: base (the middle of the data page) and index (small).
+fn base_index(bits: u32) -> (Register, Register) {
+    if bits == 64 {
+        (Register::R15, Register::R14)
+    } else {
+        (Register::EDI, Register::ESI)
+    }
+}
+
+fn reg_of_size(n: usize, size: u32, bits: u32) -> Register {
+    let (first, count) = match size {
+        1 if bits == 64 => (Register::AL, 16),
+        1 => (Register::AL, 8),
+        2 => (Register::AX, if bits == 64 { 16 } else { 8 }),
+        4 => (Register::EAX, if bits == 64 { 16 } else { 8 }),
+        _ => (Register::RAX, 16),
+    };
+    let n = n % count;
+    if size == 1 && bits == 64 {
+        // AL CL DL BL SPL BPL SIL DIL R8L…R15L (skip AH…BH: they cannot mix with REX).
+        let idx = if n < 4 { n } else { n + 4 };
+        return Register::try_from(first as usize + idx).unwrap_or(Register::AL);
+    }
+    Register::try_from(first as usize + n).unwrap_or(first)
+}
+
+/// A random general register of `size` bytes, never the reserved base/index or the stack
+/// pointer.
+fn random_reg(rng: &mut Rng, size: u32, bits: u32) -> Register {
+    let (base, index) = base_index(bits);
+    loop {
+        let r = reg_of_size(rng.below(16) as usize, size, bits);
+        let full = r.full_register();
+        if full != base.full_register() && full != index.full_register() && full != Register::RSP {
+            return r;
+        }
+    }
+}
+
+fn random_mem(rng: &mut Rng, bits: u32, size: u32) -> MemoryOperand {
+    let (base, index) = base_index(bits);
+    let disp = rng.below(256) as i64 - 128;
+    let _ = size;
+    if rng.below(3) == 0 {
+        let scale = 1 << rng.below(4);
+        MemoryOperand::with_base_index_scale_displ_size(base, index, scale, disp, 1)
+    } else {
+        MemoryOperand::with_base_displ_size(base, disp, 1)
+    }
+}
+
+enum Op {
+    Reg(Register),
+    Mem(MemoryOperand),
+    Imm(i64),
+}
+
+fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
+    let mem = |rng: &mut Rng, size| Op::Mem(random_mem(rng, bits, size));
+    Some(match kind {
+        K::r8_or_mem | K::r16_or_mem | K::r32_or_mem | K::r64_or_mem => {
+            let size = match kind {
+                K::r8_or_mem => 1,
+                K::r16_or_mem => 2,
+                K::r32_or_mem => 4,
+                _ => 8,
+            };
+            if rng.below(2) == 0 {
+                mem(rng, size)
+            } else {
+                Op::Reg(random_reg(rng, size, bits))
+            }
+        }
+        K::r8_reg | K::r8_opcode => Op::Reg(random_reg(rng, 1, bits)),
+        K::r16_reg | K::r16_opcode => Op::Reg(random_reg(rng, 2, bits)),
+        K::r32_reg | K::r32_opcode => Op::Reg(random_reg(rng, 4, bits)),
+        K::r64_reg | K::r64_opcode => Op::Reg(random_reg(rng, 8, bits)),
+        K::mem => mem(rng, 8),
+        K::imm8 | K::imm8sex16 | K::imm8sex32 | K::imm8sex64 => {
+            Op::Imm(rng.below(256) as i64 - 128)
+        }
+        K::imm16 => Op::Imm(rng.below(0x1_0000) as i64 - 0x8000),
+        K::imm32 | K::imm32sex64 => Op::Imm(rng.next_u64() as i32 as i64),
+        K::imm64 => Op::Imm(rng.value() as i64),
+        K::al => Op::Reg(Register::AL),
+        K::ax => Op::Reg(Register::AX),
+        K::eax => Op::Reg(Register::EAX),
+        K::rax => Op::Reg(Register::RAX),
+        K::cl => Op::Reg(Register::CL),
+        K::imm8_const_1 => Op::Imm(1),
+        _ => return None,
+    })
+}
+
+fn build(code: Code, ops: &[Op]) -> Option<Instruction> {
+    use Op::*;
+    let r = match ops {
+        [] => Ok(Instruction::with(code)),
+        [Reg(a)] => Instruction::with1(code, *a),
+        [Mem(a)] => Instruction::with1(code, *a),
+        [Imm(a)] => Instruction::with1(code, *a as i32),
+        [Reg(a), Reg(b)] => Instruction::with2(code, *a, *b),
+        [Reg(a), Mem(b)] => Instruction::with2(code, *a, *b),
+        [Mem(a), Reg(b)] => Instruction::with2(code, *a, *b),
+        [Reg(a), Imm(b)] => {
+            if code == Code::Mov_r64_imm64 {
+                Instruction::with2(code, *a, *b as u64)
+            } else {
+                Instruction::with2(code, *a, *b as i32)
+            }
+        }
+        [Mem(a), Imm(b)] => Instruction::with2(code, *a, *b as i32),
+        [Imm(a), Imm(b)] => Instruction::with2(code, *a as i32, *b as i32),
+        [Reg(a), Reg(b), Imm(c)] => Instruction::with3(code, *a, *b, *c as i32),
+        [Reg(a), Mem(b), Imm(c)] => Instruction::with3(code, *a, *b, *c as i32),
+        [Mem(a), Reg(b), Imm(c)] => Instruction::with3(code, *a, *b, *c as i32),
+        [Reg(a), Reg(b), Reg(c)] => Instruction::with3(code, *a, *b, *c),
+        [Mem(a), Reg(b), Reg(c)] => Instruction::with3(code, *a, *b, *c),
+        _ => return None,
+    };
+    r.ok()
+}
+
+/// The encodings of `mnemonics` valid in `bits`-bit code with operands the generator fills.
+pub fn codes_for(mnemonics: &[M], bits: u32) -> Vec<Code> {
+    Code::values()
+        .filter(|c| {
+            let op = c.op_code();
+            op.is_instruction()
+                && op.encoding() == iced_x86::EncodingKind::Legacy
+                && mnemonics.contains(&c.mnemonic())
+                && if bits == 64 { op.mode64() } else { op.mode32() }
+                && (0..op.op_count()).all(|k| {
+                    matches!(
+                        op.op_kind(k),
+                        K::r8_or_mem
+                            | K::r16_or_mem
+                            | K::r32_or_mem
+                            | K::r64_or_mem
+                            | K::r8_reg
+                            | K::r8_opcode
+                            | K::r16_reg
+                            | K::r16_opcode
+                            | K::r32_reg
+                            | K::r32_opcode
+                            | K::r64_reg
+                            | K::r64_opcode
+                            | K::mem
+                            | K::imm8
+                            | K::imm8sex16
+                            | K::imm8sex32
+                            | K::imm8sex64
+                            | K::imm16
+                            | K::imm32
+                            | K::imm32sex64
+                            | K::imm64
+                            | K::al
+                            | K::ax
+                            | K::eax
+                            | K::rax
+                            | K::cl
+                            | K::imm8_const_1
+                    )
+                })
+        })
+        .collect()
+}
+
+/// One random instruction of `codes`, encoded.
+fn random_instruction(rng: &mut Rng, codes: &[Code], bits: u32, lockable: bool) -> Option<Vec<u8>> {
+    for _ in 0..8 {
+        let code = codes[rng.below(codes.len() as u64) as usize];
+        let op = code.op_code();
+        let ops: Option<Vec<Op>> = (0..op.op_count())
+            .map(|k| operand(rng, op.op_kind(k), bits))
+            .collect();
+        let Some(ops) = ops else { continue };
+        let Some(mut instr) = build(code, &ops) else {
+            continue;
+        };
+        if lockable && matches!(ops.first(), Some(Op::Mem(_))) && rng.below(2) == 0 {
+            instr.set_has_lock_prefix(true);
+        }
+        let mut enc = Encoder::new(bits);
+        if enc.encode(&instr, 0).is_ok() {
+            return Some(enc.take_buffer());
+        }
+    }
+    None
+}
+
+/// A string instruction: optional REP/REPE/REPNE, operand and address size, one of
+/// MOVS STOS LODS CMPS SCAS.
+fn random_string(rng: &mut Rng, bits: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    match rng.below(4) {
+        0 => b.push(0xf3),
+        1 => b.push(0xf2),
+        _ => {}
+    }
+    let wide = rng.below(2) == 1;
+    if wide && rng.below(3) == 0 {
+        b.push(0x66);
+    }
+    if bits == 64 && wide && rng.below(3) == 0 {
+        b.push(0x48);
+    }
+    let op = [0xa4u8, 0xaa, 0xac, 0xa6, 0xae][rng.below(5) as usize];
+    b.push(op + u8::from(wide));
+    b
+}
+
+/// Generates a case of `class` (a name from [`CLASSES`]) with 1–`max_len` instructions.
+pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Option<Case> {
+    let bits = if compat { 32 } else { 64 };
+    let mnemonics = CLASSES.iter().find(|(n, _)| *n == class)?.1;
+    let codes = codes_for(mnemonics, bits);
+    if class != "string" && codes.is_empty() {
+        return None;
+    }
+    let n = 1 + rng.below(max_len as u64) as usize;
+    let mut code = Vec::new();
+    for _ in 0..n {
+        let bytes = if class == "string" {
+            random_string(rng, bits)
+        } else {
+            random_instruction(rng, &codes, bits, class == "atomic" || class == "arith")?
+        };
+        code.extend_from_slice(&bytes);
+    }
+    code.extend_from_slice(&[0x0f, 0x0b]); // UD2 ends the case
+    let mut regs = [0u64; 16];
+    for r in regs.iter_mut() {
+        *r = rng.value();
+    }
+    let (base, index) = base_index(bits);
+    let slot = |r: Register| r.full_register() as usize - Register::RAX as usize;
+    regs[slot(base)] = DATA_BASE;
+    regs[slot(index)] = rng.below(32);
+    regs[4] = STACK_TOP - 8 * rng.below(16);
+    if class == "stack" {
+        regs[5] = DATA_BASE + 8 * rng.below(16); // ENTER/LEAVE use RBP
+    }
+    if class == "string" {
+        regs[1] = rng.below(24); // RCX
+        regs[6] = DATA_ADDR + 0x100 + rng.below(0x200); // RSI
+        regs[7] = DATA_ADDR + 0x500 + rng.below(0x200); // RDI
+    }
+    if class == "bit" {
+        // Register bit offsets into memory reach ±offset/8 bytes: keep them on the page.
+        for r in regs.iter_mut().take(14) {
+            if rng.below(2) == 0 {
+                *r = rng.below(2048);
+            }
+        }
+        regs[4] = STACK_TOP;
+    }
+    if compat {
+        for r in regs.iter_mut() {
+            *r &= 0xffff_ffff;
+        }
+    }
+    let mut data = vec![0u8; DATA_SIZE];
+    for chunk in data.chunks_mut(8) {
+        let v = rng.value().to_le_bytes();
+        chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    let status = rng.next_u64() & 0x8d5; // CF PF AF ZF SF OF
+    let df = if class == "string" && rng.below(2) == 0 {
+        0x400
+    } else {
+        0
+    };
+    Some(Case {
+        code,
+        compat,
+        regs,
+        rflags: status | df,
+        data,
+        instructions: n,
+    })
+}

@@ -1,0 +1,192 @@
+//! Running cases on both sides, comparing, reporting and shrinking.
+
+use iced_x86::{Decoder, DecoderOptions};
+
+use super::case::{Case, Outcome, REG_NAMES};
+use super::gen::{self, Rng};
+use super::host::HostOracle;
+use super::soft::{undefined_flags, SoftRunner, COMPARED_FLAGS};
+
+/// Differences between the host's and the interpreter's outcome, if any.
+pub fn compare(
+    case: &Case,
+    host: &Outcome,
+    soft: &Outcome,
+    executed: &[iced_x86::Instruction],
+) -> Option<String> {
+    let mut diffs = Vec::new();
+    if host.exception != soft.exception {
+        diffs.push(format!(
+            "exception: host {:?}, interpreter {:?}",
+            host.exception, soft.exception
+        ));
+    }
+    if host.rip != soft.rip {
+        diffs.push(format!(
+            "rip: host {:#x}, interpreter {:#x}",
+            host.rip, soft.rip
+        ));
+    }
+    for ((name, h), s) in REG_NAMES.iter().zip(host.regs).zip(soft.regs) {
+        if h != s {
+            diffs.push(format!("{name}: host {h:#x}, interpreter {s:#x}"));
+        }
+    }
+    let mask = COMPARED_FLAGS & !undefined_flags(executed);
+    if host.rflags & mask != soft.rflags & mask {
+        diffs.push(format!(
+            "rflags (compared bits {mask:#x}): host {:#x}, interpreter {:#x}",
+            host.rflags & mask,
+            soft.rflags & mask
+        ));
+    }
+    if let Some(at) = (0..host.data.len()).find(|&k| host.data[k] != soft.data[k]) {
+        let end = (at + 16).min(host.data.len());
+        diffs.push(format!(
+            "data at +{at:#x}: host {:02x?}, interpreter {:02x?}",
+            &host.data[at..end],
+            &soft.data[at..end]
+        ));
+    }
+    if diffs.is_empty() {
+        None
+    } else {
+        let regs: Vec<String> = (0..16)
+            .map(|k| format!("{}={:#x}", REG_NAMES[k], case.regs[k]))
+            .collect();
+        Some(format!(
+            "{}-bit code:\n{}initial: {} rflags={:#x}\n{}",
+            case.bitness(),
+            case.disassemble(),
+            regs.join(" "),
+            case.rflags,
+            diffs.join("\n")
+        ))
+    }
+}
+
+/// Both sides, one case: `Some(report)` on a mismatch.
+pub struct Differ {
+    pub host: HostOracle,
+    pub soft: SoftRunner,
+}
+
+impl Differ {
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Differ {
+            host: HostOracle::new()?,
+            soft: SoftRunner::new(),
+        })
+    }
+
+    pub fn check(&mut self, case: &Case) -> std::io::Result<Option<String>> {
+        let (host, flags) = self.host.run(case)?;
+        let mut case = case.clone();
+        case.rflags = flags & !0x202;
+        let (soft, executed) = self.soft.run(&case);
+        Ok(compare(&case, &host, &soft, &executed))
+    }
+
+    /// Makes a failing case smaller: drops instructions, then zeroes registers, while it
+    /// still fails.
+    pub fn shrink(&mut self, case: &Case) -> std::io::Result<Case> {
+        let mut best = case.clone();
+        loop {
+            let mut improved = false;
+            let instrs = split(&best);
+            for skip in 0..instrs.len().saturating_sub(1) {
+                let mut c = best.clone();
+                c.code = instrs
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k != skip)
+                    .flat_map(|(_, b)| b.iter().copied())
+                    .collect();
+                c.instructions = c.instructions.saturating_sub(1);
+                if self.check(&c)?.is_some() {
+                    best = c;
+                    improved = true;
+                    break;
+                }
+            }
+            if !improved {
+                break;
+            }
+        }
+        for k in 0..16 {
+            if best.regs[k] == 0 || k == 4 {
+                continue;
+            }
+            let mut c = best.clone();
+            c.regs[k] = 0;
+            if self.check(&c)?.is_some() {
+                best = c;
+            }
+        }
+        Ok(best)
+    }
+}
+
+/// The case's code as its instructions' bytes.
+fn split(case: &Case) -> Vec<Vec<u8>> {
+    let mut d = Decoder::with_ip(case.bitness(), &case.code, 0, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    for i in &mut d {
+        out.push(case.code[pos..pos + i.len()].to_vec());
+        pos += i.len();
+    }
+    out
+}
+
+/// Results of one class.
+#[derive(Debug, Default, Clone)]
+pub struct ClassReport {
+    pub class: String,
+    pub compat: bool,
+    pub cases: u64,
+    pub instructions: u64,
+    pub mismatches: u64,
+    /// The first mismatches, shrunk.
+    pub examples: Vec<String>,
+}
+
+/// Runs `cases` random cases of `class`, seeded by `seed`.
+pub fn run_class(
+    differ: &mut Differ,
+    class: &str,
+    compat: bool,
+    cases: u64,
+    seed: u64,
+    shrink: bool,
+) -> std::io::Result<ClassReport> {
+    let mut report = ClassReport {
+        class: class.to_string(),
+        compat,
+        ..Default::default()
+    };
+    let mut rng = Rng::new(seed ^ fxhash(class) ^ u64::from(compat));
+    for _ in 0..cases {
+        let Some(case) = gen::generate(&mut rng, class, compat, 6) else {
+            continue;
+        };
+        report.cases += 1;
+        report.instructions += case.instructions as u64;
+        if differ.check(&case)?.is_some() {
+            report.mismatches += 1;
+            if report.examples.len() < 3 {
+                let small = if shrink { differ.shrink(&case)? } else { case };
+                if let Some(text) = differ.check(&small)? {
+                    report.examples.push(text);
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}

@@ -1,0 +1,250 @@
+//! The interpreter side: the case runs at CPL 3 in long mode (64-bit or compatibility-mode
+//! code), with paging mapping exactly the code and data pages, as in the host child.
+
+use std::sync::Arc;
+
+use emu_core::interp::cpu::{flags, Cpu};
+use emu_core::interp::fault::{vector, Stop};
+use emu_core::interp::memory::PhysMem;
+use emu_core::interp::Interp;
+use emu_core::state::bits::*;
+use emu_core::state::{CpuState, DescriptorTable, Segment};
+use emu_core::Platform;
+use iced_x86::Instruction;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::case::{Case, Exception, Outcome};
+use super::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+const PML4: u64 = 0x1000;
+const CODE_PHYS: u64 = 0x10000;
+const DATA_PHYS: u64 = 0x11000;
+const GDT: u64 = 0x500;
+const RAM: usize = 1 << 20;
+
+/// A platform with no devices: a snippet doing port I/O at CPL 3 faults before reaching it.
+struct NoDevices;
+impl Platform for NoDevices {
+    fn pio_read(&self, _port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn pio_write(&self, _port: u16, _data: &[u8]) {}
+    fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn mmio_write(&self, _addr: u64, _data: &[u8]) {}
+}
+
+/// The flags a sequence leaves undefined: set by an instruction's `rflags_undefined`, made
+/// defined again by a later instruction that writes them.
+pub fn undefined_flags(executed: &[Instruction]) -> u64 {
+    use iced_x86::RflagsBits;
+    let to_bits = |r: u32| {
+        let mut b = 0u64;
+        for (rf, f) in [
+            (RflagsBits::CF, flags::CF),
+            (RflagsBits::PF, flags::PF),
+            (RflagsBits::AF, flags::AF),
+            (RflagsBits::ZF, flags::ZF),
+            (RflagsBits::SF, flags::SF),
+            (RflagsBits::OF, flags::OF),
+            (RflagsBits::DF, flags::DF),
+        ] {
+            if r & rf != 0 {
+                b |= f;
+            }
+        }
+        b
+    };
+    let mut undef = 0;
+    for i in executed {
+        let mut undefined = to_bits(i.rflags_undefined());
+        // The SDM leaves OF undefined for shifts and rotates by more than 1, which iced
+        // cannot know for CL and imm8 counts.
+        if is_multi_bit_shift(i) {
+            undefined |= flags::OF;
+        }
+        let defined =
+            to_bits(i.rflags_written() | i.rflags_cleared() | i.rflags_set()) & !undefined;
+        undef = (undef & !defined) | undefined;
+    }
+    undef
+}
+
+fn is_multi_bit_shift(i: &Instruction) -> bool {
+    use iced_x86::{Mnemonic as M, OpKind};
+    let shift = matches!(
+        i.mnemonic(),
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr | M::Shld | M::Shrd
+    );
+    if !shift || i.op_count() < 2 {
+        return false; // the one-operand forms shift by 1
+    }
+    let last = i.op_count() - 1;
+    !(i.op_kind(last) == OpKind::Immediate8 && i.immediate(last) & 0x1f == 1)
+}
+
+pub struct SoftRunner {
+    ram: GuestMemoryMmap,
+}
+
+impl Default for SoftRunner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SoftRunner {
+    pub fn new() -> Self {
+        let ram = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).expect("1 MiB of RAM");
+        // PML4 → PDPT → PD → PT, one table per level, mapping the code and data pages (user,
+        // writable, executable) at their linear addresses; nothing else.
+        let w = |a: u64, v: u64| ram.write_obj(v, GuestAddress(a)).expect("page tables");
+        // Both pages share the upper levels (they are in the same GiB) and have their own
+        // page table.
+        let (pdpt, pd) = (0x2000, 0x3000);
+        let entry = |linear: u64, phys: u64, pt: u64| {
+            w(PML4 + ((linear >> 39) & 0x1ff) * 8, pdpt | 7);
+            w(pdpt + ((linear >> 30) & 0x1ff) * 8, pd | 7);
+            w(pd + ((linear >> 21) & 0x1ff) * 8, pt | 7);
+            w(pt + ((linear >> 12) & 0x1ff) * 8, phys | 7);
+        };
+        entry(CODE_ADDR, CODE_PHYS, 0x4000);
+        entry(DATA_ADDR, DATA_PHYS, 0x5000);
+        // GDT as Linux's: kernel CS 0x10, DS 0x18, user CS32 0x23, DS 0x2b, CS64 0x33.
+        let gdt: [u64; 7] = [
+            0,
+            0x00cf_9b00_0000_ffff,
+            0x00af_9b00_0000_ffff,
+            0x00cf_9300_0000_ffff,
+            0x00cf_fb00_0000_ffff,
+            0x00cf_f300_0000_ffff,
+            0x00af_fb00_0000_ffff,
+        ];
+        for (k, d) in gdt.iter().enumerate() {
+            w(GDT + 8 * k as u64, *d);
+        }
+        SoftRunner { ram }
+    }
+
+    fn cpu_for(&self, case: &Case) -> Cpu {
+        let mut s = CpuState::reset();
+        let user = |sel: u16, code: bool, long: bool| {
+            let mut seg = if long {
+                Segment::code64(sel)
+            } else {
+                Segment::flat32(sel, code)
+            };
+            seg.dpl = 3;
+            seg.type_ = if code { 0xb } else { 0x3 };
+            seg
+        };
+        s.cs = if case.compat {
+            user(0x23, true, false)
+        } else {
+            user(0x33, true, true)
+        };
+        let ds = user(0x2b, false, false);
+        s.ss = ds;
+        if case.compat {
+            s.ds = ds;
+            s.es = ds;
+        } else {
+            let null = Segment {
+                unusable: true,
+                ..Default::default()
+            };
+            s.ds = null;
+            s.es = null;
+        }
+        s.fs = Segment {
+            selector: 0,
+            unusable: true,
+            ..Default::default()
+        };
+        s.gs = s.fs;
+        s.gdt = DescriptorTable {
+            base: GDT,
+            limit: 7 * 8 - 1,
+        };
+        s.cr0 = CR0_PE | CR0_PG | CR0_WP | CR0_ET | CR0_NE | CR0_MP | (1 << 18); // AM, as Linux
+        s.cr3 = PML4;
+        s.cr4 = CR4_PAE;
+        s.efer = EFER_LME | EFER_LMA | EFER_NXE | EFER_SCE;
+        s.gpr = case.regs;
+        s.rip = CODE_ADDR;
+        s.rflags = case.rflags | 0x202;
+        Cpu::from_state(&s)
+    }
+
+    /// Runs `case` on the interpreter; also returns the instructions it executed.
+    pub fn run(&self, case: &Case) -> (Outcome, Vec<Instruction>) {
+        let mut code = case.code.clone();
+        code.resize(0x1000, 0xcc);
+        self.ram
+            .write_slice(&code, GuestAddress(CODE_PHYS))
+            .expect("code page");
+        self.ram
+            .write_slice(&case.data, GuestAddress(DATA_PHYS))
+            .expect("data page");
+        let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
+        let mut interp = Interp::new(self.cpu_for(case), mem);
+        let mut executed = Vec::new();
+        let exception = loop {
+            let next = interp.peek_instruction();
+            match interp.execute_one() {
+                Ok(()) => {
+                    if let Some(i) = next {
+                        executed.push(i);
+                    }
+                    if executed.len() > 64 {
+                        break Exception::Other(0xff); // runaway (a branch loop)
+                    }
+                }
+                Err(Stop::Trap(_)) => {
+                    // The trapping instruction completed: it counts as executed.
+                    if let Some(i) = next {
+                        executed.push(i);
+                    }
+                    break Exception::Trap;
+                }
+                Err(Stop::Fault(f)) => {
+                    break match f.vector {
+                        vector::DB | vector::BP => Exception::Trap,
+                        vector::UD => Exception::InvalidOpcode,
+                        vector::DE => Exception::DivideError,
+                        vector::GP | vector::SS | vector::PF | vector::NP | vector::AC => {
+                            Exception::Protection
+                        }
+                        v => Exception::Other(v),
+                    }
+                }
+                Err(Stop::Halt) | Err(Stop::Shutdown) => break Exception::Other(0xfe),
+            }
+        };
+        let mut data = vec![0u8; DATA_SIZE];
+        self.ram
+            .read_slice(&mut data, GuestAddress(DATA_PHYS))
+            .expect("data page");
+        let mut regs = interp.cpu.regs;
+        if case.compat {
+            for v in &mut regs {
+                *v &= 0xffff_ffff;
+            }
+        }
+        (
+            Outcome {
+                regs,
+                rip: interp.cpu.rip,
+                rflags: interp.cpu.rflags,
+                data,
+                exception,
+            },
+            executed,
+        )
+    }
+}
+
+/// Which bits of RFLAGS are compared: the arithmetic flags and DF.
+pub const COMPARED_FLAGS: u64 =
+    flags::CF | flags::PF | flags::AF | flags::ZF | flags::SF | flags::OF | flags::DF;
