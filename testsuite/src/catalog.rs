@@ -60,6 +60,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "rip-relative: ok",
         },
         Case {
+            name: "long64-page-faults",
+            build: kernels::page_faults,
+            expect: "page faults: ok",
+        },
+        Case {
             name: "long64-user",
             build: || kernels::long64(UserMode::Long(UserReturn::Exception)),
             expect: "64-bit user mode (CPL 3): ok, back through #UD",

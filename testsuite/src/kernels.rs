@@ -965,3 +965,127 @@ pub fn rip_relative() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Page faults in long mode: not present (read and write), a write to a read-only page with
+/// CR0.WP, an instruction fetch from an NX page, and a reserved bit. Each must arrive as #PF
+/// with the architectural error code and CR2, and resume after the faulting instruction.
+pub fn page_faults() -> Vec<u8> {
+    Kernel::build(|k| {
+        enter_long_mode(k);
+        let c = &mut k.c64;
+        install_exception_handlers64(c);
+        // A 4 KiB page table for the 2 MiB at 0x40000000 (PD entry 0 of the second GiB): page
+        // 0 not present, page 1 read-only, page 2 NX, page 3 with a reserved address bit.
+        const PT: u32 = PAGE_TABLES + 0x4000;
+        const PD1: u32 = PAGE_TABLES + 0x3000;
+        const WINDOW: u32 = 0x4000_0000;
+        const FRAME: u32 = 0x30_0000;
+        check(c.a.mov(dword_ptr(PAGE_TABLES + 0x1000 + 8), PD1 | 7)); // PDPT[1]
+        check(c.a.mov(dword_ptr(PD1), PT | 7));
+        check(c.a.mov(dword_ptr(PT), 0u32)); // not present
+        check(c.a.mov(dword_ptr(PT + 8), (FRAME + 0x1000) | 0x5)); // present, read-only
+        check(c.a.mov(dword_ptr(PT + 16), (FRAME + 0x2000) | 0x7));
+        check(c.a.mov(dword_ptr(PT + 20), 0x8000_0000u32)); // NX
+        check(c.a.mov(dword_ptr(PT + 24), (FRAME + 0x3000) | 0x7));
+        check(c.a.mov(dword_ptr(PT + 28), 0x000f_0000u32)); // address bit 51: reserved
+                                                            // EFER.NXE and CR0.WP.
+        check(c.a.mov(ecx, 0xc000_0080u32));
+        check(c.a.rdmsr());
+        check(c.a.or(eax, 0x800));
+        check(c.a.wrmsr());
+        check(c.a.mov(rax, cr0));
+        check(c.a.or(eax, 0x1_0000));
+        check(c.a.mov(cr0, rax));
+        check(c.a.mov(rax, cr3));
+        check(c.a.mov(cr3, rax)); // flush
+
+        // The #PF handler records the error code and CR2, then resumes at [RESUME].
+        const ERR: u32 = 0x7f00;
+        const CR2: u32 = 0x7f08;
+        const RESUME: u32 = 0x7f10;
+        let (handler, mut over) = (c.sym(), c.label());
+        let h = c.addr(handler);
+        let at = IDT_ADDR + 14 * 16;
+        check(c.a.mov(dword_ptr(at), (h & 0xffff) | (u32::from(sel::CODE64) << 16)));
+        check(c.a.mov(dword_ptr(at + 4), (h & 0xffff_0000) | 0x8e00));
+        check(c.a.jmp(over));
+        c.bind(handler);
+        check(c.a.pop(rax)); // error code
+        check(c.a.mov(qword_ptr(ERR), rax));
+        check(c.a.mov(rax, cr2));
+        check(c.a.mov(qword_ptr(CR2), rax));
+        check(c.a.mov(rax, qword_ptr(RESUME)));
+        check(c.a.mov(qword_ptr(rsp), rax));
+        check(c.a.iretq());
+        c.here(&mut over);
+
+        // (what, the faulting access, expected error code, expected CR2)
+        let probe = |c: &mut Code, name: &str, emit: &dyn Fn(&mut Code), code: u32, addr: u32| {
+            let resume = c.sym();
+            let r = c.addr(resume);
+            check(c.a.mov(dword_ptr(RESUME), r));
+            check(c.a.mov(dword_ptr(RESUME + 4), 0u32));
+            check(c.a.mov(qword_ptr(ERR), -1));
+            emit(c);
+            c.print(&format!("page-fault: {name}: no #PF\n"));
+            c.exit(3);
+            c.bind(resume);
+            let mut code_ok = c.label();
+            check(c.a.cmp(qword_ptr(ERR), code as i32));
+            check(c.a.je(code_ok));
+            c.print(&format!(
+                "page-fault: {name}: wrong error code (expected {code:#x}): "
+            ));
+            check(c.a.mov(rax, qword_ptr(ERR)));
+            c.print_eax_hex();
+            c.print("\n");
+            c.exit(4);
+            c.here(&mut code_ok);
+            check(c.a.mov(eax, addr));
+            check(c.a.cmp(qword_ptr(CR2), rax));
+            c.fail_unless_zero(&format!("page-fault: {name}: wrong CR2\n"), 5);
+        };
+        probe(
+            c,
+            "read, not present",
+            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x10))),
+            0,
+            WINDOW + 0x10,
+        );
+        probe(
+            c,
+            "write, not present",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x20), 1u32)),
+            2,
+            WINDOW + 0x20,
+        );
+        probe(
+            c,
+            "write, read-only, CR0.WP",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x1008), 1u32)),
+            3,
+            WINDOW + 0x1008,
+        );
+        probe(
+            c,
+            "fetch, NX",
+            &|c| {
+                check(c.a.mov(eax, WINDOW + 0x2000));
+                check(c.a.call(rax));
+            },
+            0x11,
+            WINDOW + 0x2000,
+        );
+        probe(
+            c,
+            "read, reserved bit",
+            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x3004))),
+            9,
+            WINDOW + 0x3004,
+        );
+        // The read-only page is still readable.
+        check(c.a.mov(eax, dword_ptr(WINDOW + 0x1000)));
+        c.print("page faults: ok\n");
+        c.exit(PASS);
+    })
+}

@@ -48,6 +48,15 @@ fn run_qemu(bin: &str, kernel: &Path, extra: &[&str], smp: u32) -> (i32, String)
     )
 }
 
+/// Where QEMU itself departs from the architecture: the kernel, and the exact line it
+/// prints under QEMU instead of passing.
+const QEMU_DEVIATIONS: &[(&str, &str, &str)] = &[(
+    "long64-page-faults",
+    "page-fault: read, reserved bit: wrong error code (expected 0x9): 00000008",
+    "QEMU 7.2 TCG leaves the P bit out of a reserved-bit #PF error code; the SDM (Vol. 3 \
+     4.7) says RSVD is set only with P, and hardware (PVM here) reports 0x9",
+)];
+
 #[test]
 fn mode_kernels_pass_under_qemu() {
     let Some(bin) = qemu() else { return };
@@ -55,6 +64,12 @@ fn mode_kernels_pass_under_qemu() {
     for case in catalog::mode_kernels() {
         let file = harness::temp_kernel(case.name, &(case.build)());
         let (status, serial) = run_qemu(bin, file.path(), &[], 1);
+        if let Some((_, line, why)) = QEMU_DEVIATIONS.iter().find(|d| d.0 == case.name) {
+            if serial.contains(line) {
+                eprintln!("known QEMU deviation in {}: {why}", case.name);
+                continue;
+            }
+        }
         if status != 1 || !serial.contains(case.expect) {
             failures.push(format!("{}: status {status}, serial {serial:?}", case.name));
         }

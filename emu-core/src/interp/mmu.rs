@@ -37,6 +37,8 @@ const PTE_NX: u64 = 1 << 63;
 /// Physical-address bits the model implements (CPUID 0x80000008).
 pub const PHYS_ADDR_BITS: u32 = 40;
 const ADDR_MASK: u64 = ((1u64 << PHYS_ADDR_BITS) - 1) & !0xfff;
+/// Bits PHYS_ADDR_BITS..=51 of a PAE/4-level entry must be zero.
+const RESERVED_ADDR_BITS: u64 = ((1u64 << 52) - 1) & !((1u64 << PHYS_ADDR_BITS) - 1);
 
 /// #PF error-code bits.
 const PF_P: u32 = 1 << 0;
@@ -197,7 +199,8 @@ fn walk(
             if e & PTE_P == 0 {
                 return Err(not_present().into());
             }
-            if !nxe && e & PTE_NX != 0 {
+            // Reserved: NX without EFER.NXE, and address bits at or above MAXPHYADDR.
+            if (!nxe && e & PTE_NX != 0) || e & RESERVED_ADDR_BITS != 0 {
                 return Err(rsvd().into());
             }
             entries.push((addr, e, true));

@@ -118,6 +118,23 @@ pub const CLASSES: &[(&str, &[M])] = &[
         &[M::Xadd, M::Cmpxchg, M::Cmpxchg8b, M::Cmpxchg16b],
     ),
     ("string", &[]),
+    // Conditional branches, LOOP/JRCXZ and short jumps over arithmetic: every condition
+    // code meets flags real instructions produced.
+    (
+        "branch",
+        &[
+            M::Add,
+            M::Sub,
+            M::Cmp,
+            M::And,
+            M::Xor,
+            M::Inc,
+            M::Dec,
+            M::Neg,
+            M::Shr,
+            M::Sar,
+        ],
+    ),
 ];
 
 /// A small deterministic PRNG (xorshift64*): cases are reproducible from their seed.
@@ -379,6 +396,15 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         } else {
             random_instruction(rng, &codes, bits, class == "atomic" || class == "arith")?
         };
+        if class == "branch" {
+            // A forward branch over this instruction: Jcc rel8, JMP rel8, LOOPcc, JrCXZ.
+            let skip = bytes.len() as u8;
+            match rng.below(6) {
+                0 => code.extend_from_slice(&[0xeb, skip]),
+                1 => code.extend_from_slice(&[0xe0 + rng.below(4) as u8, skip]),
+                _ => code.extend_from_slice(&[0x70 + rng.below(16) as u8, skip]),
+            }
+        }
         code.extend_from_slice(&bytes);
     }
     code.extend_from_slice(&[0x0f, 0x0b]); // UD2 ends the case
@@ -398,6 +424,9 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         regs[1] = rng.below(24); // RCX
         regs[6] = DATA_ADDR + 0x100 + rng.below(0x200); // RSI
         regs[7] = DATA_ADDR + 0x500 + rng.below(0x200); // RDI
+    }
+    if class == "branch" {
+        regs[1] = rng.below(4); // RCX: LOOP and JRCXZ take both ways
     }
     if class == "bit" {
         // Register bit offsets into memory reach ±offset/8 bytes: keep them on the page.

@@ -127,6 +127,59 @@ impl SoftRunner {
         SoftRunner { ram }
     }
 
+    /// Runs arbitrary bytes (fuzzing): at CPL 0 or 3, stepping over any instruction that
+    /// faults, until HLT, shutdown or `max_steps`. Returns how many instructions completed.
+    pub fn run_bytes(&self, code: &[u8], compat: bool, cpl0: bool, max_steps: usize) -> u64 {
+        let case = Case {
+            code: code.to_vec(),
+            compat,
+            regs: [DATA_ADDR + 0x800; 16],
+            rflags: 0,
+            data: vec![0; DATA_SIZE],
+            instructions: 0,
+        };
+        let mut padded = case.code.clone();
+        padded.resize(0x1000, 0xf4); // HLT after the bytes
+        self.ram
+            .write_slice(&padded, GuestAddress(CODE_PHYS))
+            .expect("code page");
+        let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
+        let mut cpu = self.cpu_for(&case);
+        if cpl0 {
+            let (cs, ss) = if compat {
+                (Segment::flat32(0x08, true), Segment::flat32(0x18, false))
+            } else {
+                (Segment::code64(0x10), Segment::flat32(0x18, false))
+            };
+            cpu.seg[emu_core::interp::cpu::sreg::CS] = cs;
+            cpu.seg[emu_core::interp::cpu::sreg::SS] = ss;
+        }
+        let mut interp = Interp::new(cpu, mem);
+        for _ in 0..max_steps {
+            match interp.execute_one() {
+                Ok(()) => {}
+                Err(Stop::Fault(_)) | Err(Stop::Trap(_)) => {
+                    interp.cpu.rip = interp.cpu.rip.wrapping_add(1);
+                }
+                Err(Stop::Halt) | Err(Stop::Shutdown) => break,
+            }
+        }
+        interp.stats.instructions
+    }
+
+    /// Runs `case` to its final UD2 with no step limit but `max` (benchmarks).
+    pub fn run_to_end(&self, case: &Case, max: u64) -> u64 {
+        let mut code = case.code.clone();
+        code.resize(0x1000, 0xcc);
+        self.ram
+            .write_slice(&code, GuestAddress(CODE_PHYS))
+            .expect("code page");
+        let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
+        let mut interp = Interp::new(self.cpu_for(case), mem);
+        while interp.stats.instructions < max && interp.execute_one().is_ok() {}
+        interp.stats.instructions
+    }
+
     fn cpu_for(&self, case: &Case) -> Cpu {
         let mut s = CpuState::reset();
         let user = |sel: u16, code: bool, long: bool| {
