@@ -24,5 +24,6 @@ cargo build --release -q -p frontend --bin ferrite
 
 append="console=ttyS0 panic=-1 quiet"
 [[ -n $guest_cmd ]] && append+=" -- $guest_cmd"
-exec target/release/ferrite run --accel auto --memory 512M \
+# -no-reboot: a guest that resets or triple-faults ends the demo instead of looping.
+exec target/release/ferrite run --accel auto --memory 512M -no-reboot \
     --kernel "$kernel" --initrd "$initrd" --append "$append" "${flags[@]}"

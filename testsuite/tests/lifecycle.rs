@@ -14,13 +14,22 @@ fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 #[test]
-fn pause_resume_and_stop_a_running_guest() {
+fn pause_resume_and_stop_under_kvm() {
     if let KvmKind::Unavailable(why) = machine::accel::probe_kvm() {
         eprintln!("SKIP: KVM tests need /dev/kvm: {why}");
         return;
     }
-    let path = harness::temp_kernel("ticker", &kernels::ticker());
-    let (mut cfg, cap) = harness::config(path.path(), Accel::Kvm, 64 << 20);
+    pause_resume_and_stop(Accel::Kvm);
+}
+
+#[test]
+fn pause_resume_and_stop_under_the_software_cpu() {
+    pause_resume_and_stop(Accel::Dbt);
+}
+
+fn pause_resume_and_stop(accel: Accel) {
+    let path = harness::temp_kernel(&format!("ticker-{accel:?}"), &kernels::ticker());
+    let (mut cfg, cap) = harness::config(path.path(), accel, 64 << 20);
     cfg.vcpus = 2; // the idle AP must stop too
     let vm = machine::Vm::new(&cfg).expect("VM builds");
     let handle = vm.handle();
