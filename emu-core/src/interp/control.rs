@@ -350,15 +350,17 @@ impl Interp {
                 }
                 self.push(frame, size)?;
             }
-            // The new stack top must be writable.
+            // The new stack top must be writable: an operand-sized, alignment-checked probe.
             let top = self.cpu.regs[4].wrapping_sub(alloc) & smask;
-            let probe = top.wrapping_sub(1) & smask;
-            let linear = self.seg_linear(sreg::SS, probe, 1, true)?;
+            let linear = self.seg_linear(sreg::SS, top, size, true)?;
+            self.check_alignment(linear, size)?;
             let priv_ = self.privilege();
             self.write_probe(linear, priv_)?;
-            let bp_reg = match (size, self.cpu.stack_bytes()) {
-                (_, 8) => Register::RBP,
-                (4, _) => Register::EBP,
+            // Only the operand-sized frame pointer is written (BP for a 16-bit ENTER, even in
+            // 64-bit mode).
+            let bp_reg = match size {
+                8 => Register::RBP,
+                4 => Register::EBP,
                 _ => Register::BP,
             };
             self.set_reg(bp_reg, frame);

@@ -5,6 +5,7 @@
 //! an instruction that faults commits nothing, and RIP points at it.
 
 pub mod alu;
+pub mod bcd;
 pub mod control;
 pub mod cpu;
 pub mod cpuid;
@@ -284,7 +285,7 @@ impl Interp {
     }
 
     /// #AC: at CPL 3 with CR0.AM and EFLAGS.AC set, data accesses must be naturally aligned.
-    fn check_alignment(&self, linear: u64, size: u32) -> Result<()> {
+    pub(crate) fn check_alignment(&self, linear: u64, size: u32) -> Result<()> {
         if size > 1
             && linear & u64::from(size - 1) != 0
             && self.cpu.cr0 & (1 << 18) != 0

@@ -118,6 +118,21 @@ pub const CLASSES: &[(&str, &[M])] = &[
         &[M::Xadd, M::Cmpxchg, M::Cmpxchg8b, M::Cmpxchg16b],
     ),
     ("string", &[]),
+    // Decimal arithmetic (32-bit code only), mixed with the additions it adjusts.
+    (
+        "bcd",
+        &[
+            M::Daa,
+            M::Das,
+            M::Aaa,
+            M::Aas,
+            M::Aam,
+            M::Aad,
+            M::Add,
+            M::Sub,
+            M::Adc,
+        ],
+    ),
     // Conditional branches, LOOP/JRCXZ and short jumps over arithmetic: every condition
     // code meets flags real instructions produced.
     (
@@ -207,10 +222,28 @@ fn random_reg(rng: &mut Rng, size: u32, bits: u32) -> Register {
     }
 }
 
-fn random_mem(rng: &mut Rng, bits: u32, size: u32) -> MemoryOperand {
-    let (base, index) = base_index(bits);
+fn random_mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
+    let (mut base, mut index) = base_index(bits);
     let disp = rng.below(256) as i64 - 128;
-    let _ = size;
+    match (bits, rng.below(6)) {
+        // 32-bit addressing in 64-bit code (address-size prefix): the base fits in 32 bits.
+        (64, 0) => {
+            base = Register::R15D;
+            index = Register::R14D;
+        }
+        // 16-bit addressing in 32-bit code: [BX+SI]-style forms reach only the first 64 KiB,
+        // which neither side maps, so both must fault alike.
+        (32, 0) => {
+            return MemoryOperand::with_base_index_scale_displ_size(
+                Register::BX,
+                Register::SI,
+                1,
+                disp,
+                1,
+            );
+        }
+        _ => {}
+    }
     if rng.below(3) == 0 {
         let scale = 1 << rng.below(4);
         MemoryOperand::with_base_index_scale_displ_size(base, index, scale, disp, 1)
@@ -226,7 +259,7 @@ enum Op {
 }
 
 fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
-    let mem = |rng: &mut Rng, size| Op::Mem(random_mem(rng, bits, size));
+    let mem = |rng: &mut Rng, _size: u32| Op::Mem(random_mem(rng, bits));
     Some(match kind {
         K::r8_or_mem | K::r16_or_mem | K::r32_or_mem | K::r64_or_mem => {
             let size = match kind {
@@ -371,6 +404,9 @@ fn random_string(rng: &mut Rng, bits: u32) -> Vec<u8> {
     let wide = rng.below(2) == 1;
     if wide && rng.below(3) == 0 {
         b.push(0x66);
+    }
+    if bits == 64 && rng.below(4) == 0 {
+        b.push(0x67); // 32-bit addresses (ESI/EDI/ECX) in 64-bit code
     }
     if bits == 64 && wide && rng.below(3) == 0 {
         b.push(0x48);
