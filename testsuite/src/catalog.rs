@@ -50,6 +50,16 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "32-bit user mode (CPL 3): ok",
         },
         Case {
+            name: "protected32-protection-faults",
+            build: kernels::protection_faults,
+            expect: "protection faults: ok",
+        },
+        Case {
+            name: "protected32-double-fault",
+            build: kernels::double_fault,
+            expect: "double fault: ok",
+        },
+        Case {
             name: "long64",
             build: || kernels::long64(UserMode::None),
             expect: "long mode: ok",

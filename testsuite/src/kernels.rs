@@ -1089,3 +1089,183 @@ pub fn page_faults() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Points IDT vector `vector` (32-bit interrupt gate, DPL 0) at `handler`.
+fn gate32(c: &mut Code, vector: u32, handler: u32) {
+    let at = IDT_ADDR + vector * 8;
+    check(c.a.mov(
+        dword_ptr(at),
+        (handler & 0xffff) | (u32::from(sel::CODE32) << 16),
+    ));
+    check(c.a.mov(dword_ptr(at + 4), (handler & 0xffff_0000) | 0x8e00));
+}
+
+/// Protection faults in 32-bit protected mode: segment loads that must raise #NP, #SS or
+/// #GP with the selector as error code, a limit violation and a null-segment access (#GP(0)).
+/// Each fault is caught, its vector and error code checked, and execution resumes.
+pub fn protection_faults() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        skip_if_pvm(
+            c,
+            "SKIP: PVM cannot return from a legacy protected-mode handler (KVM's emulator has no protected-mode IRET)\n",
+        );
+        const VEC: u32 = 0x7f00;
+        const ERR: u32 = 0x7f04;
+        const RESUME: u32 = 0x7f08;
+        // #NP, #SS, #GP record (vector, error code) and resume at [RESUME].
+        let (idtr, mut over) = (c.sym(), c.label());
+        let handlers: Vec<_> = [11u32, 12, 13].iter().map(|_| c.sym()).collect();
+        for (v, h) in [11u32, 12, 13].iter().zip(&handlers) {
+            let a = c.addr(*h);
+            gate32(c, *v, a);
+        }
+        check(c.a.lidt(ptr(c.addr(idtr))));
+        check(c.a.jmp(over));
+        for (v, h) in [11u32, 12, 13].iter().zip(&handlers) {
+            c.bind(*h);
+            // The faulting code may have left DS null: reload it before storing.
+            check(c.a.mov(ax, u32::from(sel::DATA32)));
+            check(c.a.mov(ds, ax));
+            check(c.a.mov(dword_ptr(VEC), *v));
+            check(c.a.pop(eax));
+            check(c.a.mov(dword_ptr(ERR), eax));
+            check(c.a.mov(eax, dword_ptr(RESUME)));
+            check(c.a.mov(dword_ptr(esp), eax));
+            check(c.a.iretd());
+        }
+        c.bind(idtr);
+        check(c.a.dw(&[0x7ff]));
+        check(c.a.dd(&[IDT_ADDR]));
+        c.here(&mut over);
+
+        let mut n = 2;
+        let mut probe = |c: &mut Code, name: &str, emit: &dyn Fn(&mut Code), vec: u32, err: u32| {
+            let resume = c.sym();
+            let r = c.addr(resume);
+            check(c.a.mov(dword_ptr(RESUME), r));
+            check(c.a.mov(dword_ptr(VEC), u32::MAX));
+            emit(c);
+            c.print(&format!("protection: {name}: no fault\n"));
+            c.exit(n);
+            c.bind(resume);
+            // Reload what a test may have left null.
+            check(c.a.mov(ax, u32::from(sel::DATA32)));
+            check(c.a.mov(ds, ax));
+            check(c.a.mov(es, ax));
+            check(c.a.cmp(dword_ptr(VEC), vec as i32));
+            c.fail_unless_zero(&format!("protection: {name}: wrong vector\n"), n + 1);
+            check(c.a.cmp(dword_ptr(ERR), err as i32));
+            c.fail_unless_zero(&format!("protection: {name}: wrong error code\n"), n + 2);
+            n += 3;
+        };
+        let load = |s: AsmRegisterSegment, selector: u16| {
+            move |c: &mut Code| {
+                check(c.a.mov(ax, u32::from(selector)));
+                check(c.a.mov(s, ax));
+            }
+        };
+        probe(
+            c,
+            "DS not present",
+            &load(ds, sel::NOT_PRESENT),
+            11,
+            u32::from(sel::NOT_PRESENT),
+        );
+        probe(
+            c,
+            "SS not present",
+            &load(ss, sel::NOT_PRESENT),
+            12,
+            u32::from(sel::NOT_PRESENT),
+        );
+        probe(
+            c,
+            "SS read-only",
+            &load(ss, sel::READ_ONLY),
+            13,
+            u32::from(sel::READ_ONLY),
+        );
+        probe(
+            c,
+            "DS execute-only",
+            &load(ds, sel::EXEC_ONLY),
+            13,
+            u32::from(sel::EXEC_ONLY),
+        );
+        probe(
+            c,
+            "DS beyond the GDT",
+            &load(ds, sel::BEYOND_GDT),
+            13,
+            u32::from(sel::BEYOND_GDT),
+        );
+        probe(c, "SS null", &load(ss, 0), 13, 0);
+        // QEMU's TCG does not check segments on data accesses (type, null, limit): these go
+        // last, so QEMU still checks every segment load above.
+        probe(
+            c,
+            "write to read-only DS",
+            &|c: &mut Code| {
+                check(c.a.mov(ax, u32::from(sel::READ_ONLY)));
+                check(c.a.mov(ds, ax));
+                check(c.a.mov(dword_ptr(0x7f20u32), 1u32));
+            },
+            13,
+            0,
+        );
+        probe(
+            c,
+            "access through null DS",
+            &|c: &mut Code| {
+                check(c.a.xor(eax, eax));
+                check(c.a.mov(ds, ax));
+                check(c.a.mov(eax, dword_ptr(0x1000u32)));
+            },
+            13,
+            0,
+        );
+        probe(
+            c,
+            "beyond a 64 KiB limit",
+            &|c: &mut Code| {
+                check(c.a.mov(ax, u32::from(sel::DATA16)));
+                check(c.a.mov(es, ax));
+                check(c.a.mov(eax, dword_ptr(0x1_0000u32).es()));
+            },
+            13,
+            0,
+        );
+        c.print("protection faults: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// A fault while delivering a fault: INT 0x40 through a not-present gate raises #NP, whose
+/// own gate is not present either, so the processor raises #DF (error code 0).
+pub fn double_fault() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        skip_if_pvm(
+            c,
+            "SKIP: PVM promotes every double fault to a triple fault\n",
+        );
+        let (idtr, df) = (c.sym(), c.sym());
+        // The IDT is zero (not present) except #DF.
+        let h = c.addr(df);
+        gate32(c, 8, h);
+        check(c.a.lidt(ptr(c.addr(idtr))));
+        check(c.a.int(0x40));
+        c.print("double fault: INT 0x40 returned\n");
+        c.exit(2);
+        c.bind(df);
+        check(c.a.pop(eax));
+        check(c.a.test(eax, eax));
+        c.fail_unless_zero("double fault: error code is not 0\n", 3);
+        c.print("double fault: ok\n");
+        c.exit(PASS);
+        c.bind(idtr);
+        check(c.a.dw(&[0x7ff]));
+        check(c.a.dd(&[IDT_ADDR]));
+    })
+}

@@ -40,6 +40,14 @@ pub mod sel {
     pub const CODE16: u16 = 0x38;
     pub const DATA16: u16 = 0x40;
     pub const TSS: u16 = 0x48;
+    /// A writable data segment that is not present.
+    pub const NOT_PRESENT: u16 = 0x58;
+    /// A read-only data segment.
+    pub const READ_ONLY: u16 = 0x60;
+    /// An execute-only code segment.
+    pub const EXEC_ONLY: u16 = 0x68;
+    /// One past the last descriptor: beyond the GDT limit.
+    pub const BEYOND_GDT: u16 = 0x70;
     /// MSR_STAR: SYSCALL loads CS = 0x10, SS = 0x18; SYSRET CS = 0x33 (0x23 for 32-bit), SS = 0x2b.
     pub const STAR: u64 = (0x23 << 48) | (0x10 << 32);
 }
@@ -55,7 +63,7 @@ const fn desc(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
 }
 
 /// The kit's GDT (the TSS descriptor points at [`TSS_ADDR`], 64-bit form, 0x68 bytes).
-pub const GDT: [u64; 11] = [
+pub const GDT: [u64; 14] = [
     0,
     desc(0, 0xfffff, 0x9b, 0xc),     // 0x08 code32
     desc(0, 0xfffff, 0x9b, 0xa),     // 0x10 code64
@@ -67,6 +75,9 @@ pub const GDT: [u64; 11] = [
     desc(0, 0xffff, 0x93, 0x0),      // 0x40 data16
     desc(TSS_ADDR, 0x67, 0x89, 0x0), // 0x48 TSS (available)
     0,                               // 0x50 upper half of the 64-bit TSS descriptor
+    desc(0, 0xfffff, 0x13, 0xc),     // 0x58 data, not present
+    desc(0, 0xfffff, 0x91, 0xc),     // 0x60 data, read-only
+    desc(0, 0xfffff, 0x99, 0xc),     // 0x68 code, execute-only
 ];
 
 pub type Asm = CodeAssembler;

@@ -18,6 +18,11 @@ const PVM_SKIPS: &[(&str, &str)] = &[
     ("protected32-paging", "only 4-level paging"),
     ("protected32-pae", "only 4-level paging"),
     ("protected32-user", "legacy (non-long-mode) user code"),
+    (
+        "protected32-double-fault",
+        "promotes every double fault to a triple fault",
+    ),
+    ("protected32-protection-faults", "no protected-mode IRET"),
     ("protected32-paging-user", "only 4-level paging"),
     (
         "long64-user-int80",
