@@ -60,6 +60,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "double fault: ok",
         },
         Case {
+            name: "protected32-sysenter",
+            build: kernels::sysenter,
+            expect: "SYSEXIT to CPL 3 and SYSENTER back: ok",
+        },
+        Case {
             name: "long64",
             build: || kernels::long64(UserMode::None),
             expect: "long mode: ok",
@@ -87,7 +92,7 @@ pub fn mode_kernels() -> Vec<Case> {
         Case {
             name: "long64-user-syscall",
             build: || kernels::long64(UserMode::Long(UserReturn::Syscall)),
-            expect: "64-bit user mode (CPL 3): ok, back through SYSCALL",
+            expect: "back through SYSCALL\nSYSRET to CPL 3: ok",
         },
         Case {
             name: "compat32-user",
@@ -102,7 +107,7 @@ pub fn mode_kernels() -> Vec<Case> {
         Case {
             name: "compat32-user-syscall",
             build: || kernels::long64(UserMode::Compat(UserReturn::Syscall)),
-            expect: "compatibility-mode user code (CPL 3): ok, back through SYSCALL",
+            expect: "compatibility-mode user code (CPL 3): ok, back through SYSCALL\nSYSRET to CPL 3: ok",
         },
     ]
 }

@@ -550,6 +550,33 @@ pub fn long64(user: UserMode) -> Vec<u8> {
                 UserReturn::Syscall => "SYSCALL",
             }
         ));
+        if ret != UserReturn::Syscall {
+            c.exit(PASS);
+            return;
+        }
+        // SYSRET back to CPL 3 (to 64-bit code with REX.W, else to compatibility mode); the
+        // user code there ends with UD2, whose handler checks where it came from.
+        let (after, ud) = (c.sym(), c.sym());
+        let h = c.addr(ud);
+        idt_gate(c, 6, h, true);
+        check(c.a.mov(ecx, c.addr(after)));
+        check(c.a.mov(r11d, 0x2u32));
+        check(c.a.mov(rsp, u64::from(USER_STACK)));
+        if compat {
+            check(c.a.sysret());
+        } else {
+            check(c.a.sysretq());
+        }
+        c.bind(after);
+        check(c.a.ud2());
+        c.bind(ud);
+        check(c.a.mov(rbx, qword_ptr(rsp + 8)));
+        check(c.a.cmp(rbx, i32::from(user_cs)));
+        c.fail_unless_zero("kernel: SYSRET did not return to the user segment\n", 12);
+        check(c.a.mov(rbx, qword_ptr(rsp)));
+        check(c.a.cmp(ebx, c.addr(after) as i32));
+        c.fail_unless_zero("kernel: SYSRET did not return to RCX\n", 13);
+        c.print("SYSRET to CPL 3: ok\n");
         c.exit(PASS);
     })
 }
@@ -1267,5 +1294,54 @@ pub fn double_fault() -> Vec<u8> {
         c.bind(idtr);
         check(c.a.dw(&[0x7ff]));
         check(c.a.dd(&[IDT_ADDR]));
+    })
+}
+
+/// SYSEXIT to CPL 3 and SYSENTER back, in 32-bit protected mode (SYSENTER_CS = 0x10: the
+/// kit's GDT then gives user CS 0x23 and SS 0x2b, as the instructions derive them).
+pub fn sysenter() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        skip_if_pvm(c, "SKIP: PVM cannot run legacy (non-long-mode) user code\n");
+        let (entry, user) = (c.sym(), c.sym());
+        for (msr, v) in [
+            (0x174u32, 0x10u32),
+            (0x175, KERNEL_STACK),
+            (0x176, c.addr(entry)),
+        ] {
+            check(c.a.mov(ecx, msr));
+            check(c.a.mov(eax, v));
+            check(c.a.xor(edx, edx));
+            check(c.a.wrmsr());
+        }
+        check(c.a.mov(edx, c.addr(user)));
+        check(c.a.mov(ecx, USER_STACK));
+        check(c.a.sysexit());
+
+        c.bind(user);
+        check(c.a.mov(ax, cs));
+        check(c.a.mov(bx, ax));
+        check(c.a.mov(ax, ss));
+        check(c.a.mov(si, ax));
+        user_work(c);
+        check(c.a.sysenter());
+
+        c.bind(entry);
+        // EBX/ESI hold the user CS and SS seen at CPL 3; EAX the user's sum.
+        check(c.a.cmp(bx, 0x23));
+        c.fail_unless_zero("sysenter: SYSEXIT did not load CS 0x23\n", 2);
+        check(c.a.cmp(si, 0x2b));
+        c.fail_unless_zero("sysenter: SYSEXIT did not load SS 0x2b\n", 3);
+        check(c.a.cmp(eax, 500_500));
+        c.fail_unless_zero("sysenter: user mode computed a wrong sum\n", 4);
+        check(c.a.mov(ax, cs));
+        check(c.a.cmp(ax, 0x10));
+        c.fail_unless_zero("sysenter: SYSENTER did not load CS from SYSENTER_CS\n", 5);
+        check(c.a.cmp(esp, KERNEL_STACK as i32));
+        c.fail_unless_zero("sysenter: SYSENTER did not load ESP\n", 6);
+        check(c.a.mov(ax, u32::from(sel::DATA32)));
+        check(c.a.mov(ds, ax));
+        c.print("SYSEXIT to CPL 3 and SYSENTER back: ok\n");
+        c.exit(PASS);
     })
 }

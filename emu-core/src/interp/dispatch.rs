@@ -185,7 +185,11 @@ impl Interp {
             | M::Lmsw
             | M::Swapgs
             | M::Syscall
-            | M::Sysret => self.system(i),
+            | M::Sysret
+            | M::Sysretq
+            | M::Sysenter
+            | M::Sysexit
+            | M::Sysexitq => self.system(i),
             _ => self.unimplemented(i),
         }
     }

@@ -463,7 +463,9 @@ impl Interp {
                 Ok(())
             }
             Mnemonic::Syscall => self.syscall(),
-            Mnemonic::Sysret => self.sysret(i),
+            Mnemonic::Sysret | Mnemonic::Sysretq => self.sysret(i),
+            Mnemonic::Sysenter => self.sysenter(),
+            Mnemonic::Sysexit | Mnemonic::Sysexitq => self.sysexit(i),
             _ => self.unimplemented(i),
         }
     }
@@ -490,6 +492,67 @@ impl Interp {
         } else {
             self.cpu.msr.cstar
         };
+        Ok(())
+    }
+
+    /// SYSENTER: to CPL 0 with the flat segments SYSENTER_CS implies (it reads no
+    /// descriptor), at SYSENTER_EIP with SYSENTER_ESP.
+    fn sysenter(&mut self) -> Result<()> {
+        let mode = self.cpu.mode();
+        let cs_sel = (self.cpu.msr.sysenter_cs & 0xfffc) as u16;
+        if mode == Mode::Real || cs_sel == 0 {
+            return Err(Fault::gp(0).into());
+        }
+        let long = self.cpu.efer & EFER_LMA != 0;
+        self.cpu.rflags &= !(VM | IF | RF);
+        self.cpu.seg[sreg::CS] = if long {
+            crate::state::Segment::code64(cs_sel)
+        } else {
+            crate::state::Segment::flat32(cs_sel, true)
+        };
+        self.cpu.seg[sreg::SS] = crate::state::Segment::flat32(cs_sel + 8, false);
+        self.cpu.rip = if long {
+            self.cpu.msr.sysenter_eip
+        } else {
+            self.cpu.msr.sysenter_eip & 0xffff_ffff
+        };
+        self.cpu.regs[4] = if long {
+            self.cpu.msr.sysenter_esp
+        } else {
+            self.cpu.msr.sysenter_esp & 0xffff_ffff
+        };
+        Ok(())
+    }
+
+    /// SYSEXIT: back to CPL 3 at EDX/RDX with ECX/RCX as the stack (REX.W: to 64-bit code).
+    fn sysexit(&mut self, i: &Instruction) -> Result<()> {
+        let cs_base = (self.cpu.msr.sysenter_cs & 0xfffc) as u16;
+        if self.cpu.mode() == Mode::Real || cs_base == 0 {
+            return Err(Fault::gp(0).into());
+        }
+        self.require_cpl0()?;
+        let to64 = i.code().op_code().operand_size() == 64;
+        let (cs_sel, ss_sel) = if to64 {
+            (cs_base + 32, cs_base + 40)
+        } else {
+            (cs_base + 16, cs_base + 24)
+        };
+        let mut cs = if to64 {
+            crate::state::Segment::code64(cs_sel | 3)
+        } else {
+            crate::state::Segment::flat32(cs_sel | 3, true)
+        };
+        cs.dpl = 3;
+        let mut ss = crate::state::Segment::flat32(ss_sel | 3, false);
+        ss.dpl = 3;
+        let (rip, rsp) = (self.cpu.regs[2], self.cpu.regs[1]);
+        if to64 && !super::canonical(rip) {
+            return Err(Fault::gp(0).into());
+        }
+        self.cpu.seg[sreg::CS] = cs;
+        self.cpu.seg[sreg::SS] = ss;
+        self.cpu.rip = if to64 { rip } else { rip & 0xffff_ffff };
+        self.cpu.regs[4] = if to64 { rsp } else { rsp & 0xffff_ffff };
         Ok(())
     }
 
