@@ -65,6 +65,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "SYSEXIT to CPL 3 and SYSENTER back: ok",
         },
         Case {
+            name: "protected32-descriptors",
+            build: kernels::descriptor_instructions,
+            expect: "descriptor instructions: ok",
+        },
+        Case {
             name: "long64",
             build: || kernels::long64(UserMode::None),
             expect: "long mode: ok",

@@ -1345,3 +1345,88 @@ pub fn sysenter() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// LAR, LSL, VERR, VERW and LDS/LSS against the kit's GDT, in 32-bit protected mode.
+pub fn descriptor_instructions() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        skip_if_pvm(
+            c,
+            "SKIP: PVM cannot emulate LAR/LSL/VERR/VERW in kernel mode (KVM's emulator lacks them)\n",
+        );
+        // LAR: access rights of the 32-bit code segment (accessed: it is CS).
+        check(c.a.mov(ecx, u32::from(sel::CODE32)));
+        check(c.a.lar(eax, ecx));
+        c.fail_unless_zero("descriptors: LAR of the code segment cleared ZF\n", 2);
+        check(c.a.cmp(eax, 0x00c0_9b00));
+        c.fail_unless_zero("descriptors: LAR returned wrong access rights\n", 3);
+        // LSL: page-granular 4 GiB, and the TSS's byte limit.
+        check(c.a.lsl(eax, ecx));
+        check(c.a.cmp(eax, -1));
+        c.fail_unless_zero("descriptors: LSL of a flat segment is not 0xffffffff\n", 4);
+        check(c.a.mov(ecx, u32::from(sel::TSS)));
+        check(c.a.lsl(eax, ecx));
+        check(c.a.cmp(eax, 0x67));
+        c.fail_unless_zero("descriptors: LSL of the TSS is not 0x67\n", 5);
+        // A null selector and one beyond the GDT are not visible: ZF clear.
+        for (s, code) in [(0u32, 6), (u32::from(sel::BEYOND_GDT), 7)] {
+            check(c.a.mov(ecx, s));
+            check(c.a.mov(eax, 0x1234u32));
+            check(c.a.lar(eax, ecx));
+            let mut clear = c.label();
+            check(c.a.jne(clear));
+            c.print("descriptors: LAR of an invalid selector set ZF\n");
+            c.exit(code);
+            c.here(&mut clear);
+            check(c.a.cmp(eax, 0x1234));
+            c.fail_unless_zero(
+                "descriptors: a failed LAR changed its destination\n",
+                code + 10,
+            );
+        }
+        // VERR/VERW: readable code yes, execute-only no; writable data yes, read-only no.
+        let verify = |c: &mut Code, write: bool, s: u16, expect: bool, code: u32| {
+            check(c.a.mov(ecx, u32::from(s)));
+            if write {
+                check(c.a.verw(cx));
+            } else {
+                check(c.a.verr(cx));
+            }
+            let mut ok = c.label();
+            if expect {
+                check(c.a.je(ok));
+            } else {
+                check(c.a.jne(ok));
+            }
+            c.print(&format!(
+                "descriptors: {} {s:#x} gave the wrong answer\n",
+                if write { "VERW" } else { "VERR" }
+            ));
+            c.exit(code);
+            c.here(&mut ok);
+        };
+        verify(c, false, sel::CODE32, true, 20);
+        verify(c, false, sel::EXEC_ONLY, false, 21);
+        verify(c, true, sel::DATA32, true, 22);
+        verify(c, true, sel::READ_ONLY, false, 23);
+        verify(c, false, sel::USER_DATA, true, 24);
+        // LDS and LSS load a far pointer from memory.
+        const PTR: u32 = 0x7f40;
+        check(c.a.mov(dword_ptr(PTR), 0x1234_5678u32));
+        check(c.a.mov(word_ptr(PTR + 4), u32::from(sel::DATA32)));
+        check(c.a.mov(ax, 0u32));
+        check(c.a.mov(es, ax));
+        check(c.a.les(ebx, ptr(PTR)));
+        check(c.a.cmp(ebx, 0x1234_5678));
+        c.fail_unless_zero("descriptors: LES loaded the wrong offset\n", 30);
+        check(c.a.mov(ax, es));
+        check(c.a.cmp(ax, i32::from(sel::DATA32)));
+        c.fail_unless_zero("descriptors: LES loaded the wrong selector\n", 31);
+        check(c.a.mov(dword_ptr(PTR), KERNEL_STACK - 0x100));
+        check(c.a.lss(esp, ptr(PTR)));
+        check(c.a.cmp(esp, (KERNEL_STACK - 0x100) as i32));
+        c.fail_unless_zero("descriptors: LSS loaded the wrong stack pointer\n", 32);
+        c.print("descriptor instructions: ok\n");
+        c.exit(PASS);
+    })
+}

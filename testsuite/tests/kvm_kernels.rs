@@ -24,6 +24,7 @@ const PVM_SKIPS: &[(&str, &str)] = &[
     ),
     ("protected32-protection-faults", "no protected-mode IRET"),
     ("protected32-sysenter", "legacy (non-long-mode) user code"),
+    ("protected32-descriptors", "LAR/LSL/VERR/VERW"),
     ("protected32-paging-user", "only 4-level paging"),
     (
         "long64-user-int80",

@@ -164,6 +164,8 @@ impl Interp {
             M::In | M::Out => self.in_out(i),
             M::Lgdt | M::Lidt | M::Sgdt | M::Sidt => self.descriptor_table(i),
             M::Lldt | M::Ltr | M::Sldt | M::Str => self.system_segment(i),
+            M::Lar | M::Lsl | M::Verr | M::Verw => self.descriptor_query(i),
+            M::Lds | M::Les | M::Lfs | M::Lgs | M::Lss => self.load_far_pointer(i),
             M::Hlt
             | M::Cli
             | M::Sti

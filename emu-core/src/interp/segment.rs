@@ -369,3 +369,116 @@ mod tests {
         );
     }
 }
+
+impl Interp {
+    /// The descriptor `selector` names if LAR/LSL/VERR/VERW may look at it from the current
+    /// privilege: (low, high) dwords as one u64, or None (ZF = 0).
+    fn visible_descriptor(&mut self, selector: u16, kind: DescriptorQuery) -> Result<Option<u64>> {
+        if selector & !3 == 0 {
+            return Ok(None);
+        }
+        let raw = match self.read_descriptor(selector) {
+            Ok((raw, _)) => raw,
+            Err(super::fault::Stop::Fault(f)) if f.vector == super::fault::vector::GP => {
+                return Ok(None); // beyond the table: not visible
+            }
+            Err(e) => return Err(e),
+        };
+        let d = parse_descriptor(selector, raw);
+        let long = self.cpu.efer & crate::state::bits::EFER_LMA != 0;
+        let type_ok = if d.s {
+            let code = d.type_ & TYPE_CODE != 0;
+            match kind {
+                DescriptorQuery::AccessRights | DescriptorQuery::Limit => true,
+                DescriptorQuery::Readable => !code || d.type_ & TYPE_READABLE != 0,
+                DescriptorQuery::Writable => !code && d.type_ & TYPE_WRITABLE != 0,
+            }
+        } else {
+            let t = d.type_;
+            match kind {
+                DescriptorQuery::AccessRights if long => matches!(t, 2 | 9 | 0xb | 0xc),
+                DescriptorQuery::AccessRights => matches!(t, 1..=5 | 9 | 0xb | 0xc),
+                DescriptorQuery::Limit if long => matches!(t, 2 | 9 | 0xb),
+                DescriptorQuery::Limit => matches!(t, 1 | 2 | 3 | 9 | 0xb),
+                _ => false,
+            }
+        };
+        if !type_ok {
+            return Ok(None);
+        }
+        // Conforming code is visible from any level; everything else needs DPL ≥ CPL and RPL.
+        let conforming = d.s && d.type_ & TYPE_CODE != 0 && d.type_ & TYPE_CONFORMING != 0;
+        let rpl = (selector & 3) as u8;
+        if !conforming && d.dpl < self.cpu.cpl().max(rpl) {
+            return Ok(None);
+        }
+        Ok(Some(raw))
+    }
+
+    /// LAR LSL VERR VERW.
+    pub(crate) fn descriptor_query(&mut self, i: &iced_x86::Instruction) -> Result<()> {
+        use iced_x86::Mnemonic;
+        if matches!(self.cpu.mode(), Mode::Real | Mode::Virtual8086) {
+            return Err(Fault::ud().into());
+        }
+        let src = if matches!(i.mnemonic(), Mnemonic::Verr | Mnemonic::Verw) {
+            0
+        } else {
+            1
+        };
+        let selector = self.read_op(i, src)? as u16;
+        let kind = match i.mnemonic() {
+            Mnemonic::Lar => DescriptorQuery::AccessRights,
+            Mnemonic::Lsl => DescriptorQuery::Limit,
+            Mnemonic::Verr => DescriptorQuery::Readable,
+            _ => DescriptorQuery::Writable,
+        };
+        let found = self.visible_descriptor(selector, kind)?;
+        self.cpu.set_flag(super::cpu::flags::ZF, found.is_some());
+        if let Some(raw) = found {
+            match kind {
+                DescriptorQuery::AccessRights => {
+                    let size = self.op_size(i, 0);
+                    // The second dword masked by 00FxFF00h: the limit bits 19:16 read as 0.
+                    let ar = (raw >> 32) & if size == 2 { 0xff00 } else { 0x00f0_ff00 };
+                    self.write_op(i, 0, ar)?;
+                }
+                DescriptorQuery::Limit => {
+                    let limit = u64::from(parse_descriptor(selector, raw).limit);
+                    self.write_op(i, 0, limit)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// LDS LES LFS LGS LSS: a far pointer into a segment register and a general register.
+    pub(crate) fn load_far_pointer(&mut self, i: &iced_x86::Instruction) -> Result<()> {
+        use iced_x86::Mnemonic;
+        let seg = match i.mnemonic() {
+            Mnemonic::Lds => sreg::DS,
+            Mnemonic::Les => sreg::ES,
+            Mnemonic::Lfs => sreg::FS,
+            Mnemonic::Lgs => sreg::GS,
+            _ => sreg::SS,
+        };
+        let (mseg, off) = self.mem_operand(i, 1);
+        let osz = self.op_size(i, 0);
+        let offset = self.read_mem(mseg, off, osz)?;
+        let selector = self.read_mem(mseg, off.wrapping_add(u64::from(osz)), 2)? as u16;
+        self.load_segment(seg, selector)?;
+        if seg == sreg::SS {
+            self.interrupt_shadow = true;
+        }
+        self.write_op(i, 0, offset)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DescriptorQuery {
+    AccessRights,
+    Limit,
+    Readable,
+    Writable,
+}
