@@ -3,23 +3,49 @@
 //! Entries are keyed by physical address and code size; any store to a page drops that
 //! page's entries (self-modifying code). Instructions that cross a page are not cached.
 
-use std::collections::HashMap;
-
 use iced_x86::Instruction;
 
 /// Pages kept at most; past that the cache starts over (bounded host memory).
 const MAX_PAGES: usize = 4096;
 
-#[derive(Default)]
+use super::fasthash::FastMap;
+
+/// Entries of the direct-mapped front cache (a power of two).
+const FRONT: usize = 1024;
+
 pub struct DecodeCache {
-    pages: HashMap<u64, HashMap<(u16, u8), Instruction>>,
+    pages: FastMap<u64, FastMap<(u16, u8), Instruction>>,
+    /// Direct-mapped by physical address: (physical address, code size) and the
+    /// instruction; checked before the per-page maps.
+    front: Box<[Option<(u64, u8, Instruction)>]>,
+}
+
+impl Default for DecodeCache {
+    fn default() -> Self {
+        DecodeCache {
+            pages: FastMap::default(),
+            front: vec![None; FRONT].into_boxed_slice(),
+        }
+    }
+}
+
+fn slot(phys: u64) -> usize {
+    ((phys ^ (phys >> 10)) as usize) & (FRONT - 1)
 }
 
 impl DecodeCache {
     /// The instruction cached at `phys` for `bits`, with its IP fields set to `rip`.
-    pub fn get(&self, phys: u64, bits: u32, rip: u64) -> Option<Instruction> {
-        let page = self.pages.get(&(phys >> 12))?;
-        let mut instr = *page.get(&((phys & 0xfff) as u16, bits as u8))?;
+    pub fn get(&mut self, phys: u64, bits: u32, rip: u64) -> Option<Instruction> {
+        let k = slot(phys);
+        let mut instr = match &self.front[k] {
+            Some((p, b, i)) if *p == phys && u32::from(*b) == bits => *i,
+            _ => {
+                let page = self.pages.get(&(phys >> 12))?;
+                let i = *page.get(&((phys & 0xfff) as u16, bits as u8))?;
+                self.front[k] = Some((phys, bits as u8, i));
+                i
+            }
+        };
         if instr.ip() != rip {
             // The same physical bytes reached through another linear address: relative
             // targets depend on the IP, so rebase.
@@ -32,6 +58,7 @@ impl DecodeCache {
     pub fn insert(&mut self, phys: u64, bits: u32, instr: Instruction) {
         if self.pages.len() >= MAX_PAGES && !self.pages.contains_key(&(phys >> 12)) {
             self.pages.clear();
+            self.front.fill(None);
         }
         self.pages
             .entry(phys >> 12)
@@ -46,9 +73,18 @@ impl DecodeCache {
         }
         let first = phys >> 12;
         let last = phys.wrapping_add(len.max(1) as u64 - 1) >> 12;
-        self.pages.remove(&first);
+        let mut dropped = self.pages.remove(&first).is_some();
         if last != first {
-            self.pages.remove(&last);
+            dropped |= self.pages.remove(&last).is_some();
+        }
+        if dropped {
+            // A store into code: forget that page's front entries too (rare: self-modifying
+            // code and pages reused for new code).
+            for e in self.front.iter_mut() {
+                if matches!(e, Some((p, _, _)) if *p >> 12 == first || *p >> 12 == last) {
+                    *e = None;
+                }
+            }
         }
     }
 }

@@ -2,8 +2,6 @@
 //! 4-level paging; U/S, R/W (with CR0.WP), NX; accessed and dirty bits; #PF error codes; and a
 //! TLB that caches the walk's result with its permissions.
 
-use std::collections::HashMap;
-
 use super::cpu::Cpu;
 use super::fault::{Fault, Result};
 use super::memory::PhysMem;
@@ -64,12 +62,16 @@ const TLB_CAPACITY: usize = 4096;
 
 #[derive(Default)]
 pub struct Mmu {
-    tlb: HashMap<u64, TlbEntry>,
+    tlb: super::fasthash::FastMap<u64, TlbEntry>,
+    /// Bumped by every flush: translations cached outside the TLB (the fetch page) are valid
+    /// only while it is unchanged.
+    pub generation: u64,
 }
 
 impl Mmu {
     pub fn flush_all(&mut self) {
         self.tlb.clear();
+        self.generation += 1;
     }
 
     /// CR3 load: non-global entries go (all of them without CR4.PGE).
@@ -79,10 +81,12 @@ impl Mmu {
         } else {
             self.tlb.clear();
         }
+        self.generation += 1;
     }
 
     pub fn invlpg(&mut self, linear: u64) {
         self.tlb.remove(&(linear >> 12));
+        self.generation += 1;
     }
 
     /// Translates one byte's linear address (callers split accesses at page boundaries).
@@ -113,6 +117,7 @@ impl Mmu {
         let e = walk(cpu, mem, linear, access, user, wp, nxe)?;
         if self.tlb.len() >= TLB_CAPACITY {
             self.tlb.clear();
+            self.generation += 1;
         }
         self.tlb.insert(linear >> 12, e);
         Ok(e.frame | (linear & 0xfff))

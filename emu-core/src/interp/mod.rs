@@ -11,6 +11,7 @@ pub mod cpu;
 pub mod cpuid;
 pub mod decode_cache;
 pub mod dispatch;
+pub mod fasthash;
 pub mod fault;
 pub mod flags_calc;
 pub mod interrupt;
@@ -54,6 +55,8 @@ pub struct Interp {
     pub apic_id: u32,
     /// When the vCPU started: the time-stamp counter counts from here.
     pub(crate) started: std::time::Instant,
+    /// The last code page fetched from: (linear page, physical page, MMU generation, CPL).
+    fetch_page: Option<(u64, u64, u64, u8)>,
 }
 
 /// Where an instruction's bytes come from, for the decode cache.
@@ -73,6 +76,7 @@ impl Interp {
             interrupt_shadow: false,
             apic_id: 0,
             started: std::time::Instant::now(),
+            fetch_page: None,
         }
     }
 
@@ -152,9 +156,21 @@ impl Interp {
             return Err(Fault::gp(0).into());
         }
         let priv_ = self.privilege();
-        let phys = self
-            .mmu
-            .translate(&mut self.cpu, &self.mem, linear, Access::Execute, priv_)?;
+        let cpl = self.cpu.cpl();
+        let phys = match self.fetch_page {
+            Some((lp, pp, generation, c))
+                if lp == linear >> 12 && generation == self.mmu.generation && c == cpl =>
+            {
+                (pp << 12) | (linear & 0xfff)
+            }
+            _ => {
+                let p =
+                    self.mmu
+                        .translate(&mut self.cpu, &self.mem, linear, Access::Execute, priv_)?;
+                self.fetch_page = Some((linear >> 12, p >> 12, self.mmu.generation, cpl));
+                p
+            }
+        };
         if let Some(instr) = self.icache.get(phys, bits, rip) {
             self.check_code_limit(&instr)?;
             return Ok(Fetched { instr });
