@@ -4,6 +4,7 @@
 //! machine for resets and power-off through [`SystemControl`]; they never learn which CPU
 //! backend drives them.
 
+pub mod a20;
 pub mod bus;
 pub mod cmos;
 pub mod debug_exit;

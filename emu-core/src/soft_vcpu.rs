@@ -56,11 +56,18 @@ pub struct SoftVcpu {
 }
 
 impl SoftVcpu {
-    pub fn new(id: u32, ram: GuestMemoryMmap, platform: Arc<dyn Platform>) -> Self {
-        let mut interp = Interp::new(
-            Cpu::from_state(&CpuState::reset()),
-            PhysMem::new(ram, platform),
-        );
+    /// A vCPU on `ram` and `platform`; `a20` is the platform's A20 gate, if it has one.
+    pub fn new(
+        id: u32,
+        ram: GuestMemoryMmap,
+        platform: Arc<dyn Platform>,
+        a20: Option<Arc<std::sync::atomic::AtomicBool>>,
+    ) -> Self {
+        let mut mem = PhysMem::new(ram, platform);
+        if let Some(gate) = a20 {
+            mem = mem.with_a20(gate);
+        }
+        let mut interp = Interp::new(Cpu::from_state(&CpuState::reset()), mem);
         interp.apic_id = id;
         SoftVcpu {
             interp,

@@ -126,7 +126,11 @@ impl Vm {
             map.high_size,
         )));
         add(&mut pio, cmos, devices::cmos::INDEX_PORT, 2, "CMOS RTC")?;
-        let i8042 = Arc::new(Mutex::new(devices::i8042::I8042::new(control.clone())));
+        // The A20 gate starts open: a kernel loaded directly expects what firmware leaves.
+        let a20 = devices::a20::A20Gate::new(true);
+        let i8042 = Arc::new(Mutex::new(
+            devices::i8042::I8042::new(control.clone()).with_a20(a20.clone()),
+        ));
         add(
             &mut pio,
             i8042.clone(),
@@ -152,6 +156,14 @@ impl Vm {
             1,
             "POST port",
         )?;
+        let port92 = devices::a20::Port92::new(a20.clone(), control.clone());
+        add(
+            &mut pio,
+            Arc::new(Mutex::new(port92)),
+            devices::a20::PORT92,
+            1,
+            "port 0x92",
+        )?;
         if let Some(d) = cfg.debug_exit {
             if d.iosize == 0 {
                 return Err(Error::Config("isa-debug-exit: iosize must not be 0".into()));
@@ -169,7 +181,13 @@ impl Vm {
         for id in 0..cfg.vcpus {
             let mut v: Box<dyn Vcpu> = match &kvm {
                 Some(k) => Box::new(k.create_vcpu(id, buses.clone())?),
-                None => Box::new(emu_core::SoftVcpu::new(id, mem.clone(), buses.clone())),
+                // KVM does not model the A20 gate; the software CPU applies it.
+                None => Box::new(emu_core::SoftVcpu::new(
+                    id,
+                    mem.clone(),
+                    buses.clone(),
+                    Some(a20.shared()),
+                )),
             };
             if id == 0 {
                 v.set_state(&boot.cpu)

@@ -25,6 +25,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "real mode: INT through the IVT: ok",
         },
         Case {
+            name: "real-mode-a20",
+            build: kernels::a20_gate,
+            expect: "A20 gate: ok",
+        },
+        Case {
             name: "protected32",
             build: || kernels::protected32(Paging32::Off, false),
             expect: "protected mode, no paging: ok",

@@ -20,28 +20,35 @@ pub fn hello32() -> Vec<u8> {
 /// Drops from protected mode to 16-bit real mode; checks segment arithmetic, far calls and
 /// 16-bit flags, and with `interrupts` a software interrupt through the IVT (which PVM-backed
 /// KVM cannot deliver in real mode).
+/// From the kit's 32-bit entry to real mode: the 16-bit code (continue in `k.c16`) runs at
+/// [`REAL_MODE_BASE`] with CS = DS = ES = SS = 0 and SP = 0x7c00.
+pub fn enter_real_mode(k: &mut Kernel) {
+    k.copy_real_mode_code();
+    check(k.c32.a.jmp_far(sel::CODE16, REAL_MODE_BASE));
+    let c = &mut k.c16;
+    let entry = c.sym();
+    // 16-bit protected mode: load 64 KiB data segments, then clear PE.
+    check(c.a.mov(ax, u32::from(sel::DATA16)));
+    for s in [ds, es, ss] {
+        check(c.a.mov(s, ax));
+    }
+    check(c.a.mov(eax, cr0));
+    check(c.a.and(eax, 0xffff_fffeu32 as i32));
+    check(c.a.mov(cr0, eax));
+    check(c.a.jmp_far(0, c.addr(entry)));
+    c.bind(entry);
+    check(c.a.xor(ax, ax));
+    for s in [ds, es, ss] {
+        check(c.a.mov(s, ax));
+    }
+    check(c.a.mov(sp, 0x7c00u32));
+}
+
 pub fn real_mode(interrupts: bool) -> Vec<u8> {
     Kernel::build(move |k| {
-        k.copy_real_mode_code();
-        check(k.c32.a.jmp_far(sel::CODE16, REAL_MODE_BASE));
-
+        enter_real_mode(k);
         let c = &mut k.c16;
-        let (entry, handler, ivtr, far_fn) = (c.sym(), c.sym(), c.sym(), c.sym());
-        // 16-bit protected mode: load 64 KiB data segments, then clear PE.
-        check(c.a.mov(ax, u32::from(sel::DATA16)));
-        for s in [ds, es, ss] {
-            check(c.a.mov(s, ax));
-        }
-        check(c.a.mov(eax, cr0));
-        check(c.a.and(eax, 0xffff_fffeu32 as i32));
-        check(c.a.mov(cr0, eax));
-        check(c.a.jmp_far(0, c.addr(entry)));
-        c.bind(entry);
-        check(c.a.xor(ax, ax));
-        for s in [ds, es, ss] {
-            check(c.a.mov(s, ax));
-        }
-        check(c.a.mov(sp, 0x7c00u32));
+        let (handler, ivtr, far_fn) = (c.sym(), c.sym(), c.sym());
         check(c.a.lidt(ptr(c.addr(ivtr))));
         c.print("real mode: entered\n");
         if interrupts {
@@ -106,6 +113,20 @@ fn wrmsr(c: &mut Code, msr: u32, value: u64) {
     check(c.a.mov(eax, value as u32));
     check(c.a.mov(edx, (value >> 32) as u32));
     check(c.a.wrmsr());
+}
+
+/// Under Ferrite's KVM backend (its CPUID signature sits at 0x40000100 there, at 0x40000000
+/// under the software CPU), prints `reason` (a `SKIP:` line) and ends with [`SKIP`].
+pub fn skip_if_kvm(c: &mut Code, reason: &str) {
+    use emu_core::paravirt as pv;
+    let mut not_kvm = c.label();
+    check(c.a.mov(eax, pv::FERRITE_CPUID_BASE));
+    check(c.a.cpuid());
+    check(c.a.cmp(ebx, pv::signature_registers().0 as i32));
+    check(c.a.jne(not_kvm));
+    c.print(reason);
+    c.exit(SKIP);
+    c.here(&mut not_kvm);
 }
 
 /// Under PVM (Ferrite's CPUID feature leaf says so), prints `reason` (a `SKIP:` line) and ends
@@ -867,10 +888,12 @@ pub fn ticker() -> Vec<u8> {
     })
 }
 
-/// Ports [`garbage_io`] leaves alone because a write there legitimately ends the run: the
-/// i8042 reset line, the PIIX reset control, the kit's debug-exit port.
-pub const GARBAGE_EXCLUDED_PORTS: [std::ops::RangeInclusive<u16>; 3] = [
+/// Ports [`garbage_io`] leaves alone because a write there legitimately ends the run or
+/// pulls memory from under the kernel: the i8042 (reset line, output port), port 0x92 (fast
+/// reset, A20), the PIIX reset control, the kit's debug-exit port.
+pub const GARBAGE_EXCLUDED_PORTS: [std::ops::RangeInclusive<u16>; 4] = [
     0x64..=0x64,
+    0x92..=0x92,
     0xcf9..=0xcf9,
     crate::kit::DEBUG_EXIT_PORT..=(crate::kit::DEBUG_EXIT_PORT + 3),
 ];
@@ -1427,6 +1450,50 @@ pub fn descriptor_instructions() -> Vec<u8> {
         check(c.a.cmp(esp, (KERNEL_STACK - 0x100) as i32));
         c.fail_unless_zero("descriptors: LSS loaded the wrong stack pointer\n", 32);
         c.print("descriptor instructions: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// The A20 gate in real mode: with it open, FFFF:7E10 (linear 0x107E00) and 0000:7E00 are
+/// different bytes; closed through port 0x92 they are the same byte; opened again through the
+/// keyboard controller's output port (command 0xD1) they differ again.
+pub fn a20_gate() -> Vec<u8> {
+    Kernel::build(|k| {
+        enter_real_mode(k);
+        let c = &mut k.c16;
+        skip_if_kvm(c, "SKIP: KVM does not model the A20 gate\n");
+        check(c.a.mov(ax, 0xffffu32));
+        check(c.a.mov(es, ax));
+        check(c.a.mov(byte_ptr(0x7e00u32), 0x11u32));
+        check(c.a.mov(byte_ptr(0x7e10u32).es(), 0x22u32));
+        check(c.a.cmp(byte_ptr(0x7e00u32), 0x11));
+        c.fail_unless_zero("A20: open, but FFFF:7E10 wrapped to 0000:7E00\n", 2);
+        // Close it through port 0x92 (bit 1).
+        check(c.a.in_(al, 0x92));
+        check(c.a.and(al, 0xfd_u32 as i32));
+        check(c.a.out(0x92, al));
+        check(c.a.cmp(byte_ptr(0x7e10u32).es(), 0x11));
+        c.fail_unless_zero(
+            "A20: closed through port 0x92, but FFFF:7E10 did not wrap\n",
+            3,
+        );
+        check(c.a.mov(byte_ptr(0x7e10u32).es(), 0x33u32));
+        check(c.a.cmp(byte_ptr(0x7e00u32), 0x33));
+        c.fail_unless_zero(
+            "A20: closed, but a write to FFFF:7E10 missed 0000:7E00\n",
+            4,
+        );
+        // Open it through the i8042 output port (bit 1 A20, bit 0 not in reset).
+        check(c.a.mov(al, 0xd1u32));
+        check(c.a.out(0x64, al));
+        check(c.a.mov(al, 0x03u32));
+        check(c.a.out(0x60, al));
+        check(c.a.cmp(byte_ptr(0x7e10u32).es(), 0x22));
+        c.fail_unless_zero(
+            "A20: opened through the i8042, but FFFF:7E10 still wraps\n",
+            5,
+        );
+        c.print("A20 gate: ok\n");
         c.exit(PASS);
     })
 }

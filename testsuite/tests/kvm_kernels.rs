@@ -11,6 +11,7 @@ use testsuite::{catalog, harness};
 
 /// Kernels that PVM cannot run, with the reason they print.
 const PVM_SKIPS: &[(&str, &str)] = &[
+    ("real-mode-a20", "KVM does not model the A20 gate"),
     (
         "real-mode-interrupts",
         "INT n in real mode does not complete",

@@ -1,6 +1,7 @@
 //! Guest-physical memory as the interpreter sees it: RAM through vm-memory, everything else
 //! through the platform's MMIO bus.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -10,11 +11,31 @@ use crate::Platform;
 pub struct PhysMem {
     ram: GuestMemoryMmap,
     platform: Arc<dyn Platform>,
+    /// The platform's A20 gate (open = true); without one, address bit 20 always passes.
+    a20: Option<Arc<AtomicBool>>,
 }
 
 impl PhysMem {
     pub fn new(ram: GuestMemoryMmap, platform: Arc<dyn Platform>) -> Self {
-        PhysMem { ram, platform }
+        PhysMem {
+            ram,
+            platform,
+            a20: None,
+        }
+    }
+
+    /// Applies the platform's A20 gate to every physical address the CPU forms.
+    pub fn with_a20(mut self, gate: Arc<AtomicBool>) -> Self {
+        self.a20 = Some(gate);
+        self
+    }
+
+    /// The mask for physical addresses: bit 20 cleared while the A20 gate is closed.
+    pub fn a20_mask(&self) -> u64 {
+        match &self.a20 {
+            Some(g) if !g.load(Ordering::Relaxed) => !(1 << 20),
+            _ => u64::MAX,
+        }
     }
 
     pub fn platform(&self) -> &dyn Platform {

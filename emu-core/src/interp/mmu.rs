@@ -98,9 +98,10 @@ impl Mmu {
         access: Access,
         privilege: Privilege,
     ) -> Result<u64> {
+        let a20 = mem.a20_mask();
         if !cpu.paging() {
-            // Without paging, linear = physical (32 bits: the A20 gate is always open).
-            return Ok(linear & 0xffff_ffff);
+            // Without paging, linear = physical (32 bits), through the A20 gate.
+            return Ok(linear & 0xffff_ffff & a20);
         }
         let user = privilege == Privilege::User;
         let wp = cpu.cr0 & CR0_WP != 0;
@@ -111,7 +112,7 @@ impl Mmu {
                 && (access != Access::Execute || !e.nx)
                 && (access != Access::Write || e.dirty);
             if ok {
-                return Ok(e.frame | (linear & 0xfff));
+                return Ok((e.frame | (linear & 0xfff)) & a20);
             }
         }
         let e = walk(cpu, mem, linear, access, user, wp, nxe)?;
@@ -120,7 +121,7 @@ impl Mmu {
             self.generation += 1;
         }
         self.tlb.insert(linear >> 12, e);
-        Ok(e.frame | (linear & 0xfff))
+        Ok((e.frame | (linear & 0xfff)) & a20)
     }
 }
 

@@ -55,8 +55,9 @@ pub struct Interp {
     pub apic_id: u32,
     /// When the vCPU started: the time-stamp counter counts from here.
     pub(crate) started: std::time::Instant,
-    /// The last code page fetched from: (linear page, physical page, MMU generation, CPL).
-    fetch_page: Option<(u64, u64, u64, u8)>,
+    /// The last code page fetched from: (linear page, physical page, MMU generation, CPL,
+    /// A20 mask).
+    fetch_page: Option<(u64, u64, u64, u8, u64)>,
 }
 
 /// Where an instruction's bytes come from, for the decode cache.
@@ -157,9 +158,13 @@ impl Interp {
         }
         let priv_ = self.privilege();
         let cpl = self.cpu.cpl();
+        let a20 = self.mem.a20_mask();
         let phys = match self.fetch_page {
-            Some((lp, pp, generation, c))
-                if lp == linear >> 12 && generation == self.mmu.generation && c == cpl =>
+            Some((lp, pp, generation, c, m))
+                if lp == linear >> 12
+                    && generation == self.mmu.generation
+                    && c == cpl
+                    && m == a20 =>
             {
                 (pp << 12) | (linear & 0xfff)
             }
@@ -167,7 +172,7 @@ impl Interp {
                 let p =
                     self.mmu
                         .translate(&mut self.cpu, &self.mem, linear, Access::Execute, priv_)?;
-                self.fetch_page = Some((linear >> 12, p >> 12, self.mmu.generation, cpl));
+                self.fetch_page = Some((linear >> 12, p >> 12, self.mmu.generation, cpl, a20));
                 p
             }
         };
