@@ -30,6 +30,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "A20 gate: ok",
         },
         Case {
+            name: "v8086",
+            build: kernels::v8086,
+            expect: "virtual-8086 mode: ok",
+        },
+        Case {
             name: "protected32",
             build: || kernels::protected32(Paging32::Off, false),
             expect: "protected mode, no paging: ok",

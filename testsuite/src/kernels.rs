@@ -1497,3 +1497,76 @@ pub fn a20_gate() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Virtual-8086 mode: IRETD with EFLAGS.VM to code at 0000:8000 (IOPL 3), which checks
+/// real-mode segment arithmetic at CPL 3 and returns with INT 0x80 through a ring-0 gate;
+/// the handler checks the v8086 frame (VM set, the data segments saved, CS 0).
+pub fn v8086() -> Vec<u8> {
+    Kernel::build(|k| {
+        k.copy_real_mode_code();
+        let c = &mut k.c32;
+        skip_if_pvm(c, "SKIP: PVM cannot run legacy (non-long-mode) user code\n");
+        let (handler, idtr) = (c.sym(), c.sym());
+        // TSS: ESP0/SS0 for the ring change out of v8086 mode.
+        check(c.a.mov(dword_ptr(TSS_ADDR + 4), KERNEL_STACK));
+        check(c.a.mov(dword_ptr(TSS_ADDR + 8), u32::from(sel::DATA32)));
+        check(c.a.mov(word_ptr(TSS_ADDR + 0x66), 0x68u32));
+        check(c.a.mov(ax, u32::from(sel::TSS)));
+        check(c.a.ltr(ax));
+        let h = c.addr(handler);
+        idt_gate(c, 0x80, h, false);
+        check(c.a.lidt(ptr(c.addr(idtr))));
+        // The v8086 IRET frame: GS FS DS ES SS ESP EFLAGS CS EIP.
+        for v in [0x40u32, 0x30, 0x20, 0x10, 0, 0x7c00] {
+            check(c.a.push(v));
+        }
+        check(c.a.push(0x0002_3002u32)); // VM, IOPL 3
+        check(c.a.push(0u32));
+        check(c.a.push(REAL_MODE_BASE));
+        check(c.a.iretd());
+
+        c.bind(handler);
+        // Stack: EIP CS EFLAGS ESP SS ES DS FS GS (the v8086 selectors).
+        check(c.a.mov(ax, u32::from(sel::DATA32)));
+        check(c.a.mov(ds, ax));
+        check(c.a.test(dword_ptr(esp + 8), 0x0002_0000));
+        let mut vm = c.label();
+        check(c.a.jne(vm));
+        c.print("v8086: the interrupted EFLAGS lack VM\n");
+        c.exit(2);
+        c.here(&mut vm);
+        check(c.a.cmp(dword_ptr(esp + 4), 0));
+        c.fail_unless_zero("v8086: the interrupted CS is not 0\n", 3);
+        check(c.a.cmp(dword_ptr(esp + 20), 0x10));
+        c.fail_unless_zero("v8086: ES was not saved in the frame\n", 4);
+        check(c.a.cmp(dword_ptr(esp + 32), 0x40));
+        c.fail_unless_zero("v8086: GS was not saved in the frame\n", 5);
+        check(c.a.cmp(ebx, 0x5a5a));
+        c.fail_unless_zero("v8086: the v8086 code did not finish its checks\n", 6);
+        c.print("virtual-8086 mode: ok\n");
+        c.exit(PASS);
+        c.bind(idtr);
+        check(c.a.dw(&[0x7ff]));
+        check(c.a.dd(&[IDT_ADDR]));
+
+        // The v8086 code (real-mode addressing at CPL 3).
+        let v = &mut k.c16;
+        check(v.a.mov(ax, 0x1000u32));
+        check(v.a.mov(es, ax));
+        check(v.a.mov(byte_ptr(0x10u32).es(), 0x5au32)); // linear 0x10010
+        check(v.a.mov(ax, 0x1001u32));
+        check(v.a.mov(ds, ax));
+        check(v.a.xor(bx, bx));
+        check(v.a.cmp(byte_ptr(0u32), 0x5a));
+        let mut bad = v.label();
+        check(v.a.jne(bad));
+        check(v.a.mov(bx, 0x5a5au32));
+        v.here(&mut bad);
+        check(v.a.mov(ax, 0x10u32));
+        check(v.a.mov(es, ax));
+        check(v.a.int(0x80));
+        let mut spin = v.label();
+        v.here(&mut spin);
+        check(v.a.jmp(spin));
+    })
+}

@@ -12,6 +12,7 @@ use testsuite::{catalog, harness};
 /// Kernels that PVM cannot run, with the reason they print.
 const PVM_SKIPS: &[(&str, &str)] = &[
     ("real-mode-a20", "KVM does not model the A20 gate"),
+    ("v8086", "legacy (non-long-mode) user code"),
     (
         "real-mode-interrupts",
         "INT n in real mode does not complete",
