@@ -80,6 +80,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "descriptor instructions: ok",
         },
         Case {
+            name: "protected32-call-gate",
+            build: kernels::call_gate,
+            expect: "call gate: CPL 3 to 0 and back with a parameter: ok",
+        },
+        Case {
             name: "long64",
             build: || kernels::long64(UserMode::None),
             expect: "long mode: ok",

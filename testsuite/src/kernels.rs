@@ -1570,3 +1570,77 @@ pub fn v8086() -> Vec<u8> {
         check(v.a.jmp(spin));
     })
 }
+
+/// A far CALL from CPL 3 through a call gate (DPL 3, one parameter) to ring 0: the stack
+/// switches to TSS.ESP0 with the caller's SS:ESP, the parameter and CS:EIP on it; RETF 4
+/// returns to CPL 3 and drops the parameter.
+pub fn call_gate() -> Vec<u8> {
+    Kernel::build(|k| {
+        let gate_entry = k.gdt_entry(sel::SPARE);
+        let c = &mut k.c32;
+        skip_if_pvm(c, "SKIP: PVM cannot run legacy (non-long-mode) user code\n");
+        let (user, target, done, idtr) = (c.sym(), c.sym(), c.sym(), c.sym());
+        check(c.a.mov(dword_ptr(TSS_ADDR + 4), KERNEL_STACK));
+        check(c.a.mov(dword_ptr(TSS_ADDR + 8), u32::from(sel::DATA32)));
+        check(c.a.mov(word_ptr(TSS_ADDR + 0x66), 0x68u32));
+        check(c.a.mov(ax, u32::from(sel::TSS)));
+        check(c.a.ltr(ax));
+        // The call gate: present, DPL 3, 32-bit (type 0xC), one dword parameter.
+        let t = c.addr(target);
+        check(c.a.mov(
+            dword_ptr(gate_entry),
+            (t & 0xffff) | (u32::from(sel::CODE32) << 16),
+        ));
+        check(c.a.mov(dword_ptr(gate_entry + 4), (t & 0xffff_0000) | 0xec01));
+        let d = c.addr(done);
+        idt_gate(c, 6, d, false);
+        check(c.a.lidt(ptr(c.addr(idtr))));
+        check(c.a.push(u32::from(sel::USER_DATA)));
+        check(c.a.push(USER_STACK));
+        check(c.a.push(0x0002u32));
+        check(c.a.push(u32::from(sel::USER_CODE32)));
+        check(c.a.push(c.addr(user)));
+        check(c.a.iretd());
+
+        c.bind(user);
+        check(c.a.mov(ax, u32::from(sel::USER_DATA)));
+        check(c.a.mov(ds, ax));
+        check(c.a.push(0x1234u32));
+        check(c.a.call_far(sel::SPARE | 3, 0));
+        check(c.a.ud2());
+
+        c.bind(target);
+        // Ring 0 through the gate. Stack: EIP CS param ESP SS of the caller.
+        check(c.a.mov(bx, cs));
+        check(c.a.cmp(bx, i32::from(sel::CODE32)));
+        c.fail_unless_zero("call gate: CS is not the gate's ring-0 segment\n", 2);
+        check(c.a.cmp(dword_ptr(esp + 4), i32::from(sel::USER_CODE32)));
+        c.fail_unless_zero("call gate: the caller's CS is not on the stack\n", 3);
+        check(c.a.cmp(dword_ptr(esp + 8), 0x1234));
+        c.fail_unless_zero("call gate: the parameter was not copied\n", 4);
+        check(c.a.cmp(dword_ptr(esp + 12), (USER_STACK - 4) as i32));
+        c.fail_unless_zero("call gate: the caller's ESP is not on the stack\n", 5);
+        check(c.a.cmp(dword_ptr(esp + 16), i32::from(sel::USER_DATA)));
+        c.fail_unless_zero("call gate: the caller's SS is not on the stack\n", 6);
+        check(c.a.cmp(esp, (KERNEL_STACK - 20) as i32));
+        c.fail_unless_zero("call gate: no switch to TSS.ESP0\n", 7);
+        check(c.a.mov(eax, 0xbeefu32));
+        check(c.a.retf_1(4));
+
+        c.bind(done);
+        // Back at CPL 3 after RETF 4, the UD2 brings us here: check what the user saw.
+        check(c.a.cmp(dword_ptr(esp + 4), i32::from(sel::USER_CODE32)));
+        c.fail_unless_zero("call gate: RETF did not return to CPL 3\n", 8);
+        check(c.a.cmp(dword_ptr(esp + 12), USER_STACK as i32));
+        c.fail_unless_zero("call gate: RETF 4 did not drop the parameter\n", 9);
+        check(c.a.cmp(eax, 0xbeef));
+        c.fail_unless_zero("call gate: the ring-0 result was lost\n", 10);
+        check(c.a.mov(ax, u32::from(sel::DATA32)));
+        check(c.a.mov(ds, ax));
+        c.print("call gate: CPL 3 to 0 and back with a parameter: ok\n");
+        c.exit(PASS);
+        c.bind(idtr);
+        check(c.a.dw(&[0x7ff]));
+        check(c.a.dd(&[IDT_ADDR]));
+    })
+}

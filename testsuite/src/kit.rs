@@ -46,8 +46,10 @@ pub mod sel {
     pub const READ_ONLY: u16 = 0x60;
     /// An execute-only code segment.
     pub const EXEC_ONLY: u16 = 0x68;
+    /// A slot kernels fill at run time (a call gate).
+    pub const SPARE: u16 = 0x70;
     /// One past the last descriptor: beyond the GDT limit.
-    pub const BEYOND_GDT: u16 = 0x70;
+    pub const BEYOND_GDT: u16 = 0x78;
     /// MSR_STAR: SYSCALL loads CS = 0x10, SS = 0x18; SYSRET CS = 0x33 (0x23 for 32-bit), SS = 0x2b.
     pub const STAR: u64 = (0x23 << 48) | (0x10 << 32);
 }
@@ -63,7 +65,7 @@ const fn desc(base: u32, limit: u32, access: u8, flags: u8) -> u64 {
 }
 
 /// The kit's GDT (the TSS descriptor points at [`TSS_ADDR`], 64-bit form, 0x68 bytes).
-pub const GDT: [u64; 14] = [
+pub const GDT: [u64; 15] = [
     0,
     desc(0, 0xfffff, 0x9b, 0xc),     // 0x08 code32
     desc(0, 0xfffff, 0x9b, 0xa),     // 0x10 code64
@@ -78,6 +80,7 @@ pub const GDT: [u64; 14] = [
     desc(0, 0xfffff, 0x13, 0xc),     // 0x58 data, not present
     desc(0, 0xfffff, 0x91, 0xc),     // 0x60 data, read-only
     desc(0, 0xfffff, 0x99, 0xc),     // 0x68 code, execute-only
+    0,                               // 0x70 spare (written at run time)
 ];
 
 pub type Asm = CodeAssembler;
@@ -397,6 +400,11 @@ impl Kernel {
             gdt,
             gdtr,
         }
+    }
+
+    /// The linear address of the GDT entry for `selector` (valid in the final pass).
+    pub fn gdt_entry(&self, selector: u16) -> u32 {
+        self.c32.addr(self.gdt) + u32::from(selector & !7)
     }
 
     /// Emits 32-bit code that copies the 16-bit part down to [`REAL_MODE_BASE`].

@@ -13,6 +13,7 @@ use testsuite::{catalog, harness};
 const PVM_SKIPS: &[(&str, &str)] = &[
     ("real-mode-a20", "KVM does not model the A20 gate"),
     ("v8086", "legacy (non-long-mode) user code"),
+    ("protected32-call-gate", "legacy (non-long-mode) user code"),
     (
         "real-mode-interrupts",
         "INT n in real mode does not complete",

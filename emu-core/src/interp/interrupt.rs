@@ -223,7 +223,7 @@ impl Interp {
     }
 
     /// SS:ESP for privilege `dpl` from the current 16- or 32-bit TSS, with the new SS checked.
-    fn tss_stack(&mut self, dpl: u8) -> Result<((u16, crate::state::Segment), u64)> {
+    pub(crate) fn tss_stack(&mut self, dpl: u8) -> Result<((u16, crate::state::Segment), u64)> {
         let tr = self.cpu.tr;
         let ts_err = u32::from(tr.selector & !3);
         let is32 = tr.type_ & 0x8 != 0;

@@ -156,14 +156,7 @@ impl Interp {
         let d = parse_descriptor(selector, raw);
         let cpl = self.cpu.cpl();
         let rpl = (selector & 3) as u8;
-        if !d.s {
-            log::warn!(
-                "software CPU: far transfer through a system descriptor (type {:#x}: call/task gate or TSS) is not implemented",
-                d.type_
-            );
-            return Err(Fault::gp(err).into());
-        }
-        if d.type_ & TYPE_CODE == 0 {
+        if !d.s || d.type_ & TYPE_CODE == 0 {
             return Err(Fault::gp(err).into());
         }
         if d.type_ & TYPE_CONFORMING != 0 {
@@ -212,10 +205,153 @@ impl Interp {
                 Ok(())
             }
             _ => {
+                if let Some(gate) = self.call_gate(selector)? {
+                    return self.through_call_gate(selector, gate, false, 0);
+                }
                 let cs = self.check_far_target(selector, offset)?;
                 self.cpu.seg[sreg::CS] = cs;
                 self.cpu.rip = offset;
                 Ok(())
+            }
+        }
+    }
+
+    /// The descriptor of `selector` if it is a call gate (other system descriptors: task gates
+    /// and TSSs, which need task switching, are reported and refused).
+    fn call_gate(&mut self, selector: u16) -> Result<Option<(u64, u64)>> {
+        if selector & !3 == 0 {
+            return Ok(None);
+        }
+        let (raw, hi) = self.read_descriptor(selector)?;
+        let d = parse_descriptor(selector, raw);
+        if d.s {
+            return Ok(None);
+        }
+        match d.type_ {
+            0x4 | 0xc => Ok(Some((raw, hi))),
+            t => {
+                log::warn!(
+                    "software CPU: far transfer through a task gate or TSS (type {t:#x}) needs task switching, which is not implemented"
+                );
+                Err(Fault::gp(u32::from(selector & !3)).into())
+            }
+        }
+    }
+
+    /// Far JMP or CALL through a call gate; a CALL to a more privileged non-conforming
+    /// segment switches to the TSS's stack for that level and copies the gate's parameters
+    /// (none in IA-32e mode).
+    fn through_call_gate(
+        &mut self,
+        gate_sel: u16,
+        gate: (u64, u64),
+        call: bool,
+        _size: u32,
+    ) -> Result<()> {
+        let (raw, hi) = gate;
+        let gate_err = u32::from(gate_sel & !3);
+        let long = self.cpu.efer & crate::state::bits::EFER_LMA != 0;
+        let g = parse_descriptor(gate_sel, raw);
+        let cpl = self.cpu.cpl();
+        let rpl = (gate_sel & 3) as u8;
+        if g.dpl < cpl.max(rpl) || (long && g.type_ != 0xc) {
+            return Err(Fault::gp(gate_err).into());
+        }
+        if !g.present {
+            return Err(Fault::np(gate_err).into());
+        }
+        let gate32 = g.type_ == 0xc;
+        let target_sel = ((raw >> 16) & 0xffff) as u16;
+        let mut offset = (raw & 0xffff) | if gate32 { (raw >> 32) & 0xffff_0000 } else { 0 };
+        if long {
+            offset |= (hi & 0xffff_ffff) << 32;
+        }
+        let params = if long { 0 } else { ((raw >> 32) & 0x1f) as u32 };
+        let t_err = u32::from(target_sel & !3);
+        if target_sel & !3 == 0 {
+            return Err(Fault::gp(0).into());
+        }
+        let (traw, _) = self.read_descriptor(target_sel)?;
+        let t = parse_descriptor(target_sel, traw);
+        if !t.s || t.type_ & TYPE_CODE == 0 || t.dpl > cpl || (long && (!t.l || t.db)) {
+            return Err(Fault::gp(t_err).into());
+        }
+        let conforming = t.type_ & TYPE_CONFORMING != 0;
+        if !call && !conforming && t.dpl != cpl {
+            return Err(Fault::gp(t_err).into());
+        }
+        if !t.present {
+            return Err(Fault::np(t_err).into());
+        }
+        let new_cpl = if call && !conforming && t.dpl < cpl {
+            t.dpl
+        } else {
+            cpl
+        };
+        let mut cs = t;
+        cs.selector = (target_sel & !3) | u16::from(new_cpl);
+        cs.dpl = new_cpl;
+        if !call {
+            self.cpu.seg[sreg::CS] = cs;
+            self.cpu.rip = offset;
+            return Ok(());
+        }
+        let size: u32 = if long {
+            8
+        } else if gate32 {
+            4
+        } else {
+            2
+        };
+        let saved_regs = self.cpu.regs;
+        let saved_ss = self.cpu.seg[sreg::SS];
+        let saved_cs = self.cpu.seg[sreg::CS];
+        let ret_ip = self.cpu.rip;
+        let result = (|| -> Result<()> {
+            if new_cpl < cpl {
+                let old_ss = u64::from(self.cpu.seg[sreg::SS].selector);
+                let old_sp = self.cpu.regs[4];
+                // The caller's parameters, read before the stack changes.
+                let mut copied = Vec::new();
+                for k in 0..params {
+                    copied.push(self.stack_read(u64::from(k * size), size)?);
+                }
+                if long {
+                    let rsp = self
+                        .read_sys(self.cpu.tr.base.wrapping_add(4 + 8 * u64::from(new_cpl)), 8)?;
+                    self.cpu.seg[sreg::SS] = null_segment(u16::from(new_cpl));
+                    self.cpu.seg[sreg::SS].dpl = new_cpl;
+                    self.cpu.regs[4] = rsp;
+                } else {
+                    let ((ss_sel, ss), sp) = self.tss_stack(new_cpl)?;
+                    let _ = ss_sel;
+                    self.cpu.seg[sreg::SS] = ss;
+                    self.cpu.regs[4] = sp;
+                }
+                // The frame is written at the new privilege level.
+                self.cpu.seg[sreg::CS] = cs;
+                self.push(old_ss, size)?;
+                self.push(old_sp, size)?;
+                for v in copied.iter().rev() {
+                    self.push(*v, size)?;
+                }
+            } else {
+                self.cpu.seg[sreg::CS] = cs;
+            }
+            self.push(u64::from(saved_cs.selector), size)?;
+            self.push(ret_ip, size)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.cpu.rip = offset;
+                Ok(())
+            }
+            Err(e) => {
+                self.cpu.regs = saved_regs;
+                self.cpu.seg[sreg::SS] = saved_ss;
+                self.cpu.seg[sreg::CS] = saved_cs;
+                Err(e)
             }
         }
     }
@@ -235,6 +371,9 @@ impl Interp {
                 self.far_jump(selector, offset, size >= 4)
             }
             _ => {
+                if let Some(gate) = self.call_gate(selector)? {
+                    return self.through_call_gate(selector, gate, true, size);
+                }
                 let cs = self.check_far_target(selector, offset)?;
                 let pushed = self
                     .push(u64::from(ret_cs), size)
