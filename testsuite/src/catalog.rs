@@ -85,6 +85,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "call gate: CPL 3 to 0 and back with a parameter: ok",
         },
         Case {
+            name: "protected32-task-switch",
+            build: kernels::task_switch,
+            expect: "task switch: CALL to a TSS and IRET back: ok",
+        },
+        Case {
             name: "long64",
             build: || kernels::long64(UserMode::None),
             expect: "long mode: ok",

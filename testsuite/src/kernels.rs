@@ -1644,3 +1644,79 @@ pub fn call_gate() -> Vec<u8> {
         check(c.a.dd(&[IDT_ADDR]));
     })
 }
+
+/// A hardware task switch: CALL to a TSS (task B runs with the registers its TSS holds, NT
+/// set and the back link pointing at task A), then IRET back to task A, whose registers come
+/// back from its own TSS.
+pub fn task_switch() -> Vec<u8> {
+    Kernel::build(|k| {
+        let tss_b_entry = k.gdt_entry(sel::SPARE);
+        let c = &mut k.c32;
+        skip_if_pvm(c, "SKIP: PVM cannot return from a legacy protected-mode task (KVM's emulator has no protected-mode IRET)\n");
+        const TSS_B: u32 = TSS_ADDR + 0x200;
+        let task_b = c.sym();
+        // Task A runs on the kit's TSS.
+        check(c.a.mov(word_ptr(TSS_ADDR + 0x66), 0x68u32));
+        check(c.a.mov(ax, u32::from(sel::TSS)));
+        check(c.a.ltr(ax));
+        // Task B's TSS and its descriptor in the spare GDT slot (available 32-bit TSS).
+        let b = c.addr(task_b);
+        for (off, v) in [
+            (0x1cu32, 0u32),
+            (0x20, b),
+            (0x24, 0x2),
+            (0x28, 0x7777),
+            (0x38, KERNEL_STACK - 0x1000),
+            (0x48, u32::from(sel::DATA32)),
+            (0x4c, u32::from(sel::CODE32)),
+            (0x50, u32::from(sel::DATA32)),
+            (0x54, u32::from(sel::DATA32)),
+            (0x58, u32::from(sel::DATA32)),
+            (0x5c, u32::from(sel::DATA32)),
+            (0x60, 0),
+        ] {
+            check(c.a.mov(dword_ptr(TSS_B + off), v));
+        }
+        check(c.a.mov(dword_ptr(tss_b_entry), 0x67 | ((TSS_B & 0xffff) << 16)));
+        check(c.a.mov(
+            dword_ptr(tss_b_entry + 4),
+            ((TSS_B >> 16) & 0xff) | 0x8900 | (TSS_B & 0xff00_0000),
+        ));
+        check(c.a.mov(eax, 0x1111u32));
+        check(c.a.mov(ebx, 0x2222u32));
+        check(c.a.call_far(sel::SPARE, 0));
+        // Back in task A.
+        check(c.a.cmp(eax, 0x1111));
+        c.fail_unless_zero("task switch: task A's EAX was not restored\n", 2);
+        check(c.a.cmp(ebx, 0x2222));
+        c.fail_unless_zero("task switch: task A's EBX was not restored\n", 3);
+        check(c.a.str(ax));
+        check(c.a.cmp(ax, i32::from(sel::TSS)));
+        c.fail_unless_zero("task switch: TR is not task A's after IRET\n", 4);
+        check(c.a.cmp(ecx, 0xb0b0));
+        c.fail_unless_zero("task switch: task B did not run its checks\n", 5);
+        c.print("task switch: CALL to a TSS and IRET back: ok\n");
+        c.exit(PASS);
+
+        c.bind(task_b);
+        // Task B: what its TSS held, NT set, TR and the back link.
+        check(c.a.cmp(eax, 0x7777));
+        c.fail_unless_zero("task switch: task B's EAX is not from its TSS\n", 6);
+        check(c.a.str(ax));
+        check(c.a.cmp(ax, i32::from(sel::SPARE)));
+        c.fail_unless_zero("task switch: TR is not task B's\n", 7);
+        check(c.a.pushfd());
+        check(c.a.pop(eax));
+        check(c.a.test(eax, 0x4000));
+        let mut nt = c.label();
+        check(c.a.jne(nt));
+        c.print("task switch: NT is clear in the called task\n");
+        c.exit(8);
+        c.here(&mut nt);
+        check(c.a.cmp(word_ptr(TSS_B), i32::from(sel::TSS)));
+        c.fail_unless_zero("task switch: the back link is not task A\n", 9);
+        // ECX survives into task A only if task A's saved ECX is overwritten: mark in memory.
+        check(c.a.mov(dword_ptr(TSS_ADDR + 0x2c), 0xb0b0u32));
+        check(c.a.iretd());
+    })
+}

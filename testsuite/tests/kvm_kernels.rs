@@ -14,6 +14,7 @@ const PVM_SKIPS: &[(&str, &str)] = &[
     ("real-mode-a20", "KVM does not model the A20 gate"),
     ("v8086", "legacy (non-long-mode) user code"),
     ("protected32-call-gate", "legacy (non-long-mode) user code"),
+    ("protected32-task-switch", "no protected-mode IRET"),
     (
         "real-mode-interrupts",
         "INT n in real mode does not complete",

@@ -124,8 +124,15 @@ impl Interp {
             0xe => (true, false),
             0xf => (true, true),
             0x5 => {
-                log::warn!("software CPU: task gates are not implemented (vector {vec:#x})");
-                return Err(Fault::gp(idt_err).into());
+                let cpl = self.cpu.cpl();
+                if kind == EventKind::Software && gate_dpl < cpl {
+                    return Err(Fault::gp(idt_err).into());
+                }
+                if !present {
+                    return Err(Fault::np(idt_err).into());
+                }
+                let tss = ((gate >> 16) & 0xffff) as u16;
+                return self.task_switch(tss, super::task::TaskSwitch::Interrupt(error_code));
             }
             _ => return Err(Fault::gp(idt_err).into()),
         };
@@ -385,8 +392,9 @@ impl Interp {
             return Err(Fault::gp(0).into());
         }
         if self.cpu.flag(NT) && mode == Mode::Protected {
-            log::warn!("software CPU: IRET with NT set (task return) is not implemented");
-            return Err(Fault::ts(0).into());
+            // Return to the task that called this one: the back link of the current TSS.
+            let back = self.read_sys(self.cpu.tr.base, 2)? as u16;
+            return self.task_switch(back, super::task::TaskSwitch::Iret);
         }
         let ip = self.stack_read(0, size)?;
         let sel = self.stack_read(u64::from(size), size)? as u16;

@@ -21,6 +21,7 @@ pub mod operand;
 pub mod segment;
 pub mod string;
 pub mod system;
+pub mod task;
 
 use std::collections::HashSet;
 

@@ -205,6 +205,9 @@ impl Interp {
                 Ok(())
             }
             _ => {
+                if let Some(target) = self.task_target(selector)? {
+                    return self.task_switch(target, super::task::TaskSwitch::Jmp);
+                }
                 if let Some(gate) = self.call_gate(selector)? {
                     return self.through_call_gate(selector, gate, false, 0);
                 }
@@ -216,8 +219,8 @@ impl Interp {
         }
     }
 
-    /// The descriptor of `selector` if it is a call gate (other system descriptors: task gates
-    /// and TSSs, which need task switching, are reported and refused).
+    /// The descriptor of `selector` if it is a call gate; a task gate or TSS switches tasks
+    /// (`Err(Stop::...)` carries any fault; `Ok(Some)` means "call gate").
     fn call_gate(&mut self, selector: u16) -> Result<Option<(u64, u64)>> {
         if selector & !3 == 0 {
             return Ok(None);
@@ -229,13 +232,34 @@ impl Interp {
         }
         match d.type_ {
             0x4 | 0xc => Ok(Some((raw, hi))),
-            t => {
-                log::warn!(
-                    "software CPU: far transfer through a task gate or TSS (type {t:#x}) needs task switching, which is not implemented"
-                );
-                Err(Fault::gp(u32::from(selector & !3)).into())
-            }
+            _ => Ok(None),
         }
+    }
+
+    /// If `selector` names a TSS or a task gate (with the privilege to use it), the TSS
+    /// selector to switch to.
+    fn task_target(&mut self, selector: u16) -> Result<Option<u16>> {
+        if selector & !3 == 0 || self.cpu.efer & crate::state::bits::EFER_LMA != 0 {
+            return Ok(None);
+        }
+        let (raw, _) = self.read_descriptor(selector)?;
+        let d = parse_descriptor(selector, raw);
+        let err = u32::from(selector & !3);
+        if d.s || !matches!(d.type_, 0x5 | 0x9 | 0xb | 0x1 | 0x3) {
+            return Ok(None);
+        }
+        let cpl = self.cpu.cpl();
+        if d.dpl < cpl.max((selector & 3) as u8) {
+            return Err(Fault::gp(err).into());
+        }
+        if !d.present {
+            return Err(Fault::np(err).into());
+        }
+        Ok(Some(if d.type_ == 0x5 {
+            ((raw >> 16) & 0xffff) as u16 // the gate's TSS selector
+        } else {
+            selector
+        }))
     }
 
     /// Far JMP or CALL through a call gate; a CALL to a more privileged non-conforming
@@ -371,6 +395,9 @@ impl Interp {
                 self.far_jump(selector, offset, size >= 4)
             }
             _ => {
+                if let Some(target) = self.task_target(selector)? {
+                    return self.task_switch(target, super::task::TaskSwitch::Call);
+                }
                 if let Some(gate) = self.call_gate(selector)? {
                     return self.through_call_gate(selector, gate, true, size);
                 }
