@@ -594,6 +594,35 @@ impl Interp {
         Ok(())
     }
 
+    /// BOUND: #BR unless lower ≤ index ≤ upper (signed), the bounds a pair in memory.
+    pub(crate) fn bound(&mut self, i: &Instruction) -> Result<()> {
+        let size = self.op_size(i, 0);
+        let index = sign_extend(self.read_op(i, 0)?, size) as i64;
+        let (seg, off) = self.mem_operand(i, 1);
+        let lower = sign_extend(self.read_mem(seg, off, size)?, size) as i64;
+        let upper_off = off.wrapping_add(u64::from(size)) & mask(self.addr_size(i));
+        let upper = sign_extend(self.read_mem(seg, upper_off, size)?, size) as i64;
+        if index < lower || index > upper {
+            return Err(Fault::new(super::fault::vector::BR).into());
+        }
+        Ok(())
+    }
+
+    /// ARPL: raises the destination selector's RPL to the source's (ZF says it did).
+    pub(crate) fn arpl(&mut self, i: &Instruction) -> Result<()> {
+        let full = self.read_op(i, 0)?;
+        let dest = full & 0xffff;
+        let src = self.read_op(i, 1)? & 0xffff;
+        if dest & 3 < src & 3 {
+            // Only the selector's 16 bits change, whatever register iced names.
+            self.write_op(i, 0, (full & !0xffff) | (dest & !3) | (src & 3))?;
+            self.cpu.set_flag(ZF, true);
+        } else {
+            self.cpu.set_flag(ZF, false);
+        }
+        Ok(())
+    }
+
     pub(crate) fn lahf_sahf(&mut self, i: &Instruction) -> Result<()> {
         if i.mnemonic() == Mnemonic::Lahf {
             self.set_reg(Register::AH, self.cpu.rflags & 0xff);

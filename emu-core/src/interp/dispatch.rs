@@ -79,6 +79,8 @@ impl Interp {
             M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => self.convert(i),
             M::Bswap => self.bswap(i),
             M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => self.bcd(i),
+            M::Bound => self.bound(i),
+            M::Arpl => self.arpl(i),
             M::Xlatb => self.xlat(i),
             M::Lahf | M::Sahf => self.lahf_sahf(i),
             M::Push => self.push_insn(i),

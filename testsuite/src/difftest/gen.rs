@@ -133,6 +133,8 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Adc,
         ],
     ),
+    // Instructions of the 16/32-bit world (invalid in 64-bit code): BOUND, ARPL, and XLAT.
+    ("legacy", &[M::Bound, M::Arpl, M::Xlatb, M::Inc, M::Dec]),
     // Conditional branches, LOOP/JRCXZ and short jumps over arithmetic: every condition
     // code meets flags real instructions produced.
     (
@@ -256,6 +258,8 @@ enum Op {
     Reg(Register),
     Mem(MemoryOperand),
     Imm(i64),
+    /// An operand the encoding implies (XLAT's [rBX+AL]).
+    Implicit,
 }
 
 fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
@@ -291,12 +295,16 @@ fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
         K::rax => Op::Reg(Register::RAX),
         K::cl => Op::Reg(Register::CL),
         K::imm8_const_1 => Op::Imm(1),
+        K::seg_rBX_al => return Some(Op::Implicit),
         _ => return None,
     })
 }
 
 fn build(code: Code, ops: &[Op]) -> Option<Instruction> {
     use Op::*;
+    if matches!(ops, [Implicit]) {
+        return None; // encoded by the caller (XLAT is one byte)
+    }
     let r = match ops {
         [] => Ok(Instruction::with(code)),
         [Reg(a)] => Instruction::with1(code, *a),
@@ -363,6 +371,7 @@ pub fn codes_for(mnemonics: &[M], bits: u32) -> Vec<Code> {
                             | K::rax
                             | K::cl
                             | K::imm8_const_1
+                            | K::seg_rBX_al
                     )
                 })
         })
@@ -378,6 +387,9 @@ fn random_instruction(rng: &mut Rng, codes: &[Code], bits: u32, lockable: bool) 
             .map(|k| operand(rng, op.op_kind(k), bits))
             .collect();
         let Some(ops) = ops else { continue };
+        if matches!(ops.as_slice(), [Op::Implicit]) {
+            return Some(vec![0xd7]); // XLAT [rBX+AL]
+        }
         let Some(mut instr) = build(code, &ops) else {
             continue;
         };
@@ -463,6 +475,10 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     }
     if class == "branch" {
         regs[1] = rng.below(4); // RCX: LOOP and JRCXZ take both ways
+    }
+    if class == "legacy" {
+        // XLAT reads [EBX + AL]: keep EBX on the data page.
+        regs[3] = DATA_BASE - rng.below(0x100);
     }
     if class == "bit" {
         // Register bit offsets into memory reach ±offset/8 bytes: keep them on the page.

@@ -266,11 +266,15 @@ impl SoftRunner {
                         vector::DB | vector::BP => Exception::Trap,
                         vector::UD => Exception::InvalidOpcode,
                         vector::DE => Exception::DivideError,
-                        vector::GP | vector::SS | vector::PF | vector::NP | vector::AC => {
-                            Exception::Protection
-                        }
+                        // Linux reports #BR (BOUND) as SIGSEGV too.
+                        vector::GP
+                        | vector::SS
+                        | vector::PF
+                        | vector::NP
+                        | vector::AC
+                        | vector::BR => Exception::Protection,
                         v => Exception::Other(v),
-                    }
+                    };
                 }
                 Err(Stop::Halt) | Err(Stop::Shutdown) => break Exception::Other(0xfe),
             }
