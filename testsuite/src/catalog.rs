@@ -50,6 +50,16 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "protected mode, PAE paging: ok",
         },
         Case {
+            name: "protected32-page-faults",
+            build: || kernels::page_faults32(Paging32::Legacy),
+            expect: "32-bit page faults: ok",
+        },
+        Case {
+            name: "protected32-pae-page-faults",
+            build: || kernels::page_faults32(Paging32::Pae),
+            expect: "PAE page faults: ok",
+        },
+        Case {
             name: "protected32-user",
             build: || kernels::protected32(Paging32::Off, true),
             expect: "32-bit user mode (CPL 3): ok",

@@ -1017,8 +1017,9 @@ pub fn rip_relative() -> Vec<u8> {
 }
 
 /// Page faults in long mode: not present (read and write), a write to a read-only page with
-/// CR0.WP, an instruction fetch from an NX page, and a reserved bit. Each must arrive as #PF
-/// with the architectural error code and CR2, and resume after the faulting instruction.
+/// CR0.WP, an instruction fetch from an NX page, and a reserved bit. Each must arrive as #PF,
+/// on the IST1 stack the gate names, with the architectural error code and CR2, and resume
+/// after the faulting instruction.
 pub fn page_faults() -> Vec<u8> {
     Kernel::build(|k| {
         enter_long_mode(k);
@@ -1055,11 +1056,20 @@ pub fn page_faults() -> Vec<u8> {
         const RESUME: u32 = 0x7f10;
         let (handler, mut over) = (c.sym(), c.label());
         let h = c.addr(handler);
+        // The #PF gate uses IST1: its handler runs on a stack of its own from the TSS.
+        const IST1: u32 = 0x16_f000;
+        check(c.a.mov(dword_ptr(TSS_ADDR + 0x24), IST1));
+        check(c.a.mov(dword_ptr(TSS_ADDR + 0x28), 0u32));
+        check(c.a.mov(word_ptr(TSS_ADDR + 0x66), 0x68u32));
+        check(c.a.mov(ax, u32::from(sel::TSS)));
+        check(c.a.ltr(ax));
         let at = IDT_ADDR + 14 * 16;
         check(c.a.mov(dword_ptr(at), (h & 0xffff) | (u32::from(sel::CODE64) << 16)));
-        check(c.a.mov(dword_ptr(at + 4), (h & 0xffff_0000) | 0x8e00));
+        check(c.a.mov(dword_ptr(at + 4), (h & 0xffff_0000) | 0x8e01));
         check(c.a.jmp(over));
         c.bind(handler);
+        check(c.a.cmp(rsp, (IST1 - 48) as i32));
+        c.fail_unless_zero("page-fault: the handler is not on the IST1 stack\n", 6);
         check(c.a.pop(rax)); // error code
         check(c.a.mov(qword_ptr(ERR), rax));
         check(c.a.mov(rax, cr2));
@@ -1718,5 +1728,130 @@ pub fn task_switch() -> Vec<u8> {
         // ECX survives into task A only if task A's saved ECX is overwritten: mark in memory.
         check(c.a.mov(dword_ptr(TSS_ADDR + 0x2c), 0xb0b0u32));
         check(c.a.iretd());
+    })
+}
+
+/// Page faults under 32-bit paging or PAE: not present (read, write), a write to a
+/// read-only page with CR0.WP, and under PAE an NX fetch and a reserved bit; each checked for
+/// its error code and CR2, and resumed after.
+pub fn page_faults32(mode: Paging32) -> Vec<u8> {
+    Kernel::build(move |k| {
+        let c = &mut k.c32;
+        enable_paging32(c, mode);
+        const WINDOW: u32 = 0x4000_0000;
+        const FRAME: u32 = 0x30_0000;
+        const PT: u32 = PAGE_TABLES + 0x4000;
+        const PD1: u32 = PAGE_TABLES + 0x3000;
+        const ERR: u32 = 0x7f00;
+        const CR2: u32 = 0x7f08;
+        const RESUME: u32 = 0x7f10;
+        let pae = mode == Paging32::Pae;
+        // A 4 KiB page table for the window: page 0 not present, 1 read-only, 2 NX, 3 a
+        // reserved address bit (PAE only: legacy 32-bit entries have neither).
+        if pae {
+            check(c.a.mov(dword_ptr(PAGE_TABLES + 8), PD1 | 1)); // PDPT[1]
+            check(c.a.mov(dword_ptr(PD1), PT | 7));
+            check(c.a.mov(dword_ptr(PT), 0u32));
+            check(c.a.mov(dword_ptr(PT + 8), (FRAME + 0x1000) | 5));
+            check(c.a.mov(dword_ptr(PT + 16), (FRAME + 0x2000) | 7));
+            check(c.a.mov(dword_ptr(PT + 20), 0x8000_0000u32));
+            check(c.a.mov(dword_ptr(PT + 24), (FRAME + 0x3000) | 7));
+            check(c.a.mov(dword_ptr(PT + 28), 0x000f_0000u32));
+            check(c.a.mov(ecx, 0xc000_0080u32)); // EFER.NXE
+            check(c.a.rdmsr());
+            check(c.a.or(eax, 0x800));
+            check(c.a.wrmsr());
+        } else {
+            check(c.a.mov(dword_ptr(PAGE_TABLES + 256 * 4), PT | 7)); // PDE 256
+            check(c.a.mov(dword_ptr(PT), 0u32));
+            check(c.a.mov(dword_ptr(PT + 4), (FRAME + 0x1000) | 5));
+        }
+        check(c.a.mov(eax, cr0));
+        check(c.a.or(eax, 0x1_0000)); // WP
+        check(c.a.mov(cr0, eax));
+        check(c.a.mov(eax, cr3)); // reload: PAE caches its PDPTEs at CR3 loads
+        check(c.a.mov(cr3, eax));
+        let (handler, idtr, mut over) = (c.sym(), c.sym(), c.label());
+        let h = c.addr(handler);
+        gate32(c, 14, h);
+        check(c.a.lidt(ptr(c.addr(idtr))));
+        check(c.a.jmp(over));
+        c.bind(handler);
+        check(c.a.pop(eax));
+        check(c.a.mov(dword_ptr(ERR), eax));
+        check(c.a.mov(eax, cr2));
+        check(c.a.mov(dword_ptr(CR2), eax));
+        check(c.a.mov(eax, dword_ptr(RESUME)));
+        check(c.a.mov(dword_ptr(esp), eax));
+        check(c.a.iretd());
+        c.bind(idtr);
+        check(c.a.dw(&[0x7ff]));
+        check(c.a.dd(&[IDT_ADDR]));
+        c.here(&mut over);
+
+        let mut n = 10;
+        let mut probe =
+            |c: &mut Code, name: &str, emit: &dyn Fn(&mut Code), code: u32, addr: u32| {
+                let resume = c.sym();
+                let r = c.addr(resume);
+                check(c.a.mov(dword_ptr(RESUME), r));
+                check(c.a.mov(dword_ptr(ERR), u32::MAX));
+                emit(c);
+                c.print(&format!("page-fault: {name}: no #PF\n"));
+                c.exit(n);
+                c.bind(resume);
+                check(c.a.cmp(dword_ptr(ERR), code as i32));
+                c.fail_unless_zero(&format!("page-fault: {name}: wrong error code\n"), n + 1);
+                check(c.a.cmp(dword_ptr(CR2), addr as i32));
+                c.fail_unless_zero(&format!("page-fault: {name}: wrong CR2\n"), n + 2);
+                n += 3;
+            };
+        probe(
+            c,
+            "read, not present",
+            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x10))),
+            0,
+            WINDOW + 0x10,
+        );
+        probe(
+            c,
+            "write, not present",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x20), 1u32)),
+            2,
+            WINDOW + 0x20,
+        );
+        probe(
+            c,
+            "write, read-only, CR0.WP",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x1008), 1u32)),
+            3,
+            WINDOW + 0x1008,
+        );
+        if pae {
+            probe(
+                c,
+                "fetch, NX",
+                &|c| {
+                    check(c.a.mov(eax, WINDOW + 0x2000));
+                    check(c.a.call(eax));
+                },
+                0x11,
+                WINDOW + 0x2000,
+            );
+            probe(
+                c,
+                "read, reserved bit",
+                &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x3004))),
+                9,
+                WINDOW + 0x3004,
+            );
+        }
+        check(c.a.mov(eax, dword_ptr(WINDOW + 0x1000)));
+        c.print(if pae {
+            "PAE page faults: ok\n"
+        } else {
+            "32-bit page faults: ok\n"
+        });
+        c.exit(PASS);
     })
 }

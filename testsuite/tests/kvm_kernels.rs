@@ -15,6 +15,8 @@ const PVM_SKIPS: &[(&str, &str)] = &[
     ("v8086", "legacy (non-long-mode) user code"),
     ("protected32-call-gate", "legacy (non-long-mode) user code"),
     ("protected32-task-switch", "no protected-mode IRET"),
+    ("protected32-page-faults", "only 4-level paging"),
+    ("protected32-pae-page-faults", "only 4-level paging"),
     (
         "real-mode-interrupts",
         "INT n in real mode does not complete",

@@ -58,6 +58,11 @@ const QEMU_DEVIATIONS: &[(&str, &str, &str)] = &[
          4.7) says RSVD is set only with P, and hardware (PVM here) reports 0x9",
     ),
     (
+        "protected32-pae-page-faults",
+        "page-fault: read, reserved bit: wrong error code",
+        "the same QEMU 7.2 TCG reserved-bit #PF error code (no P bit), under PAE",
+    ),
+    (
         "protected32-protection-faults",
         "protection: write to read-only DS: no fault",
         "QEMU's TCG does not check segment types, null segments or limits on data accesses; \
