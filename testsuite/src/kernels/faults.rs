@@ -1,0 +1,413 @@
+//! Kernels that provoke exceptions and check their delivery: page faults, protection
+//! faults, double faults.
+
+use iced_x86::code_asm::*;
+
+use crate::kit::{check, sel, Code, Kernel, IDT_ADDR, PAGE_TABLES, PASS, TSS_ADDR};
+
+use super::common::*;
+
+/// Where the page-fault handlers record the error code and CR2, and where they resume.
+const PF_ERR: u32 = 0x7f00;
+const PF_CR2: u32 = 0x7f08;
+const PF_RESUME: u32 = 0x7f10;
+
+/// Emits one faulting access (`emit`) and checks the #PF it must raise: the handler records
+/// the error code and CR2 at [`PF_ERR`]/[`PF_CR2`] and resumes at [`PF_RESUME`]. Works in
+/// 32- and 64-bit code.
+fn expect_page_fault(c: &mut Code, name: &str, emit: &dyn Fn(&mut Code), code: u32, addr: u32) {
+    let resume = c.sym();
+    let r = c.addr(resume);
+    check(c.a.mov(dword_ptr(PF_RESUME), r));
+    check(c.a.mov(dword_ptr(PF_RESUME + 4), 0u32));
+    check(c.a.mov(dword_ptr(PF_ERR), u32::MAX));
+    emit(c);
+    c.print(&format!("page-fault: {name}: no #PF\n"));
+    c.exit(3);
+    c.bind(resume);
+    let mut code_ok = c.label();
+    check(c.a.cmp(dword_ptr(PF_ERR), code as i32));
+    check(c.a.je(code_ok));
+    c.print(&format!(
+        "page-fault: {name}: wrong error code (expected {code:#x}): "
+    ));
+    check(c.a.mov(eax, dword_ptr(PF_ERR)));
+    c.print_eax_hex();
+    c.print("\n");
+    c.exit(4);
+    c.here(&mut code_ok);
+    check(c.a.cmp(dword_ptr(PF_CR2), addr as i32));
+    c.fail_unless_zero(&format!("page-fault: {name}: wrong CR2\n"), 5);
+}
+
+/// Page faults in long mode: not present (read and write), a write to a read-only page with
+/// CR0.WP, an instruction fetch from an NX page, and a reserved bit. Each must arrive as #PF,
+/// on the IST1 stack the gate names, with the architectural error code and CR2, and resume
+/// after the faulting instruction.
+pub fn page_faults() -> Vec<u8> {
+    Kernel::build(|k| {
+        enter_long_mode(k);
+        let c = &mut k.c64;
+        install_exception_handlers64(c);
+        // A 4 KiB page table for the 2 MiB at 0x40000000 (PD entry 0 of the second GiB): page
+        // 0 not present, page 1 read-only, page 2 NX, page 3 with a reserved address bit.
+        const PT: u32 = PAGE_TABLES + 0x4000;
+        const PD1: u32 = PAGE_TABLES + 0x3000;
+        const WINDOW: u32 = 0x4000_0000;
+        const FRAME: u32 = 0x30_0000;
+        check(c.a.mov(dword_ptr(PAGE_TABLES + 0x1000 + 8), PD1 | 7)); // PDPT[1]
+        check(c.a.mov(dword_ptr(PD1), PT | 7));
+        check(c.a.mov(dword_ptr(PT), 0u32)); // not present
+        check(c.a.mov(dword_ptr(PT + 8), (FRAME + 0x1000) | 0x5)); // present, read-only
+        check(c.a.mov(dword_ptr(PT + 16), (FRAME + 0x2000) | 0x7));
+        check(c.a.mov(dword_ptr(PT + 20), 0x8000_0000u32)); // NX
+        check(c.a.mov(dword_ptr(PT + 24), (FRAME + 0x3000) | 0x7));
+        check(c.a.mov(dword_ptr(PT + 28), 0x000f_0000u32)); // address bit 51: reserved
+                                                            // EFER.NXE and CR0.WP.
+        check(c.a.mov(ecx, 0xc000_0080u32));
+        check(c.a.rdmsr());
+        check(c.a.or(eax, 0x800));
+        check(c.a.wrmsr());
+        check(c.a.mov(rax, cr0));
+        check(c.a.or(eax, 0x1_0000));
+        check(c.a.mov(cr0, rax));
+        check(c.a.mov(rax, cr3));
+        check(c.a.mov(cr3, rax)); // flush
+
+        // The #PF handler records the error code and CR2, then resumes at [PF_RESUME].
+        let (handler, mut over) = (c.sym(), c.label());
+        let h = c.addr(handler);
+        // The #PF gate uses IST1: its handler runs on a stack of its own from the TSS.
+        const IST1: u32 = 0x16_f000;
+        check(c.a.mov(dword_ptr(TSS_ADDR + 0x24), IST1));
+        check(c.a.mov(dword_ptr(TSS_ADDR + 0x28), 0u32));
+        check(c.a.mov(word_ptr(TSS_ADDR + 0x66), 0x68u32));
+        check(c.a.mov(ax, u32::from(sel::TSS)));
+        check(c.a.ltr(ax));
+        let at = IDT_ADDR + 14 * 16;
+        check(c.a.mov(dword_ptr(at), (h & 0xffff) | (u32::from(sel::CODE64) << 16)));
+        check(c.a.mov(dword_ptr(at + 4), (h & 0xffff_0000) | 0x8e01));
+        check(c.a.jmp(over));
+        c.bind(handler);
+        check(c.a.cmp(rsp, (IST1 - 48) as i32));
+        c.fail_unless_zero("page-fault: the handler is not on the IST1 stack\n", 6);
+        check(c.a.pop(rax)); // error code
+        check(c.a.mov(qword_ptr(PF_ERR), rax));
+        check(c.a.mov(rax, cr2));
+        check(c.a.mov(qword_ptr(PF_CR2), rax));
+        check(c.a.mov(rax, qword_ptr(PF_RESUME)));
+        check(c.a.mov(qword_ptr(rsp), rax));
+        check(c.a.iretq());
+        c.here(&mut over);
+
+        // (what, the faulting access, expected error code, expected CR2)
+        expect_page_fault(
+            c,
+            "read, not present",
+            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x10))),
+            0,
+            WINDOW + 0x10,
+        );
+        expect_page_fault(
+            c,
+            "write, not present",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x20), 1u32)),
+            2,
+            WINDOW + 0x20,
+        );
+        expect_page_fault(
+            c,
+            "write, read-only, CR0.WP",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x1008), 1u32)),
+            3,
+            WINDOW + 0x1008,
+        );
+        expect_page_fault(
+            c,
+            "fetch, NX",
+            &|c| {
+                check(c.a.mov(eax, WINDOW + 0x2000));
+                check(c.a.call(rax));
+            },
+            0x11,
+            WINDOW + 0x2000,
+        );
+        expect_page_fault(
+            c,
+            "read, reserved bit",
+            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x3004))),
+            9,
+            WINDOW + 0x3004,
+        );
+        // The read-only page is still readable.
+        check(c.a.mov(eax, dword_ptr(WINDOW + 0x1000)));
+        c.print("page faults: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// Protection faults in 32-bit protected mode: segment loads that must raise #NP, #SS or
+/// #GP with the selector as error code, a limit violation and a null-segment access (#GP(0)).
+/// Each fault is caught, its vector and error code checked, and execution resumes.
+pub fn protection_faults() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        skip_if_pvm(
+            c,
+            "SKIP: PVM cannot return from a legacy protected-mode handler (KVM's emulator has no protected-mode IRET)\n",
+        );
+        const VEC: u32 = 0x7f00;
+        const ERR: u32 = 0x7f04;
+        const RESUME: u32 = 0x7f08;
+        // #NP, #SS, #GP record (vector, error code) and resume at [RESUME].
+        let mut over = c.label();
+        let handlers: Vec<_> = [11u32, 12, 13].iter().map(|_| c.sym()).collect();
+        for (v, h) in [11u32, 12, 13].iter().zip(&handlers) {
+            let a = c.addr(*h);
+            gate32(c, *v, a);
+        }
+        load_idt(c, false);
+        check(c.a.jmp(over));
+        for (v, h) in [11u32, 12, 13].iter().zip(&handlers) {
+            c.bind(*h);
+            // The faulting code may have left DS null: reload it before storing.
+            check(c.a.mov(ax, u32::from(sel::DATA32)));
+            check(c.a.mov(ds, ax));
+            check(c.a.mov(dword_ptr(VEC), *v));
+            check(c.a.pop(eax));
+            check(c.a.mov(dword_ptr(ERR), eax));
+            check(c.a.mov(eax, dword_ptr(RESUME)));
+            check(c.a.mov(dword_ptr(esp), eax));
+            check(c.a.iretd());
+        }
+        c.here(&mut over);
+
+        let mut n = 2;
+        let mut probe = |c: &mut Code, name: &str, emit: &dyn Fn(&mut Code), vec: u32, err: u32| {
+            let resume = c.sym();
+            let r = c.addr(resume);
+            check(c.a.mov(dword_ptr(RESUME), r));
+            check(c.a.mov(dword_ptr(VEC), u32::MAX));
+            emit(c);
+            c.print(&format!("protection: {name}: no fault\n"));
+            c.exit(n);
+            c.bind(resume);
+            // Reload what a test may have left null.
+            check(c.a.mov(ax, u32::from(sel::DATA32)));
+            check(c.a.mov(ds, ax));
+            check(c.a.mov(es, ax));
+            check(c.a.cmp(dword_ptr(VEC), vec as i32));
+            c.fail_unless_zero(&format!("protection: {name}: wrong vector\n"), n + 1);
+            check(c.a.cmp(dword_ptr(ERR), err as i32));
+            c.fail_unless_zero(&format!("protection: {name}: wrong error code\n"), n + 2);
+            n += 3;
+        };
+        let load = |s: AsmRegisterSegment, selector: u16| {
+            move |c: &mut Code| {
+                check(c.a.mov(ax, u32::from(selector)));
+                check(c.a.mov(s, ax));
+            }
+        };
+        probe(
+            c,
+            "DS not present",
+            &load(ds, sel::NOT_PRESENT),
+            11,
+            u32::from(sel::NOT_PRESENT),
+        );
+        probe(
+            c,
+            "SS not present",
+            &load(ss, sel::NOT_PRESENT),
+            12,
+            u32::from(sel::NOT_PRESENT),
+        );
+        probe(
+            c,
+            "SS read-only",
+            &load(ss, sel::READ_ONLY),
+            13,
+            u32::from(sel::READ_ONLY),
+        );
+        probe(
+            c,
+            "DS execute-only",
+            &load(ds, sel::EXEC_ONLY),
+            13,
+            u32::from(sel::EXEC_ONLY),
+        );
+        probe(
+            c,
+            "DS beyond the GDT",
+            &load(ds, sel::BEYOND_GDT),
+            13,
+            u32::from(sel::BEYOND_GDT),
+        );
+        probe(c, "SS null", &load(ss, 0), 13, 0);
+        // QEMU's TCG does not check segments on data accesses (type, null, limit): these go
+        // last, so QEMU still checks every segment load above.
+        probe(
+            c,
+            "write to read-only DS",
+            &|c: &mut Code| {
+                check(c.a.mov(ax, u32::from(sel::READ_ONLY)));
+                check(c.a.mov(ds, ax));
+                check(c.a.mov(dword_ptr(0x7f20u32), 1u32));
+            },
+            13,
+            0,
+        );
+        probe(
+            c,
+            "access through null DS",
+            &|c: &mut Code| {
+                check(c.a.xor(eax, eax));
+                check(c.a.mov(ds, ax));
+                check(c.a.mov(eax, dword_ptr(0x1000u32)));
+            },
+            13,
+            0,
+        );
+        probe(
+            c,
+            "beyond a 64 KiB limit",
+            &|c: &mut Code| {
+                check(c.a.mov(ax, u32::from(sel::DATA16)));
+                check(c.a.mov(es, ax));
+                check(c.a.mov(eax, dword_ptr(0x1_0000u32).es()));
+            },
+            13,
+            0,
+        );
+        c.print("protection faults: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// A fault while delivering a fault: INT 0x40 through a not-present gate raises #NP, whose
+/// own gate is not present either, so the processor raises #DF (error code 0).
+pub fn double_fault() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        skip_if_pvm(
+            c,
+            "SKIP: PVM promotes every double fault to a triple fault\n",
+        );
+        let df = c.sym();
+        // The IDT is zero (not present) except #DF.
+        let h = c.addr(df);
+        gate32(c, 8, h);
+        load_idt(c, false);
+        check(c.a.int(0x40));
+        c.print("double fault: INT 0x40 returned\n");
+        c.exit(2);
+        c.bind(df);
+        check(c.a.pop(eax));
+        check(c.a.test(eax, eax));
+        c.fail_unless_zero("double fault: error code is not 0\n", 3);
+        c.print("double fault: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// Page faults under 32-bit paging or PAE: not present (read, write), a write to a
+/// read-only page with CR0.WP, and under PAE an NX fetch and a reserved bit; each checked for
+/// its error code and CR2, and resumed after.
+pub fn page_faults32(mode: Paging32) -> Vec<u8> {
+    Kernel::build(move |k| {
+        let c = &mut k.c32;
+        enable_paging32(c, mode);
+        const WINDOW: u32 = 0x4000_0000;
+        const FRAME: u32 = 0x30_0000;
+        const PT: u32 = PAGE_TABLES + 0x4000;
+        const PD1: u32 = PAGE_TABLES + 0x3000;
+        let pae = mode == Paging32::Pae;
+        // A 4 KiB page table for the window: page 0 not present, 1 read-only, 2 NX, 3 a
+        // reserved address bit (PAE only: legacy 32-bit entries have neither).
+        if pae {
+            check(c.a.mov(dword_ptr(PAGE_TABLES + 8), PD1 | 1)); // PDPT[1]
+            check(c.a.mov(dword_ptr(PD1), PT | 7));
+            check(c.a.mov(dword_ptr(PT), 0u32));
+            check(c.a.mov(dword_ptr(PT + 8), (FRAME + 0x1000) | 5));
+            check(c.a.mov(dword_ptr(PT + 16), (FRAME + 0x2000) | 7));
+            check(c.a.mov(dword_ptr(PT + 20), 0x8000_0000u32));
+            check(c.a.mov(dword_ptr(PT + 24), (FRAME + 0x3000) | 7));
+            check(c.a.mov(dword_ptr(PT + 28), 0x000f_0000u32));
+            check(c.a.mov(ecx, 0xc000_0080u32)); // EFER.NXE
+            check(c.a.rdmsr());
+            check(c.a.or(eax, 0x800));
+            check(c.a.wrmsr());
+        } else {
+            check(c.a.mov(dword_ptr(PAGE_TABLES + 256 * 4), PT | 7)); // PDE 256
+            check(c.a.mov(dword_ptr(PT), 0u32));
+            check(c.a.mov(dword_ptr(PT + 4), (FRAME + 0x1000) | 5));
+        }
+        check(c.a.mov(eax, cr0));
+        check(c.a.or(eax, 0x1_0000)); // WP
+        check(c.a.mov(cr0, eax));
+        check(c.a.mov(eax, cr3)); // reload: PAE caches its PDPTEs at CR3 loads
+        check(c.a.mov(cr3, eax));
+        let (handler, mut over) = (c.sym(), c.label());
+        let h = c.addr(handler);
+        gate32(c, 14, h);
+        load_idt(c, false);
+        check(c.a.jmp(over));
+        c.bind(handler);
+        check(c.a.pop(eax));
+        check(c.a.mov(dword_ptr(PF_ERR), eax));
+        check(c.a.mov(eax, cr2));
+        check(c.a.mov(dword_ptr(PF_CR2), eax));
+        check(c.a.mov(eax, dword_ptr(PF_RESUME)));
+        check(c.a.mov(dword_ptr(esp), eax));
+        check(c.a.iretd());
+        c.here(&mut over);
+
+        expect_page_fault(
+            c,
+            "read, not present",
+            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x10))),
+            0,
+            WINDOW + 0x10,
+        );
+        expect_page_fault(
+            c,
+            "write, not present",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x20), 1u32)),
+            2,
+            WINDOW + 0x20,
+        );
+        expect_page_fault(
+            c,
+            "write, read-only, CR0.WP",
+            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x1008), 1u32)),
+            3,
+            WINDOW + 0x1008,
+        );
+        if pae {
+            expect_page_fault(
+                c,
+                "fetch, NX",
+                &|c| {
+                    check(c.a.mov(eax, WINDOW + 0x2000));
+                    check(c.a.call(eax));
+                },
+                0x11,
+                WINDOW + 0x2000,
+            );
+            expect_page_fault(
+                c,
+                "read, reserved bit",
+                &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x3004))),
+                9,
+                WINDOW + 0x3004,
+            );
+        }
+        check(c.a.mov(eax, dword_ptr(WINDOW + 0x1000)));
+        c.print(if pae {
+            "PAE page faults: ok\n"
+        } else {
+            "32-bit page faults: ok\n"
+        });
+        c.exit(PASS);
+    })
+}

@@ -1,0 +1,183 @@
+//! Kernels for the platform around the CPU: SMP start-up, the A20 gate, hostile I/O, and a
+//! guest that never ends.
+
+use iced_x86::code_asm::*;
+
+use crate::kit::{check, Code, Kernel, PASS, REAL_MODE_BASE};
+
+use super::common::*;
+
+/// Where [`smp`]'s APs count themselves in.
+const AP_COUNTER: u32 = 0x7ff0;
+
+/// Starts every application processor with INIT-SIPI-SIPI through the local APIC (xAPIC MMIO);
+/// each AP, in real mode at [`REAL_MODE_BASE`], adds itself to a counter with a locked add and
+/// halts. The BSP waits for `cpus - 1` arrivals.
+pub fn smp(cpus: u32) -> Vec<u8> {
+    Kernel::build(move |k| {
+        k.copy_real_mode_code();
+        let c = &mut k.c32;
+        const ICR_LOW: u32 = 0xfee0_0300;
+        const ICR_HIGH: u32 = 0xfee0_0310;
+        let delay = |c: &mut Code| {
+            let mut l = c.label();
+            check(c.a.mov(ecx, 100_000u32));
+            c.here(&mut l);
+            check(c.a.dec(ecx));
+            check(c.a.jne(l));
+        };
+        check(c.a.mov(dword_ptr(AP_COUNTER), 0u32));
+        check(c.a.mov(dword_ptr(ICR_HIGH), 0u32));
+        // INIT, level assert, to all but self.
+        check(c.a.mov(dword_ptr(ICR_LOW), 0x000c_4500u32));
+        delay(c);
+        for _ in 0..2 {
+            // STARTUP with vector REAL_MODE_BASE >> 12.
+            check(c.a.mov(dword_ptr(ICR_LOW), 0x000c_4600u32 | (REAL_MODE_BASE >> 12)));
+            delay(c);
+        }
+        // Wait for the APs (bounded: a missing AP fails instead of hanging).
+        let (mut wait, mut arrived) = (c.label(), c.label());
+        check(c.a.mov(edx, 2_000_000u32));
+        c.here(&mut wait);
+        check(c.a.cmp(dword_ptr(AP_COUNTER), (cpus - 1) as i32));
+        check(c.a.je(arrived));
+        check(c.a.pause());
+        check(c.a.dec(edx));
+        check(c.a.jne(wait));
+        check(c.a.mov(eax, dword_ptr(AP_COUNTER)));
+        c.print("smp: APs arrived: ");
+        c.print_eax_hex();
+        c.print(", expected more\n");
+        c.exit(2);
+        c.here(&mut arrived);
+        c.print(&format!(
+            "smp: {} application processors started: ok\n",
+            cpus - 1
+        ));
+        c.exit(PASS);
+
+        let ap = &mut k.c16;
+        let mut halt = ap.label();
+        check(ap.a.cli());
+        check(ap.a.xor(ax, ax));
+        check(ap.a.mov(ds, ax));
+        check(ap.a.lock().add(dword_ptr(AP_COUNTER), 1));
+        ap.here(&mut halt);
+        check(ap.a.hlt());
+        check(ap.a.jmp(halt));
+    })
+}
+
+/// Prints a dot, waits a little, forever: a guest for pause, resume and stop.
+pub fn ticker() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        let (mut again, mut delay) = (c.label(), c.label());
+        c.here(&mut again);
+        c.print(".");
+        check(c.a.mov(ecx, 20_000u32));
+        c.here(&mut delay);
+        check(c.a.dec(ecx));
+        check(c.a.jne(delay));
+        check(c.a.jmp(again));
+    })
+}
+
+/// Ports [`garbage_io`] leaves alone because a write there legitimately ends the run or
+/// pulls memory from under the kernel: the i8042 (reset line, output port), port 0x92 (fast
+/// reset, A20), the PIIX reset control, the kit's debug-exit port.
+pub const GARBAGE_EXCLUDED_PORTS: [std::ops::RangeInclusive<u16>; 4] = [
+    0x64..=0x64,
+    0x92..=0x92,
+    0xcf9..=0xcf9,
+    crate::kit::DEBUG_EXIT_PORT..=(crate::kit::DEBUG_EXIT_PORT + 3),
+];
+
+/// Writes and reads every I/O port (bytes and dwords of junk), and junk to unclaimed MMIO
+/// (the PCI hole and above the top of RAM), then reports: the host must survive all of it.
+pub fn garbage_io() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        let (mut next, mut skip) = (c.label(), c.label());
+        check(c.a.xor(edx, edx));
+        c.here(&mut next);
+        for r in GARBAGE_EXCLUDED_PORTS {
+            let mut not_here = c.label();
+            check(c.a.cmp(dx, i32::from(*r.start())));
+            check(c.a.jb(not_here));
+            check(c.a.cmp(dx, i32::from(*r.end())));
+            check(c.a.jbe(skip));
+            c.here(&mut not_here);
+        }
+        check(c.a.mov(eax, edx));
+        check(c.a.imul_3(eax, eax, 0x9e37_79b1u32 as i32));
+        check(c.a.out(dx, al));
+        check(c.a.in_(al, dx));
+        check(c.a.out(dx, eax));
+        check(c.a.in_(eax, dx));
+        c.here(&mut skip);
+        check(c.a.inc(edx));
+        check(c.a.cmp(edx, 0x1_0000));
+        check(c.a.jne(next));
+        // Unclaimed MMIO: the PCI hole and far above RAM (64-bit guests could reach more; a
+        // 32-bit kernel without paging reaches 4 GiB).
+        for addr in [0xc000_0000u32, 0xd123_4568, 0xfeb0_0000, 0xfff0_0000] {
+            check(c.a.mov(dword_ptr(addr), 0xdead_beefu32));
+            check(c.a.mov(eax, dword_ptr(addr)));
+            check(c.a.mov(byte_ptr(addr + 3), 0x55u32));
+        }
+        // The junk reprogrammed COM1 too (loopback, divisor latch…): set it up again.
+        for (port, value) in [(3u32, 0x03u32), (1, 0), (4, 0x03), (2, 0x07)] {
+            check(c.a.mov(dx, u32::from(crate::kit::COM1) + port));
+            check(c.a.mov(al, value));
+            check(c.a.out(dx, al));
+        }
+        c.print("garbage I/O survived: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// The A20 gate in real mode: with it open, FFFF:7E10 (linear 0x107E00) and 0000:7E00 are
+/// different bytes; closed through port 0x92 they are the same byte; opened again through the
+/// keyboard controller's output port (command 0xD1) they differ again.
+pub fn a20_gate() -> Vec<u8> {
+    Kernel::build(|k| {
+        enter_real_mode(k);
+        let c = &mut k.c16;
+        skip_if_kvm(c, "SKIP: KVM does not model the A20 gate\n");
+        check(c.a.mov(ax, 0xffffu32));
+        check(c.a.mov(es, ax));
+        check(c.a.mov(byte_ptr(0x7e00u32), 0x11u32));
+        check(c.a.mov(byte_ptr(0x7e10u32).es(), 0x22u32));
+        check(c.a.cmp(byte_ptr(0x7e00u32), 0x11));
+        c.fail_unless_zero("A20: open, but FFFF:7E10 wrapped to 0000:7E00\n", 2);
+        // Close it through port 0x92 (bit 1).
+        check(c.a.in_(al, 0x92));
+        check(c.a.and(al, 0xfd_u32 as i32));
+        check(c.a.out(0x92, al));
+        check(c.a.cmp(byte_ptr(0x7e10u32).es(), 0x11));
+        c.fail_unless_zero(
+            "A20: closed through port 0x92, but FFFF:7E10 did not wrap\n",
+            3,
+        );
+        check(c.a.mov(byte_ptr(0x7e10u32).es(), 0x33u32));
+        check(c.a.cmp(byte_ptr(0x7e00u32), 0x33));
+        c.fail_unless_zero(
+            "A20: closed, but a write to FFFF:7E10 missed 0000:7E00\n",
+            4,
+        );
+        // Open it through the i8042 output port (bit 1 A20, bit 0 not in reset).
+        check(c.a.mov(al, 0xd1u32));
+        check(c.a.out(0x64, al));
+        check(c.a.mov(al, 0x03u32));
+        check(c.a.out(0x60, al));
+        check(c.a.cmp(byte_ptr(0x7e10u32).es(), 0x22));
+        c.fail_unless_zero(
+            "A20: opened through the i8042, but FFFF:7E10 still wraps\n",
+            5,
+        );
+        c.print("A20 gate: ok\n");
+        c.exit(PASS);
+    })
+}
