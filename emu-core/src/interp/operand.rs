@@ -45,6 +45,22 @@ pub fn seg_index(reg: Register) -> Option<usize> {
     }
 }
 
+/// Immediate operand kinds (iced sign-extends them as the encoding says).
+pub fn is_immediate(kind: OpKind) -> bool {
+    matches!(
+        kind,
+        OpKind::Immediate8
+            | OpKind::Immediate8_2nd
+            | OpKind::Immediate16
+            | OpKind::Immediate32
+            | OpKind::Immediate64
+            | OpKind::Immediate8to16
+            | OpKind::Immediate8to32
+            | OpKind::Immediate8to64
+            | OpKind::Immediate32to64
+    )
+}
+
 pub fn mask(size: u32) -> u64 {
     match size {
         1 => 0xff,
@@ -165,39 +181,24 @@ impl Interp {
     }
 
     pub fn is_mem(instr: &Instruction, i: u32) -> bool {
-        !matches!(
-            instr.op_kind(i),
-            OpKind::Register
-                | OpKind::Immediate8
-                | OpKind::Immediate8_2nd
-                | OpKind::Immediate16
-                | OpKind::Immediate32
-                | OpKind::Immediate64
-                | OpKind::Immediate8to16
-                | OpKind::Immediate8to32
-                | OpKind::Immediate8to64
-                | OpKind::Immediate32to64
-                | OpKind::NearBranch16
-                | OpKind::NearBranch32
-                | OpKind::NearBranch64
-                | OpKind::FarBranch16
-                | OpKind::FarBranch32
-        )
+        let kind = instr.op_kind(i);
+        !is_immediate(kind)
+            && !matches!(
+                kind,
+                OpKind::Register
+                    | OpKind::NearBranch16
+                    | OpKind::NearBranch32
+                    | OpKind::NearBranch64
+                    | OpKind::FarBranch16
+                    | OpKind::FarBranch32
+            )
     }
 
     /// Reads operand `i` (zero-extended to 64 bits; immediates as iced sign-extends them).
     pub fn read_op(&mut self, instr: &Instruction, i: u32) -> Result<u64> {
         match instr.op_kind(i) {
             OpKind::Register => Ok(self.get_reg(instr.op_register(i))),
-            OpKind::Immediate8
-            | OpKind::Immediate8_2nd
-            | OpKind::Immediate16
-            | OpKind::Immediate32
-            | OpKind::Immediate64
-            | OpKind::Immediate8to16
-            | OpKind::Immediate8to32
-            | OpKind::Immediate8to64
-            | OpKind::Immediate32to64 => Ok(instr.immediate(i) & mask(self.op_size(instr, i))),
+            k if is_immediate(k) => Ok(instr.immediate(i) & mask(self.op_size(instr, i))),
             _ => {
                 let (seg, off) = self.mem_operand(instr, i);
                 let size = self.op_size(instr, i);

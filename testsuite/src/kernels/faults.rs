@@ -40,6 +40,57 @@ fn expect_page_fault(c: &mut Code, name: &str, emit: &dyn Fn(&mut Code), code: u
     c.fail_unless_zero(&format!("page-fault: {name}: wrong CR2\n"), 5);
 }
 
+/// The faults every page-fault kernel provokes in its window (page 0 not present, page 1
+/// read-only; with `nx_and_reserved`, page 2 NX and page 3 a reserved bit).
+fn window_faults(c: &mut Code, window: u32, long: bool, nx_and_reserved: bool) {
+    expect_page_fault(
+        c,
+        "read, not present",
+        &|c| check(c.a.mov(eax, dword_ptr(window + 0x10))),
+        0,
+        window + 0x10,
+    );
+    expect_page_fault(
+        c,
+        "write, not present",
+        &|c| check(c.a.mov(dword_ptr(window + 0x20), 1u32)),
+        2,
+        window + 0x20,
+    );
+    expect_page_fault(
+        c,
+        "write, read-only, CR0.WP",
+        &|c| check(c.a.mov(dword_ptr(window + 0x1008), 1u32)),
+        3,
+        window + 0x1008,
+    );
+    if nx_and_reserved {
+        expect_page_fault(
+            c,
+            "fetch, NX",
+            &|c| {
+                check(c.a.mov(eax, window + 0x2000));
+                if long {
+                    check(c.a.call(rax));
+                } else {
+                    check(c.a.call(eax));
+                }
+            },
+            0x11,
+            window + 0x2000,
+        );
+        expect_page_fault(
+            c,
+            "read, reserved bit",
+            &|c| check(c.a.mov(eax, dword_ptr(window + 0x3004))),
+            9,
+            window + 0x3004,
+        );
+    }
+    // The read-only page is still readable.
+    check(c.a.mov(eax, dword_ptr(window + 0x1000)));
+}
+
 /// Page faults in long mode: not present (read and write), a write to a read-only page with
 /// CR0.WP, an instruction fetch from an NX page, and a reserved bit. Each must arrive as #PF,
 /// on the IST1 stack the gate names, with the architectural error code and CR2, and resume
@@ -100,47 +151,7 @@ pub fn page_faults() -> Vec<u8> {
         check(c.a.iretq());
         c.here(&mut over);
 
-        // (what, the faulting access, expected error code, expected CR2)
-        expect_page_fault(
-            c,
-            "read, not present",
-            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x10))),
-            0,
-            WINDOW + 0x10,
-        );
-        expect_page_fault(
-            c,
-            "write, not present",
-            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x20), 1u32)),
-            2,
-            WINDOW + 0x20,
-        );
-        expect_page_fault(
-            c,
-            "write, read-only, CR0.WP",
-            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x1008), 1u32)),
-            3,
-            WINDOW + 0x1008,
-        );
-        expect_page_fault(
-            c,
-            "fetch, NX",
-            &|c| {
-                check(c.a.mov(eax, WINDOW + 0x2000));
-                check(c.a.call(rax));
-            },
-            0x11,
-            WINDOW + 0x2000,
-        );
-        expect_page_fault(
-            c,
-            "read, reserved bit",
-            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x3004))),
-            9,
-            WINDOW + 0x3004,
-        );
-        // The read-only page is still readable.
-        check(c.a.mov(eax, dword_ptr(WINDOW + 0x1000)));
+        window_faults(c, WINDOW, true, true);
         c.print("page faults: ok\n");
         c.exit(PASS);
     })
@@ -362,47 +373,7 @@ pub fn page_faults32(mode: Paging32) -> Vec<u8> {
         check(c.a.iretd());
         c.here(&mut over);
 
-        expect_page_fault(
-            c,
-            "read, not present",
-            &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x10))),
-            0,
-            WINDOW + 0x10,
-        );
-        expect_page_fault(
-            c,
-            "write, not present",
-            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x20), 1u32)),
-            2,
-            WINDOW + 0x20,
-        );
-        expect_page_fault(
-            c,
-            "write, read-only, CR0.WP",
-            &|c| check(c.a.mov(dword_ptr(WINDOW + 0x1008), 1u32)),
-            3,
-            WINDOW + 0x1008,
-        );
-        if pae {
-            expect_page_fault(
-                c,
-                "fetch, NX",
-                &|c| {
-                    check(c.a.mov(eax, WINDOW + 0x2000));
-                    check(c.a.call(eax));
-                },
-                0x11,
-                WINDOW + 0x2000,
-            );
-            expect_page_fault(
-                c,
-                "read, reserved bit",
-                &|c| check(c.a.mov(eax, dword_ptr(WINDOW + 0x3004))),
-                9,
-                WINDOW + 0x3004,
-            );
-        }
-        check(c.a.mov(eax, dword_ptr(WINDOW + 0x1000)));
+        window_faults(c, WINDOW, false, pae);
         c.print(if pae {
             "PAE page faults: ok\n"
         } else {
