@@ -5,6 +5,7 @@
 //! implements ([`vcpu`]). The interpreter (and the software CPU built on it) will live here too;
 //! the KVM backend lives in `machine` and implements the same [`vcpu::Vcpu`] trait.
 
+pub mod cpu_model;
 pub mod interp;
 pub mod paravirt;
 pub mod platform;
@@ -12,6 +13,7 @@ pub mod soft_vcpu;
 pub mod state;
 pub mod vcpu;
 
+pub use cpu_model::CpuModel;
 pub use platform::Platform;
 pub use soft_vcpu::SoftVcpu;
 pub use state::{CpuState, DescriptorTable, Segment};

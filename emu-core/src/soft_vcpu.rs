@@ -76,6 +76,12 @@ impl SoftVcpu {
         }
     }
 
+    /// Makes this vCPU a `model` (CPUID identity and feature set); the default is `max`.
+    pub fn with_model(mut self, model: &'static crate::cpu_model::CpuModel) -> Self {
+        self.interp.model = model;
+        self
+    }
+
     pub fn stats(&self) -> &crate::interp::Stats {
         &self.interp.stats
     }

@@ -83,7 +83,7 @@ pub struct RunArgs {
     /// Exit instead of rebooting when the guest resets or triple-faults
     #[arg(long)]
     pub no_reboot: bool,
-    /// CPU model (accepted and ignored for now)
+    /// CPU model of the software CPU: max (default), qemu64, pentium3, pentium, 486; "help" lists them
     #[arg(long, value_name = "MODEL")]
     pub cpu: Option<String>,
 }
@@ -98,6 +98,8 @@ pub struct Options {
     /// COM1, COM2, … in order.
     pub serials: Vec<SerialSpec>,
     pub debug_exit: Option<DebugExitConfig>,
+    /// `-cpu`; `None` leaves the backend's default.
+    pub cpu: Option<&'static machine::CpuModel>,
     pub no_reboot: bool,
     /// Things accepted but ignored, for the user to read.
     pub warnings: Vec<String>,
@@ -233,11 +235,11 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         None | Some("none") => {}
         Some(m) => warnings.push(format!("-monitor {m}: the QEMU monitor is not supported")),
     }
-    if let Some(cpu) = &a.cpu {
-        warnings.push(format!(
-            "-cpu {cpu}: CPU models are not configurable yet; the default model is used"
-        ));
-    }
+    let cpu = match a.cpu.as_deref() {
+        Some(spec) if values::is_help(spec) => return Ok(Action::Print(values::cpu_help())),
+        Some(spec) => Some(values::cpu(spec).map_err(|e| format!("-cpu: {e}"))?),
+        None => None,
+    };
 
     let kernel = a
         .kernel
@@ -253,6 +255,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         accel,
         serials,
         debug_exit,
+        cpu,
         no_reboot: a.no_reboot,
         warnings,
     })))
@@ -395,9 +398,30 @@ mod tests {
         let o = run_opts(&[
             "-kernel", "k", "-cpu", "host", "-monitor", "stdio", "-display", "gtk",
         ]);
-        assert_eq!(o.warnings.len(), 3, "{:?}", o.warnings);
+        assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
         let o = run_opts(&["-kernel", "k", "-display", "none", "-monitor", "none"]);
         assert!(o.warnings.is_empty());
+    }
+
+    #[test]
+    fn cpu_models_by_qemu_name() {
+        assert_eq!(
+            run_opts(&["-kernel", "k", "-cpu", "pentium"])
+                .cpu
+                .unwrap()
+                .name,
+            "pentium"
+        );
+        assert_eq!(
+            run_opts(&["-kernel", "k", "-cpu", "host"])
+                .cpu
+                .unwrap()
+                .name,
+            "max"
+        );
+        assert!(run_opts(&["-kernel", "k"]).cpu.is_none());
+        assert!(error(&["-kernel", "k", "-cpu", "skylake"]).contains("'skylake'"));
+        assert!(error(&["-kernel", "k", "-cpu", "qemu64,+avx"]).contains("+avx"));
     }
 
     #[test]
@@ -426,6 +450,7 @@ mod tests {
             &["-kernel", "k", "-device", "isa-debug-exit,help"],
             &["-M", "help"],
             &["-accel", "help"],
+            &["-cpu", "help"],
         ] {
             assert!(matches!(parse_args(args), Ok(Action::Print(_))), "{args:?}");
         }

@@ -83,6 +83,7 @@ pub fn run(opts: &Options) -> Result<i32, Error> {
         kernel: opts.kernel.clone(),
         serials,
         debug_exit: opts.debug_exit,
+        cpu: opts.cpu,
     };
     let console = opts.serials.iter().position(|s| *s == SerialSpec::Stdio);
     let session = Arc::new(Session::new(console));

@@ -137,6 +137,28 @@ kvm   Linux KVM\n\
 dbt   the software CPU (QEMU's name: tcg)\n\
 auto  KVM if it is hardware-backed, otherwise the software CPU (default)\n";
 
+/// `-cpu MODEL`: QEMU's model names where Ferrite has them. Feature flags (`,+x`) are not
+/// supported: a model is exactly what it advertises.
+pub fn cpu(spec: &str) -> Result<&'static machine::CpuModel, String> {
+    let (name, flags) = spec.split_once(',').unwrap_or((spec, ""));
+    if !flags.is_empty() {
+        return Err(format!(
+            "{spec}: feature flags ({flags}) are not supported; choose a model (-cpu help)"
+        ));
+    }
+    machine::CpuModel::by_name(name)
+        .ok_or_else(|| format!("unknown CPU model '{name}' (-cpu help lists them)"))
+}
+
+/// The `-cpu help` text.
+pub fn cpu_help() -> String {
+    let mut s = String::from("Available CPU models (software CPU; KVM uses the host's CPUID):\n");
+    for m in machine::cpu_models() {
+        s.push_str(&format!("{m}\n"));
+    }
+    s
+}
+
 /// `help` or `?`, QEMU's request for a list.
 pub fn is_help(s: &str) -> bool {
     s == "help" || s == "?"

@@ -38,6 +38,9 @@ pub struct VmConfig {
     /// COM1, COM2, … in order; `None` leaves that UART out.
     pub serials: Vec<Option<SerialOutput>>,
     pub debug_exit: Option<DebugExitConfig>,
+    /// `-cpu`: a software-CPU model. `None` is the backend's default (the host's CPUID under
+    /// KVM, `max` on the software CPU).
+    pub cpu: Option<&'static emu_core::CpuModel>,
 }
 
 impl VmConfig {
@@ -51,6 +54,7 @@ impl VmConfig {
             kernel,
             serials: Vec::new(),
             debug_exit: None,
+            cpu: None,
         }
     }
 }

@@ -16,6 +16,12 @@ pub mod vm;
 pub use accel::{Accel, KvmKind};
 pub use config::{DebugExitConfig, SerialOutput, VmConfig};
 pub use control::{ExitReason, VmControl};
+pub use emu_core::CpuModel;
+
+/// Every CPU model `-cpu` accepts.
+pub fn cpu_models() -> &'static [&'static CpuModel] {
+    &emu_core::cpu_model::MODELS
+}
 pub use vm::{SerialInput, Vm, VmHandle};
 
 #[derive(Debug, thiserror::Error)]

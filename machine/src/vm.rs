@@ -9,7 +9,7 @@ use emu_core::{Vcpu, VcpuExit};
 use parking_lot::Mutex;
 use vm_memory::GuestMemoryMmap;
 
-use crate::accel::{self, Backend};
+use crate::accel::{self, Accel, Backend};
 use crate::control::{Checkpoint, ExitReason, VmControl};
 use crate::io::IoBuses;
 use crate::kvm::KvmVm;
@@ -85,7 +85,28 @@ impl Vm {
         }
         // Guest RAM first: a bad size is the user's error whatever the accelerator.
         let (mem, map) = memory::create(cfg.memory)?;
-        let backend = accel::select(cfg.accel).map_err(Error::Accel)?;
+        // A CPU model is the software CPU's: automatic choice honours it by picking that.
+        let model = cfg
+            .cpu
+            .filter(|m| !std::ptr::eq(*m, &emu_core::cpu_model::MAX));
+        let requested = match (cfg.accel, model) {
+            (Accel::Auto, Some(m)) => {
+                log::info!(
+                    "-cpu {}: CPU models need the software CPU; using it",
+                    m.name
+                );
+                Accel::Dbt
+            }
+            (a, _) => a,
+        };
+        let backend = accel::select(requested).map_err(Error::Accel)?;
+        if let (Backend::Kvm, Some(m)) = (backend, model) {
+            return Err(Error::Config(format!(
+                "-cpu {}: CPU models are implemented by the software CPU only; under KVM the \
+                 guest sees the host's CPUID (use --accel dbt, or -cpu host)",
+                m.name
+            )));
+        }
         let kvm = match backend {
             Backend::Kvm => Some(KvmVm::new(&mem)?),
             Backend::Software => None,
@@ -182,12 +203,10 @@ impl Vm {
             let mut v: Box<dyn Vcpu> = match &kvm {
                 Some(k) => Box::new(k.create_vcpu(id, buses.clone())?),
                 // KVM does not model the A20 gate; the software CPU applies it.
-                None => Box::new(emu_core::SoftVcpu::new(
-                    id,
-                    mem.clone(),
-                    buses.clone(),
-                    Some(a20.shared()),
-                )),
+                None => Box::new(
+                    emu_core::SoftVcpu::new(id, mem.clone(), buses.clone(), Some(a20.shared()))
+                        .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX)),
+                ),
             };
             if id == 0 {
                 v.set_state(&boot.cpu)

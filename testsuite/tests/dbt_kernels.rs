@@ -33,3 +33,27 @@ fn garbage_on_every_port_is_survived_by_the_software_cpu() {
     assert!(out.passed(), "{:?}", out.exit);
     assert!(out.serial.contains("garbage I/O survived: ok"));
 }
+
+#[test]
+fn a_cpu_model_is_what_cpuid_says_and_no_more() {
+    let file = harness::temp_kernel("dbt-cpu-pentium", &testsuite::kernels::cpu_model_pentium());
+    let (mut cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    cfg.cpu = machine::CpuModel::by_name("pentium");
+    let out = harness::run(&cfg, &cap, Duration::from_secs(60)).expect("VM runs");
+    assert!(out.passed(), "{:?}: {}", out.exit, out.serial);
+    assert!(
+        out.serial.contains("cpu model pentium: ok"),
+        "{}",
+        out.serial
+    );
+
+    // The default model is a different CPU: the kernel's first check tells them apart.
+    let (cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    let out = harness::run(&cfg, &cap, Duration::from_secs(60)).expect("VM runs");
+    assert!(!out.passed(), "{}", out.serial);
+    assert!(
+        out.serial.contains("CPUID max leaf is not 1"),
+        "{}",
+        out.serial
+    );
+}

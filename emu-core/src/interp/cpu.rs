@@ -37,13 +37,11 @@ pub mod flags {
 pub mod msr {
     pub const TSC: u32 = 0x10;
     pub const APIC_BASE: u32 = 0x1b;
-    pub const MTRRCAP: u32 = 0xfe;
     pub const SYSENTER_CS: u32 = 0x174;
     pub const SYSENTER_ESP: u32 = 0x175;
     pub const SYSENTER_EIP: u32 = 0x176;
     pub const MISC_ENABLE: u32 = 0x1a0;
     pub const PAT: u32 = 0x277;
-    pub const MTRR_DEF_TYPE: u32 = 0x2ff;
     pub const EFER: u32 = 0xc000_0080;
     pub const STAR: u32 = 0xc000_0081;
     pub const LSTAR: u32 = 0xc000_0082;
@@ -71,7 +69,7 @@ pub struct Msrs {
     pub tsc_offset: u64,
     pub tsc_aux: u64,
     pub misc_enable: u64,
-    pub mtrr_def_type: u64,
+    pub mtrrs: super::mtrr::Mtrrs,
 }
 
 impl Default for Msrs {
@@ -90,7 +88,7 @@ impl Default for Msrs {
             tsc_offset: 0,
             tsc_aux: 0,
             misc_enable: 1, // fast strings
-            mtrr_def_type: 0,
+            mtrrs: Default::default(),
         }
     }
 }

@@ -41,7 +41,10 @@ impl Interp {
             M::Xchg => self.xchg(i),
             M::Xadd => self.xadd(i),
             M::Cmpxchg => self.cmpxchg(i),
-            M::Cmpxchg8b | M::Cmpxchg16b => self.cmpxchg_wide(i),
+            M::Cmpxchg8b | M::Cmpxchg16b => {
+                self.require_feature(i)?;
+                self.cmpxchg_wide(i)
+            }
             M::Bt | M::Bts | M::Btr | M::Btc => self.bit_test(i),
             M::Bsf | M::Bsr => self.bit_scan(i),
             M::Seta
@@ -75,14 +78,20 @@ impl Interp {
             | M::Cmovns
             | M::Cmovo
             | M::Cmovp
-            | M::Cmovs => self.cmovcc(i),
+            | M::Cmovs => {
+                self.require_feature(i)?;
+                self.cmovcc(i)
+            }
             M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => self.convert(i),
             M::Bswap => self.bswap(i),
             M::Daa | M::Das | M::Aaa | M::Aas | M::Aam | M::Aad => self.bcd(i),
             M::Bound => self.bound(i),
             M::Arpl => self.arpl(i),
             M::Xlatb => self.xlat(i),
-            M::Lahf | M::Sahf => self.lahf_sahf(i),
+            M::Lahf | M::Sahf => {
+                self.require_feature(i)?;
+                self.lahf_sahf(i)
+            }
             M::Push => self.push_insn(i),
             M::Pop => self.pop_insn(i),
             M::Pushf | M::Pushfd | M::Pushfq => self.pushf(i),

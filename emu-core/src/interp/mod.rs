@@ -13,10 +13,12 @@ pub mod decode_cache;
 pub mod dispatch;
 pub mod fasthash;
 pub mod fault;
+pub mod features;
 pub mod flags_calc;
 pub mod interrupt;
 pub mod memory;
 pub mod mmu;
+pub mod mtrr;
 pub mod operand;
 pub mod segment;
 pub mod string;
@@ -54,6 +56,8 @@ pub struct Interp {
     pub interrupt_shadow: bool,
     /// The vCPU's initial APIC ID (CPUID leaves 1 and 0xB).
     pub apic_id: u32,
+    /// The CPU model: what CPUID reports and which features exist.
+    pub model: &'static crate::cpu_model::CpuModel,
     /// When the vCPU started: the time-stamp counter counts from here.
     pub(crate) started: std::time::Instant,
     /// The last code page fetched from: (linear page, physical page, MMU generation, CPL,
@@ -77,6 +81,7 @@ impl Interp {
             stats: Stats::default(),
             interrupt_shadow: false,
             apic_id: 0,
+            model: &crate::cpu_model::MAX,
             started: std::time::Instant::now(),
             fetch_page: None,
         }

@@ -13,9 +13,6 @@ use crate::state::bits::*;
 const CR4_PSE: u64 = 1 << 4;
 const CR4_PGE: u64 = 1 << 7;
 const CR4_TSD: u64 = 1 << 2;
-/// CR4 bits the model supports: VME PVI TSD DE PSE PAE MCE PGE PCE.
-const CR4_SUPPORTED: u64 = 0x1ff;
-const EFER_WRITABLE: u64 = EFER_SCE | EFER_LME | EFER_NXE;
 
 impl Interp {
     fn require_cpl0(&self) -> Result<()> {
@@ -137,7 +134,7 @@ impl Interp {
                 self.mmu.flush_non_global(self.cpu.cr4);
             }
             4 => {
-                if v & !CR4_SUPPORTED != 0 {
+                if v & !self.cr4_allowed() != 0 {
                     return Err(Fault::gp(0).into());
                 }
                 if self.cpu.efer & EFER_LMA != 0 && v & CR4_PAE == 0 {
@@ -259,17 +256,18 @@ impl Interp {
     }
 
     fn read_msr(&mut self, index: u32) -> Result<u64> {
+        if !self.msr_exists(index) {
+            return Err(Fault::gp(0).into());
+        }
         let m = &self.cpu.msr;
         Ok(match index {
             msr::TSC => self.tsc(),
             msr::APIC_BASE => m.apic_base,
-            msr::MTRRCAP => 0,
             msr::SYSENTER_CS => m.sysenter_cs,
             msr::SYSENTER_ESP => m.sysenter_esp,
             msr::SYSENTER_EIP => m.sysenter_eip,
             msr::MISC_ENABLE => m.misc_enable,
             msr::PAT => m.pat,
-            msr::MTRR_DEF_TYPE => m.mtrr_def_type,
             msr::EFER => self.cpu.efer,
             msr::STAR => m.star,
             msr::LSTAR => m.lstar,
@@ -279,6 +277,7 @@ impl Interp {
             msr::GS_BASE => self.cpu.seg[sreg::GS].base,
             msr::KERNEL_GS_BASE => m.kernel_gs_base,
             msr::TSC_AUX => m.tsc_aux,
+            _ if m.mtrrs.read(index).is_some() => m.mtrrs.read(index).unwrap_or(0),
             _ => {
                 log::debug!("software CPU: RDMSR of unknown MSR {index:#x}: #GP");
                 return Err(Fault::gp(0).into());
@@ -287,6 +286,9 @@ impl Interp {
     }
 
     fn write_msr(&mut self, index: u32, v: u64) -> Result<()> {
+        if !self.msr_exists(index) {
+            return Err(Fault::gp(0).into());
+        }
         let canonical_or_gp = |v: u64| -> Result<u64> {
             if super::canonical(v) {
                 Ok(v)
@@ -302,9 +304,9 @@ impl Interp {
             msr::SYSENTER_EIP => self.cpu.msr.sysenter_eip = canonical_or_gp(v)?,
             msr::MISC_ENABLE => self.cpu.msr.misc_enable = v,
             msr::PAT => self.cpu.msr.pat = v,
-            msr::MTRR_DEF_TYPE => self.cpu.msr.mtrr_def_type = v,
             msr::EFER => {
-                if v & !(EFER_WRITABLE | EFER_LMA) != 0 {
+                let writable = self.efer_writable();
+                if v & !(writable | EFER_LMA) != 0 {
                     return Err(Fault::gp(0).into());
                 }
                 let lme_changed = (v ^ self.cpu.efer) & EFER_LME != 0;
@@ -312,7 +314,7 @@ impl Interp {
                     return Err(Fault::gp(0).into());
                 }
                 let old = self.cpu.efer;
-                self.cpu.efer = (v & EFER_WRITABLE) | (old & EFER_LMA);
+                self.cpu.efer = (v & writable) | (old & EFER_LMA);
                 if (old ^ self.cpu.efer) & EFER_NXE != 0 {
                     self.mmu.flush_all();
                 }
@@ -325,10 +327,14 @@ impl Interp {
             msr::GS_BASE => self.cpu.seg[sreg::GS].base = canonical_or_gp(v)?,
             msr::KERNEL_GS_BASE => self.cpu.msr.kernel_gs_base = canonical_or_gp(v)?,
             msr::TSC_AUX => self.cpu.msr.tsc_aux = v & 0xffff_ffff,
-            _ => {
-                log::debug!("software CPU: WRMSR of unknown MSR {index:#x}: #GP");
-                return Err(Fault::gp(0).into());
-            }
+            _ => match self.cpu.msr.mtrrs.write(index, v) {
+                Some(true) => {}
+                Some(false) => return Err(Fault::gp(0).into()),
+                None => {
+                    log::debug!("software CPU: WRMSR of unknown MSR {index:#x}: #GP");
+                    return Err(Fault::gp(0).into());
+                }
+            },
         }
         Ok(())
     }
@@ -344,6 +350,7 @@ impl Interp {
     }
 
     pub(crate) fn system(&mut self, i: &Instruction) -> Result<()> {
+        self.require_feature(i)?;
         match i.mnemonic() {
             Mnemonic::Hlt => {
                 self.require_cpl0()?;
@@ -397,16 +404,17 @@ impl Interp {
                 if self.cpu.cr4 & CR4_TSD != 0 && self.cpu.cpl() != 0 {
                     return Err(Fault::gp(0).into());
                 }
-                if i.mnemonic() == Mnemonic::Rdtscp {
-                    return self.unimplemented(i); // not advertised
-                }
                 let t = self.tsc();
+                if i.mnemonic() == Mnemonic::Rdtscp {
+                    self.set_reg(Register::ECX, self.cpu.msr.tsc_aux);
+                }
                 self.set_reg(Register::EAX, t & 0xffff_ffff);
                 self.set_reg(Register::EDX, t >> 32);
                 Ok(())
             }
             Mnemonic::Cpuid => {
                 let (a, b, c, d) = super::cpuid::cpuid(
+                    self.model,
                     self.cpu.regs[0] as u32,
                     self.cpu.regs[1] as u32,
                     self.apic_id,

@@ -5,6 +5,7 @@
 
 pub mod boot_info;
 pub mod common;
+pub mod cpu_models;
 pub mod faults;
 pub mod modes;
 pub mod platform;
@@ -12,6 +13,7 @@ pub mod system;
 
 pub use boot_info::*;
 pub use common::{enter_long_mode, enter_real_mode, install_exception_handlers64, Paging32};
+pub use cpu_models::*;
 pub use faults::*;
 pub use modes::*;
 pub use platform::*;

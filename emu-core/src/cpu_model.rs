@@ -1,0 +1,265 @@
+//! CPU models for the software CPU (`-cpu NAME`).
+//!
+//! A model fixes the identity CPUID reports (vendor, family/model/stepping, brand) and which
+//! features exist. A model never advertises more than the interpreter implements: each model's
+//! feature bits are its real CPU's bits intersected with [`IMPLEMENTED`], so `-cpu pentium` has
+//! no FPU bit until the x87 unit exists. A feature a model lacks is also absent in behaviour:
+//! its instructions raise #UD and its control bits (CR4, EFER) raise #GP, as on the real part,
+//! so software that probes by trying sees the same CPU that CPUID describes.
+
+use std::fmt;
+
+/// CPUID feature bits, by the register and leaf they live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Leaf 1 EDX.
+    pub edx1: u32,
+    /// Leaf 1 ECX.
+    pub ecx1: u32,
+    /// Leaf 0x8000_0001 EDX.
+    pub edx81: u32,
+    /// Leaf 0x8000_0001 ECX.
+    pub ecx81: u32,
+}
+
+/// Leaf 1 EDX bits.
+pub mod edx1 {
+    pub const FPU: u32 = 1 << 0;
+    pub const PSE: u32 = 1 << 3;
+    pub const TSC: u32 = 1 << 4;
+    pub const MSR: u32 = 1 << 5;
+    pub const PAE: u32 = 1 << 6;
+    pub const CX8: u32 = 1 << 8;
+    pub const SEP: u32 = 1 << 11;
+    pub const MTRR: u32 = 1 << 12;
+    pub const PGE: u32 = 1 << 13;
+    pub const CMOV: u32 = 1 << 15;
+    pub const PAT: u32 = 1 << 16;
+    pub const PSE36: u32 = 1 << 17;
+}
+
+/// Leaf 1 ECX bits.
+pub mod ecx1 {
+    pub const CX16: u32 = 1 << 13;
+    pub const HYPERVISOR: u32 = 1 << 31;
+}
+
+/// Leaf 0x8000_0001 EDX bits.
+pub mod edx81 {
+    pub const SYSCALL: u32 = 1 << 11;
+    pub const NX: u32 = 1 << 20;
+    pub const RDTSCP: u32 = 1 << 27;
+    pub const LM: u32 = 1 << 29;
+}
+
+/// Leaf 0x8000_0001 ECX bits.
+pub mod ecx81 {
+    pub const LAHF_LM: u32 = 1 << 0;
+}
+
+/// Everything the interpreter implements; no model advertises a bit outside this set.
+pub const IMPLEMENTED: Features = Features {
+    edx1: edx1::PSE
+        | edx1::TSC
+        | edx1::MSR
+        | edx1::PAE
+        | edx1::CX8
+        | edx1::SEP
+        | edx1::MTRR
+        | edx1::PGE
+        | edx1::CMOV
+        | edx1::PAT
+        | edx1::PSE36,
+    ecx1: ecx1::CX16 | ecx1::HYPERVISOR,
+    edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
+    ecx81: ecx81::LAHF_LM,
+};
+
+impl Features {
+    const fn and(self, o: Features) -> Features {
+        Features {
+            edx1: self.edx1 & o.edx1,
+            ecx1: self.ecx1 & o.ecx1,
+            edx81: self.edx81 & o.edx81,
+            ecx81: self.ecx81 & o.ecx81,
+        }
+    }
+}
+
+/// One CPU model.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CpuModel {
+    /// The `-cpu` name.
+    pub name: &'static str,
+    /// What `-cpu help` says about it.
+    pub description: &'static str,
+    pub vendor: &'static [u8; 12],
+    /// CPUID leaf 1 EAX (stepping, model, family).
+    pub signature: u32,
+    /// Highest basic leaf.
+    pub max_leaf: u32,
+    /// Highest extended leaf; 0 means the 0x8000_0000 range does not exist.
+    pub max_ext_leaf: u32,
+    pub brand: &'static str,
+    pub features: Features,
+}
+
+impl CpuModel {
+    /// Whether a leaf-1 EDX feature exists.
+    pub fn has_edx1(&self, bit: u32) -> bool {
+        self.features.edx1 & bit != 0
+    }
+
+    /// Whether a leaf-0x8000_0001 EDX feature exists.
+    pub fn has_edx81(&self, bit: u32) -> bool {
+        self.features.edx81 & bit != 0
+    }
+
+    /// Whether a leaf-1 ECX feature exists.
+    pub fn has_ecx1(&self, bit: u32) -> bool {
+        self.features.ecx1 & bit != 0
+    }
+
+    /// The model called `name` (case-insensitive), including the aliases `ferrite` and `host`
+    /// for the default.
+    pub fn by_name(name: &str) -> Option<&'static CpuModel> {
+        let name = name.to_ascii_lowercase();
+        let name = match name.as_str() {
+            "ferrite" | "host" | "base" => "max",
+            n => n,
+        };
+        MODELS.iter().copied().find(|m| m.name == name)
+    }
+}
+
+impl fmt::Display for CpuModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:<10} {}", self.name, self.description)
+    }
+}
+
+/// The default model: every implemented feature, 64-bit.
+pub static MAX: CpuModel = CpuModel {
+    name: "max",
+    description: "everything the software CPU implements (default; aliases: ferrite, host)",
+    vendor: b"GenuineIntel",
+    signature: 0x0003_06a9,
+    max_leaf: 0xb,
+    max_ext_leaf: 0x8000_0008,
+    brand: "Ferrite software CPU (interpreter)",
+    features: IMPLEMENTED,
+};
+
+/// QEMU's default model, as far as it is implemented (no FPU/SSE yet).
+pub static QEMU64: CpuModel = CpuModel {
+    name: "qemu64",
+    description: "QEMU's default 64-bit model (AMD identity), minus the FPU/SSE not yet built",
+    vendor: b"AuthenticAMD",
+    signature: 0x0006_0fb1,
+    max_leaf: 0xd,
+    max_ext_leaf: 0x8000_000a,
+    brand: "QEMU Virtual CPU version 2.5+",
+    features: IMPLEMENTED.and(Features {
+        edx1: edx1::FPU
+            | edx1::PSE
+            | edx1::TSC
+            | edx1::MSR
+            | edx1::PAE
+            | edx1::CX8
+            | edx1::SEP
+            | edx1::MTRR
+            | edx1::PGE
+            | edx1::CMOV
+            | edx1::PAT
+            | edx1::PSE36,
+        ecx1: ecx1::CX16 | ecx1::HYPERVISOR,
+        edx81: edx81::SYSCALL | edx81::NX | edx81::LM,
+        ecx81: ecx81::LAHF_LM,
+    }),
+};
+
+/// A P6-family 32-bit part: PAE, PGE, CMOV, SYSENTER, no long mode.
+pub static PENTIUM3: CpuModel = CpuModel {
+    name: "pentium3",
+    description: "Intel Pentium III: 32-bit, PAE, PGE, CMOV, SYSENTER; no long mode",
+    vendor: b"GenuineIntel",
+    signature: 0x0000_0673,
+    max_leaf: 2,
+    max_ext_leaf: 0,
+    brand: "",
+    features: IMPLEMENTED.and(Features {
+        edx1: edx1::FPU
+            | edx1::PSE
+            | edx1::TSC
+            | edx1::MSR
+            | edx1::PAE
+            | edx1::CX8
+            | edx1::SEP
+            | edx1::MTRR
+            | edx1::PGE
+            | edx1::CMOV
+            | edx1::PAT
+            | edx1::PSE36,
+        ecx1: ecx1::HYPERVISOR,
+        edx81: 0,
+        ecx81: 0,
+    }),
+};
+
+/// The original Pentium: TSC, MSRs, CMPXCHG8B and 4 MiB pages, but no PAE, PGE or CMOV.
+pub static PENTIUM: CpuModel = CpuModel {
+    name: "pentium",
+    description: "Intel Pentium: 32-bit, TSC, CMPXCHG8B, 4 MiB pages; no PAE, PGE, CMOV",
+    vendor: b"GenuineIntel",
+    signature: 0x0000_0543,
+    max_leaf: 1,
+    max_ext_leaf: 0,
+    brand: "",
+    features: IMPLEMENTED.and(Features {
+        edx1: edx1::FPU | edx1::PSE | edx1::TSC | edx1::MSR | edx1::CX8,
+        ecx1: ecx1::HYPERVISOR,
+        edx81: 0,
+        ecx81: 0,
+    }),
+};
+
+/// A late 486 (with CPUID): none of the Pentium additions.
+pub static I486: CpuModel = CpuModel {
+    name: "486",
+    description: "Intel 486: 32-bit paging only; no TSC, MSRs, CMPXCHG8B or 4 MiB pages",
+    vendor: b"GenuineIntel",
+    signature: 0x0000_0480,
+    max_leaf: 1,
+    max_ext_leaf: 0,
+    brand: "",
+    features: IMPLEMENTED.and(Features {
+        edx1: edx1::FPU,
+        ecx1: ecx1::HYPERVISOR,
+        edx81: 0,
+        ecx81: 0,
+    }),
+};
+
+/// Every model, for `-cpu help` and name lookup.
+pub static MODELS: [&CpuModel; 5] = [&MAX, &QEMU64, &PENTIUM3, &PENTIUM, &I486];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_model_advertises_more_than_is_implemented() {
+        for m in MODELS {
+            assert_eq!(m.features.and(IMPLEMENTED), m.features, "{}", m.name);
+        }
+    }
+
+    #[test]
+    fn names_resolve_case_insensitively_with_aliases() {
+        assert_eq!(CpuModel::by_name("Pentium").unwrap().name, "pentium");
+        assert_eq!(CpuModel::by_name("host").unwrap().name, "max");
+        assert!(CpuModel::by_name("core2duo").is_none());
+        assert!(!I486.has_edx1(edx1::TSC));
+        assert!(PENTIUM3.has_edx1(edx1::SEP) && !PENTIUM3.has_edx81(edx81::LM));
+    }
+}

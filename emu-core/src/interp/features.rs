@@ -1,0 +1,112 @@
+//! Feature gates: what the CPU model lacks does not exist (see [`crate::cpu_model`]).
+
+use iced_x86::{Instruction, Mnemonic as M};
+
+use super::cpu::{msr, Mode};
+use super::fault::{Fault, Result};
+use super::Interp;
+use crate::cpu_model::{ecx1, ecx81, edx1, edx81};
+
+/// CR4 bits the interpreter accepts on the richest model: VME through PCE.
+const CR4_IMPLEMENTED: u64 = 0x1ff;
+const CR4_TSD: u64 = 1 << 2;
+const CR4_PSE: u64 = 1 << 4;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_PGE: u64 = 1 << 7;
+const EFER_SCE: u64 = 1;
+const EFER_LME: u64 = 1 << 8;
+const EFER_NXE: u64 = 1 << 11;
+
+impl Interp {
+    /// #UD unless the model has what `i` needs.
+    pub(crate) fn require_feature(&self, i: &Instruction) -> Result<()> {
+        let m = self.model;
+        let ok = match i.mnemonic() {
+            M::Cmpxchg8b => m.has_edx1(edx1::CX8),
+            M::Cmpxchg16b => m.has_ecx1(ecx1::CX16),
+            M::Rdtsc => m.has_edx1(edx1::TSC),
+            M::Rdtscp => m.has_edx81(edx81::RDTSCP),
+            M::Rdmsr | M::Wrmsr => m.has_edx1(edx1::MSR),
+            M::Sysenter | M::Sysexit | M::Sysexitq => m.has_edx1(edx1::SEP),
+            M::Syscall | M::Sysret | M::Sysretq => m.has_edx81(edx81::SYSCALL),
+            M::Lahf | M::Sahf => {
+                self.cpu.mode() != Mode::Long64 || m.features.ecx81 & ecx81::LAHF_LM != 0
+            }
+            M::Cmova
+            | M::Cmovae
+            | M::Cmovb
+            | M::Cmovbe
+            | M::Cmove
+            | M::Cmovg
+            | M::Cmovge
+            | M::Cmovl
+            | M::Cmovle
+            | M::Cmovne
+            | M::Cmovno
+            | M::Cmovnp
+            | M::Cmovns
+            | M::Cmovo
+            | M::Cmovp
+            | M::Cmovs => m.has_edx1(edx1::CMOV),
+            _ => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Fault::ud().into())
+        }
+    }
+
+    /// The CR4 bits a MOV to CR4 may set on this model.
+    pub(crate) fn cr4_allowed(&self) -> u64 {
+        let m = self.model;
+        let mut allowed = CR4_IMPLEMENTED;
+        for (bit, feature) in [
+            (CR4_TSD, edx1::TSC),
+            (CR4_PSE, edx1::PSE),
+            (CR4_PAE, edx1::PAE),
+            (CR4_PGE, edx1::PGE),
+        ] {
+            if !m.has_edx1(feature) {
+                allowed &= !bit;
+            }
+        }
+        allowed
+    }
+
+    /// Whether MSR `index` exists on this model (RDMSR/WRMSR of one that does not is #GP).
+    pub(crate) fn msr_exists(&self, index: u32) -> bool {
+        let m = self.model;
+        match index {
+            msr::TSC => m.has_edx1(edx1::TSC),
+            msr::SYSENTER_CS | msr::SYSENTER_ESP | msr::SYSENTER_EIP => m.has_edx1(edx1::SEP),
+            msr::PAT => m.has_edx1(edx1::PAT),
+            msr::EFER => self.efer_writable() != 0,
+            msr::STAR | msr::SFMASK => m.has_edx81(edx81::SYSCALL),
+            msr::LSTAR | msr::CSTAR | msr::FS_BASE | msr::GS_BASE | msr::KERNEL_GS_BASE => {
+                m.has_edx81(edx81::LM)
+            }
+            msr::TSC_AUX => m.has_edx81(edx81::RDTSCP),
+            super::mtrr::CAP..=super::mtrr::DEF_TYPE => {
+                m.has_edx1(edx1::MTRR) || self.cpu.msr.mtrrs.read(index).is_none()
+            }
+            _ => true,
+        }
+    }
+
+    /// The EFER bits WRMSR may set on this model.
+    pub(crate) fn efer_writable(&self) -> u64 {
+        let m = self.model;
+        let mut w = 0;
+        if m.has_edx81(edx81::SYSCALL) {
+            w |= EFER_SCE;
+        }
+        if m.has_edx81(edx81::LM) {
+            w |= EFER_LME;
+        }
+        if m.has_edx81(edx81::NX) {
+            w |= EFER_NXE;
+        }
+        w
+    }
+}
