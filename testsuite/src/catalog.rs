@@ -75,6 +75,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "protection faults: ok",
         },
         Case {
+            name: "protected32-tss-faults",
+            build: kernels::tss_faults,
+            expect: "tss: I/O permission bitmap: ok",
+        },
+        Case {
             name: "protected32-double-fault",
             build: kernels::double_fault,
             expect: "double fault: ok",

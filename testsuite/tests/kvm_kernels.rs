@@ -29,6 +29,7 @@ const PVM_SKIPS: &[(&str, &str)] = &[
         "promotes every double fault to a triple fault",
     ),
     ("protected32-protection-faults", "no protected-mode IRET"),
+    ("protected32-tss-faults", "no protected-mode IRET"),
     ("protected32-sysenter", "legacy (non-long-mode) user code"),
     ("protected32-descriptors", "LAR/LSL/VERR/VERW"),
     ("protected32-paging-user", "only 4-level paging"),

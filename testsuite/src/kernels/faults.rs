@@ -3,7 +3,9 @@
 
 use iced_x86::code_asm::*;
 
-use crate::kit::{check, sel, Code, Kernel, IDT_ADDR, PAGE_TABLES, PASS, TSS_ADDR};
+use crate::kit::{
+    check, sel, Code, Kernel, IDT_ADDR, KERNEL_STACK, PAGE_TABLES, PASS, TSS_ADDR, USER_STACK,
+};
 
 use super::common::*;
 
@@ -379,6 +381,158 @@ pub fn page_faults32(mode: Paging32) -> Vec<u8> {
         } else {
             "32-bit page faults: ok\n"
         });
+        c.exit(PASS);
+    })
+}
+
+/// Code that a probe runs.
+type Emit = dyn Fn(&mut Code);
+
+/// Task-switch faults and the TSS I/O permission bitmap, in 32-bit protected mode.
+///
+/// Ring 0: JMP to a TSS whose limit is below 0x67 is #TS(sel), to a not-present TSS #NP(sel),
+/// to a busy TSS #GP(sel). Ring 3 with IOPL 0, on a TSS whose bitmap allows only port 0x80:
+/// `IN` from 0x80 works, from 0x81 is #GP(0), and a word from 0x7f (which spans 0x7f–0x80)
+/// is #GP(0) because every byte's bit must be clear.
+pub fn tss_faults() -> Vec<u8> {
+    Kernel::build(|k| {
+        let spare = k.gdt_entry(sel::SPARE);
+        let c = &mut k.c32;
+        skip_if_pvm(
+            c,
+            "SKIP: PVM cannot return from a legacy protected-mode handler (KVM's emulator has no protected-mode IRET)\n",
+        );
+        const VEC: u32 = 0x7f00;
+        const ERR: u32 = 0x7f04;
+        const RESUME: u32 = 0x7f08;
+        /// Where the user-mode probes store the vector each one saw.
+        const USER_RESULTS: u32 = 0x7f20;
+        /// The TSS with the I/O bitmap; the bitmap follows the 0x68-byte TSS.
+        const IO_TSS: u32 = 0x19_0000;
+        const BITMAP: u32 = IO_TSS + 0x68;
+
+        // #TS, #NP, #GP record (vector, error code) and resume at [RESUME], ring 0 or 3;
+        // #UD ends the user-mode part.
+        let mut over = c.label();
+        let handlers: Vec<_> = [10u32, 11, 13].iter().map(|_| c.sym()).collect();
+        for (v, h) in [10u32, 11, 13].iter().zip(&handlers) {
+            let a = c.addr(*h);
+            gate32(c, *v, a);
+        }
+        let user_done = c.sym();
+        let a = c.addr(user_done);
+        gate32(c, 6, a);
+        load_idt(c, false);
+        load_tss(c, false);
+        check(c.a.jmp(over));
+        for (v, h) in [10u32, 11, 13].iter().zip(&handlers) {
+            c.bind(*h);
+            check(c.a.mov(dword_ptr(VEC), *v));
+            check(c.a.pop(eax));
+            check(c.a.mov(dword_ptr(ERR), eax));
+            check(c.a.mov(eax, dword_ptr(RESUME)));
+            check(c.a.mov(dword_ptr(esp), eax));
+            check(c.a.iretd());
+        }
+        c.here(&mut over);
+
+        let mut n = 2;
+        let mut probe = |c: &mut Code, name: &str, lo: u32, hi: u32, vec: u32, err: u32| {
+            check(c.a.mov(dword_ptr(spare), lo));
+            check(c.a.mov(dword_ptr(spare + 4), hi));
+            let resume = c.sym();
+            let r = c.addr(resume);
+            check(c.a.mov(dword_ptr(RESUME), r));
+            check(c.a.mov(dword_ptr(VEC), u32::MAX));
+            check(c.a.jmp_far(sel::SPARE, 0));
+            c.print(&format!("tss: {name}: no fault\n"));
+            c.exit(n);
+            c.bind(resume);
+            check(c.a.cmp(dword_ptr(VEC), vec as i32));
+            c.fail_unless_zero(&format!("tss: {name}: wrong vector\n"), n + 1);
+            check(c.a.cmp(dword_ptr(ERR), err as i32));
+            c.fail_unless_zero(&format!("tss: {name}: wrong error code\n"), n + 2);
+            n += 3;
+        };
+        // A TSS at IO_TSS: base 15:0 in the low word's high half, base 23:16 in the high
+        // dword's low byte (IO_TSS < 16 MiB, so base 31:24 is 0).
+        let lo = |limit: u32| limit | ((IO_TSS & 0xffff) << 16);
+        let hi = |access: u32| ((IO_TSS >> 16) & 0xff) | (access << 8);
+        let err = u32::from(sel::SPARE);
+        probe(
+            c,
+            "JMP to a TSS below the minimum limit",
+            lo(0x60),
+            hi(0x89),
+            10,
+            err,
+        );
+        probe(c, "JMP to a not-present TSS", lo(0x67), hi(0x09), 11, err);
+        probe(c, "JMP to a busy TSS", lo(0x67), hi(0x8b), 13, err);
+        c.print("tss: task-switch faults: ok\n");
+
+        // The I/O TSS: ring-0 stack, bitmap at 0x68 denying every port but 0x80, then the
+        // terminating 0xff byte.
+        check(c.a.mov(dword_ptr(IO_TSS + 4), KERNEL_STACK));
+        check(c.a.mov(dword_ptr(IO_TSS + 8), u32::from(sel::DATA32)));
+        check(c.a.mov(word_ptr(IO_TSS + 0x66), 0x68u32));
+        check(c.a.mov(edi, BITMAP));
+        check(c.a.mov(ecx, 0x2000u32 / 4 + 1));
+        check(c.a.mov(eax, u32::MAX));
+        check(c.a.cld());
+        check(c.a.rep().stosd());
+        check(c.a.mov(byte_ptr(BITMAP + 0x80 / 8), 0xfeu32));
+        check(c.a.mov(dword_ptr(spare), lo(0x68 + 0x2000)));
+        check(c.a.mov(dword_ptr(spare + 4), hi(0x89)));
+        check(c.a.mov(ax, u32::from(sel::SPARE)));
+        check(c.a.ltr(ax));
+
+        let user_entry = c.sym();
+        check(c.a.push(u32::from(sel::USER_DATA)));
+        check(c.a.push(USER_STACK));
+        check(c.a.push(0x0002u32)); // IOPL 0
+        check(c.a.push(u32::from(sel::USER_CODE32)));
+        check(c.a.push(c.addr(user_entry)));
+        check(c.a.iretd());
+
+        c.bind(user_entry);
+        check(c.a.mov(ax, u32::from(sel::USER_DATA)));
+        check(c.a.mov(ds, ax));
+        let user_probes: [(&str, &Emit); 3] = [
+            ("IN AL, 0x80 (allowed)", &|c| check(c.a.in_(al, 0x80))),
+            ("IN AL, 0x81 (denied)", &|c| check(c.a.in_(al, 0x81))),
+            ("IN AX, DX=0x7f (one byte denied)", &|c| {
+                check(c.a.mov(dx, 0x7fu32));
+                check(c.a.in_(ax, dx));
+            }),
+        ];
+        for (k, (_, emit)) in user_probes.iter().enumerate() {
+            let resume = c.sym();
+            let r = c.addr(resume);
+            check(c.a.mov(dword_ptr(RESUME), r));
+            check(c.a.mov(dword_ptr(VEC), u32::MAX));
+            check(c.a.mov(dword_ptr(ERR), u32::MAX));
+            emit(c);
+            c.bind(resume);
+            check(c.a.mov(eax, dword_ptr(VEC)));
+            check(c.a.mov(dword_ptr(USER_RESULTS + 8 * k as u32), eax));
+            check(c.a.mov(eax, dword_ptr(ERR)));
+            check(c.a.mov(dword_ptr(USER_RESULTS + 8 * k as u32 + 4), eax));
+        }
+        check(c.a.ud2());
+
+        c.bind(user_done);
+        check(c.a.mov(ax, u32::from(sel::DATA32)));
+        check(c.a.mov(ds, ax));
+        let expected = [(u32::MAX, u32::MAX), (13, 0), (13, 0)];
+        for (k, ((name, _), (vec, err))) in user_probes.iter().zip(expected).enumerate() {
+            check(c.a.cmp(dword_ptr(USER_RESULTS + 8 * k as u32), vec as i32));
+            c.fail_unless_zero(&format!("tss: {name}: wrong vector\n"), n);
+            check(c.a.cmp(dword_ptr(USER_RESULTS + 8 * k as u32 + 4), err as i32));
+            c.fail_unless_zero(&format!("tss: {name}: wrong error code\n"), n + 1);
+            n += 2;
+        }
+        c.print("tss: I/O permission bitmap: ok\n");
         c.exit(PASS);
     })
 }
