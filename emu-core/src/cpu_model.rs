@@ -20,6 +20,8 @@ pub struct Features {
     pub edx81: u32,
     /// Leaf 0x8000_0001 ECX.
     pub ecx81: u32,
+    /// Leaf 7 (subleaf 0) EBX.
+    pub ebx7: u32,
 }
 
 /// Leaf 1 EDX bits.
@@ -41,6 +43,7 @@ pub mod edx1 {
 /// Leaf 1 ECX bits.
 pub mod ecx1 {
     pub const CX16: u32 = 1 << 13;
+    pub const POPCNT: u32 = 1 << 23;
     pub const HYPERVISOR: u32 = 1 << 31;
 }
 
@@ -55,6 +58,12 @@ pub mod edx81 {
 /// Leaf 0x8000_0001 ECX bits.
 pub mod ecx81 {
     pub const LAHF_LM: u32 = 1 << 0;
+    pub const LZCNT: u32 = 1 << 5;
+}
+
+/// Leaf 7 EBX bits.
+pub mod ebx7 {
+    pub const BMI1: u32 = 1 << 3;
 }
 
 /// Everything the interpreter implements; no model advertises a bit outside this set.
@@ -70,9 +79,10 @@ pub const IMPLEMENTED: Features = Features {
         | edx1::CMOV
         | edx1::PAT
         | edx1::PSE36,
-    ecx1: ecx1::CX16 | ecx1::HYPERVISOR,
+    ecx1: ecx1::CX16 | ecx1::POPCNT | ecx1::HYPERVISOR,
     edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
-    ecx81: ecx81::LAHF_LM,
+    ecx81: ecx81::LAHF_LM | ecx81::LZCNT,
+    ebx7: ebx7::BMI1,
 };
 
 impl Features {
@@ -82,6 +92,7 @@ impl Features {
             ecx1: self.ecx1 & o.ecx1,
             edx81: self.edx81 & o.edx81,
             ecx81: self.ecx81 & o.ecx81,
+            ebx7: self.ebx7 & o.ebx7,
         }
     }
 }
@@ -175,6 +186,7 @@ pub static QEMU64: CpuModel = CpuModel {
         ecx1: ecx1::CX16 | ecx1::HYPERVISOR,
         edx81: edx81::SYSCALL | edx81::NX | edx81::LM,
         ecx81: ecx81::LAHF_LM,
+        ebx7: 0,
     }),
 };
 
@@ -203,6 +215,7 @@ pub static PENTIUM3: CpuModel = CpuModel {
         ecx1: ecx1::HYPERVISOR,
         edx81: 0,
         ecx81: 0,
+        ebx7: 0,
     }),
 };
 
@@ -220,6 +233,7 @@ pub static PENTIUM: CpuModel = CpuModel {
         ecx1: ecx1::HYPERVISOR,
         edx81: 0,
         ecx81: 0,
+        ebx7: 0,
     }),
 };
 
@@ -237,6 +251,7 @@ pub static I486: CpuModel = CpuModel {
         ecx1: ecx1::HYPERVISOR,
         edx81: 0,
         ecx81: 0,
+        ebx7: 0,
     }),
 };
 

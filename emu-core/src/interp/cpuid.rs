@@ -31,6 +31,7 @@ pub fn cpuid(model: &CpuModel, leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u
             let ebx = (apic_id << 24) | (1 << 16) | (8 << 8);
             (model.signature, ebx, f.ecx1, f.edx1)
         }
+        7 if subleaf == 0 => (0, f.ebx7, 0, 0),
         0xb => {
             let kind = if subleaf == 0 { 1 } else { 0 };
             (0, u32::from(subleaf == 0), subleaf | (kind << 8), apic_id)

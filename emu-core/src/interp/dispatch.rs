@@ -47,6 +47,19 @@ impl Interp {
             }
             M::Bt | M::Bts | M::Btr | M::Btc => self.bit_test(i),
             M::Bsf | M::Bsr => self.bit_scan(i),
+            M::Popcnt | M::Lzcnt | M::Tzcnt => {
+                // Without LZCNT/BMI1 the F3 prefix is ignored: the CPU runs BSR/BSF.
+                if self.runs_as_bit_scan(i) {
+                    self.bit_scan(i)
+                } else {
+                    self.require_feature(i)?;
+                    self.bit_count(i)
+                }
+            }
+            M::Andn | M::Bextr | M::Blsi | M::Blsmsk | M::Blsr => {
+                self.require_feature(i)?;
+                self.bmi1(i)
+            }
             M::Seta
             | M::Setae
             | M::Setb

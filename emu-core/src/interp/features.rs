@@ -5,7 +5,7 @@ use iced_x86::{Instruction, Mnemonic as M};
 use super::cpu::{msr, Mode};
 use super::fault::{Fault, Result};
 use super::Interp;
-use crate::cpu_model::{ecx1, ecx81, edx1, edx81};
+use crate::cpu_model::{ebx7, ecx1, ecx81, edx1, edx81};
 
 /// CR4 bits the interpreter accepts on the richest model: VME through PCE.
 const CR4_IMPLEMENTED: u64 = 0x1ff;
@@ -29,6 +29,8 @@ impl Interp {
             M::Rdmsr | M::Wrmsr => m.has_edx1(edx1::MSR),
             M::Sysenter | M::Sysexit | M::Sysexitq => m.has_edx1(edx1::SEP),
             M::Syscall | M::Sysret | M::Sysretq => m.has_edx81(edx81::SYSCALL),
+            M::Popcnt => m.has_ecx1(ecx1::POPCNT),
+            M::Andn | M::Bextr | M::Blsi | M::Blsmsk | M::Blsr => m.features.ebx7 & ebx7::BMI1 != 0,
             M::Lahf | M::Sahf => {
                 self.cpu.mode() != Mode::Long64 || m.features.ecx81 & ecx81::LAHF_LM != 0
             }
@@ -54,6 +56,16 @@ impl Interp {
             Ok(())
         } else {
             Err(Fault::ud().into())
+        }
+    }
+
+    /// Whether LZCNT/TZCNT execute as BSR/BSF because the model lacks LZCNT/BMI1.
+    pub(crate) fn runs_as_bit_scan(&self, i: &Instruction) -> bool {
+        let f = &self.model.features;
+        match i.mnemonic() {
+            M::Lzcnt => f.ecx81 & ecx81::LZCNT == 0,
+            M::Tzcnt => f.ebx7 & ebx7::BMI1 == 0,
+            _ => false,
         }
     }
 

@@ -6,6 +6,7 @@
 
 pub mod alu;
 pub mod bcd;
+pub mod bitcount;
 pub mod control;
 pub mod cpu;
 pub mod cpuid;

@@ -95,7 +95,21 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Sets,
         ],
     ),
-    ("bit", &[M::Bt, M::Bts, M::Btr, M::Btc, M::Bsf, M::Bsr]),
+    (
+        "bit",
+        &[
+            M::Bt,
+            M::Bts,
+            M::Btr,
+            M::Btc,
+            M::Bsf,
+            M::Bsr,
+            M::Popcnt,
+            M::Lzcnt,
+            M::Tzcnt,
+        ],
+    ),
+    ("bmi", &[M::Andn, M::Bextr, M::Blsi, M::Blsmsk, M::Blsr]),
     (
         "stack",
         &[
@@ -280,8 +294,8 @@ fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
         }
         K::r8_reg | K::r8_opcode => Op::Reg(random_reg(rng, 1, bits)),
         K::r16_reg | K::r16_opcode => Op::Reg(random_reg(rng, 2, bits)),
-        K::r32_reg | K::r32_opcode => Op::Reg(random_reg(rng, 4, bits)),
-        K::r64_reg | K::r64_opcode => Op::Reg(random_reg(rng, 8, bits)),
+        K::r32_reg | K::r32_opcode | K::r32_vvvv => Op::Reg(random_reg(rng, 4, bits)),
+        K::r64_reg | K::r64_opcode | K::r64_vvvv => Op::Reg(random_reg(rng, 8, bits)),
         K::mem => mem(rng, 8),
         K::imm8 | K::imm8sex16 | K::imm8sex32 | K::imm8sex64 => {
             Op::Imm(rng.below(256) as i64 - 128)
@@ -338,7 +352,10 @@ pub fn codes_for(mnemonics: &[M], bits: u32) -> Vec<Code> {
         .filter(|c| {
             let op = c.op_code();
             op.is_instruction()
-                && op.encoding() == iced_x86::EncodingKind::Legacy
+                && matches!(
+                    op.encoding(),
+                    iced_x86::EncodingKind::Legacy | iced_x86::EncodingKind::VEX
+                )
                 && mnemonics.contains(&c.mnemonic())
                 && if bits == 64 { op.mode64() } else { op.mode32() }
                 && (0..op.op_count()).all(|k| {
@@ -356,6 +373,8 @@ pub fn codes_for(mnemonics: &[M], bits: u32) -> Vec<Code> {
                             | K::r32_opcode
                             | K::r64_reg
                             | K::r64_opcode
+                            | K::r32_vvvv
+                            | K::r64_vvvv
                             | K::mem
                             | K::imm8
                             | K::imm8sex16
@@ -513,4 +532,27 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         data,
         instructions: n,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mnemonic_of_every_class_has_an_encoding() {
+        for (class, mnemonics) in CLASSES {
+            let mut codes = codes_for(mnemonics, 64);
+            codes.extend(codes_for(mnemonics, 32));
+            for m in mnemonics.iter() {
+                // String instructions and XLAT come from their own generators.
+                if matches!(class, &"string") || *m == M::Xlatb {
+                    continue;
+                }
+                assert!(
+                    codes.iter().any(|c| c.mnemonic() == *m),
+                    "{class}: no encoding of {m:?}"
+                );
+            }
+        }
+    }
 }

@@ -55,8 +55,8 @@ fn expect(c: &mut Code, n: &mut u32, name: &str, emit: &dyn Fn(&mut Code), vecto
 }
 
 /// For `-cpu pentium`: CPUID says family 5, max leaf 1, TSC and CMPXCHG8B but no CMOV, PAE,
-/// PGE, SYSENTER or long mode; CMOV and SYSENTER raise #UD, CR4.PAE/PGE and EFER raise #GP,
-/// RDTSC and CMPXCHG8B work.
+/// PGE, SYSENTER or long mode; CMOV, SYSENTER, POPCNT and ANDN raise #UD, TZCNT runs as BSF,
+/// CR4.PAE/PGE and EFER raise #GP, RDTSC and CMPXCHG8B work.
 pub fn cpu_model_pentium() -> Vec<u8> {
     Kernel::build(|k| {
         let c = &mut k.c32;
@@ -89,6 +89,28 @@ pub fn cpu_model_pentium() -> Vec<u8> {
         expect(c, &mut n, "CMOVE", &|c| check(c.a.cmove(eax, ebx)), Some(6));
         expect(c, &mut n, "SYSENTER", &|c| check(c.a.sysenter()), Some(6));
         expect(c, &mut n, "RDTSC", &|c| check(c.a.rdtsc()), None);
+        expect(
+            c,
+            &mut n,
+            "POPCNT",
+            &|c| check(c.a.popcnt(eax, ebx)),
+            Some(6),
+        );
+        expect(
+            c,
+            &mut n,
+            "ANDN",
+            &|c| check(c.a.andn(eax, ebx, ecx)),
+            Some(6),
+        );
+        // Without BMI1 the F3 prefix is ignored and TZCNT is BSF: a zero source leaves the
+        // destination alone instead of writing 32.
+        check(c.a.mov(ebx, 0x1234u32));
+        check(c.a.xor(eax, eax));
+        check(c.a.tzcnt(ebx, eax));
+        check(c.a.cmp(ebx, 0x1234));
+        c.fail_unless_zero("cpu model: TZCNT did not run as BSF\n", n);
+        n += 1;
         expect(
             c,
             &mut n,
