@@ -43,6 +43,7 @@ pub mod edx1 {
 /// Leaf 1 ECX bits.
 pub mod ecx1 {
     pub const CX16: u32 = 1 << 13;
+    pub const MOVBE: u32 = 1 << 22;
     pub const POPCNT: u32 = 1 << 23;
     pub const HYPERVISOR: u32 = 1 << 31;
 }
@@ -64,6 +65,8 @@ pub mod ecx81 {
 /// Leaf 7 EBX bits.
 pub mod ebx7 {
     pub const BMI1: u32 = 1 << 3;
+    pub const BMI2: u32 = 1 << 8;
+    pub const ADX: u32 = 1 << 19;
 }
 
 /// Everything the interpreter implements; no model advertises a bit outside this set.
@@ -79,10 +82,10 @@ pub const IMPLEMENTED: Features = Features {
         | edx1::CMOV
         | edx1::PAT
         | edx1::PSE36,
-    ecx1: ecx1::CX16 | ecx1::POPCNT | ecx1::HYPERVISOR,
+    ecx1: ecx1::CX16 | ecx1::MOVBE | ecx1::POPCNT | ecx1::HYPERVISOR,
     edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
     ecx81: ecx81::LAHF_LM | ecx81::LZCNT,
-    ebx7: ebx7::BMI1,
+    ebx7: ebx7::BMI1 | ebx7::BMI2 | ebx7::ADX,
 };
 
 impl Features {

@@ -60,6 +60,18 @@ impl Interp {
                 self.require_feature(i)?;
                 self.bmi1(i)
             }
+            M::Bzhi | M::Pdep | M::Pext | M::Mulx | M::Rorx | M::Sarx | M::Shlx | M::Shrx => {
+                self.require_feature(i)?;
+                self.bmi2(i)
+            }
+            M::Adcx | M::Adox => {
+                self.require_feature(i)?;
+                self.adx(i)
+            }
+            M::Movbe => {
+                self.require_feature(i)?;
+                self.movbe(i)
+            }
             M::Seta
             | M::Setae
             | M::Setb

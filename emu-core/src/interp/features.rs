@@ -31,6 +31,11 @@ impl Interp {
             M::Syscall | M::Sysret | M::Sysretq => m.has_edx81(edx81::SYSCALL),
             M::Popcnt => m.has_ecx1(ecx1::POPCNT),
             M::Andn | M::Bextr | M::Blsi | M::Blsmsk | M::Blsr => m.features.ebx7 & ebx7::BMI1 != 0,
+            M::Bzhi | M::Pdep | M::Pext | M::Mulx | M::Rorx | M::Sarx | M::Shlx | M::Shrx => {
+                m.features.ebx7 & ebx7::BMI2 != 0
+            }
+            M::Adcx | M::Adox => m.features.ebx7 & ebx7::ADX != 0,
+            M::Movbe => m.has_ecx1(ecx1::MOVBE),
             M::Lahf | M::Sahf => {
                 self.cpu.mode() != Mode::Long64 || m.features.ecx81 & ecx81::LAHF_LM != 0
             }

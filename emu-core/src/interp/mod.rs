@@ -7,6 +7,7 @@
 pub mod alu;
 pub mod bcd;
 pub mod bitcount;
+pub mod bmi2;
 pub mod control;
 pub mod cpu;
 pub mod cpuid;
