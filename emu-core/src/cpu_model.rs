@@ -69,6 +69,20 @@ pub mod ebx7 {
     pub const ADX: u32 = 1 << 19;
 }
 
+/// Leaf-1 EDX of the P6 family and its successors (FPU through PSE36, less APIC and MCA).
+const P6_EDX1: u32 = edx1::FPU
+    | edx1::PSE
+    | edx1::TSC
+    | edx1::MSR
+    | edx1::PAE
+    | edx1::CX8
+    | edx1::SEP
+    | edx1::MTRR
+    | edx1::PGE
+    | edx1::CMOV
+    | edx1::PAT
+    | edx1::PSE36;
+
 /// Everything the interpreter implements; no model advertises a bit outside this set.
 pub const IMPLEMENTED: Features = Features {
     edx1: edx1::PSE
@@ -174,18 +188,7 @@ pub static QEMU64: CpuModel = CpuModel {
     max_ext_leaf: 0x8000_000a,
     brand: "QEMU Virtual CPU version 2.5+",
     features: IMPLEMENTED.and(Features {
-        edx1: edx1::FPU
-            | edx1::PSE
-            | edx1::TSC
-            | edx1::MSR
-            | edx1::PAE
-            | edx1::CX8
-            | edx1::SEP
-            | edx1::MTRR
-            | edx1::PGE
-            | edx1::CMOV
-            | edx1::PAT
-            | edx1::PSE36,
+        edx1: P6_EDX1,
         ecx1: ecx1::CX16 | ecx1::HYPERVISOR,
         edx81: edx81::SYSCALL | edx81::NX | edx81::LM,
         ecx81: ecx81::LAHF_LM,
@@ -203,18 +206,7 @@ pub static PENTIUM3: CpuModel = CpuModel {
     max_ext_leaf: 0,
     brand: "",
     features: IMPLEMENTED.and(Features {
-        edx1: edx1::FPU
-            | edx1::PSE
-            | edx1::TSC
-            | edx1::MSR
-            | edx1::PAE
-            | edx1::CX8
-            | edx1::SEP
-            | edx1::MTRR
-            | edx1::PGE
-            | edx1::CMOV
-            | edx1::PAT
-            | edx1::PSE36,
+        edx1: P6_EDX1,
         ecx1: ecx1::HYPERVISOR,
         edx81: 0,
         ecx81: 0,

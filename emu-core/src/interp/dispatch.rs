@@ -104,7 +104,7 @@ impl Interp {
             | M::Cmovo
             | M::Cmovp
             | M::Cmovs => {
-                self.require_feature(i)?;
+                self.require_edx1(crate::cpu_model::edx1::CMOV)?;
                 self.cmovcc(i)
             }
             M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => self.convert(i),

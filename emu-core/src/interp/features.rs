@@ -39,25 +39,18 @@ impl Interp {
             M::Lahf | M::Sahf => {
                 self.cpu.mode() != Mode::Long64 || m.features.ecx81 & ecx81::LAHF_LM != 0
             }
-            M::Cmova
-            | M::Cmovae
-            | M::Cmovb
-            | M::Cmovbe
-            | M::Cmove
-            | M::Cmovg
-            | M::Cmovge
-            | M::Cmovl
-            | M::Cmovle
-            | M::Cmovne
-            | M::Cmovno
-            | M::Cmovnp
-            | M::Cmovns
-            | M::Cmovo
-            | M::Cmovp
-            | M::Cmovs => m.has_edx1(edx1::CMOV),
             _ => true,
         };
         if ok {
+            Ok(())
+        } else {
+            Err(Fault::ud().into())
+        }
+    }
+
+    /// #UD unless the model has leaf-1 EDX feature `bit`.
+    pub(crate) fn require_edx1(&self, bit: u32) -> Result<()> {
+        if self.model.has_edx1(bit) {
             Ok(())
         } else {
             Err(Fault::ud().into())

@@ -1,5 +1,6 @@
 //! Building blocks the kernels share: mode switches, paging, gates, skips.
 
+use crate::kit::{Sym, USER_STACK};
 use iced_x86::code_asm::*;
 
 use crate::kit::{
@@ -199,6 +200,19 @@ pub fn enable_paging32(c: &mut Code, mode: Paging32) {
         "paging: a write through the alias did not reach physical memory\n",
         2,
     );
+}
+
+/// IRETs from 32-bit ring 0 to `entry` at CPL 3 (the kit's user code and data segments, the
+/// user stack, IOPL 0, interrupts off) and binds `entry` right after: continue there in user
+/// mode.
+pub fn iret_to_user32(c: &mut Code, entry: Sym) {
+    check(c.a.push(u32::from(sel::USER_DATA)));
+    check(c.a.push(USER_STACK));
+    check(c.a.push(0x0002u32));
+    check(c.a.push(u32::from(sel::USER_CODE32)));
+    check(c.a.push(c.addr(entry)));
+    check(c.a.iretd());
+    c.bind(entry);
 }
 
 /// Work done in user mode, checked by the kernel: sums 1..=1000 into EAX/RAX (500500) and

@@ -3,9 +3,7 @@
 
 use iced_x86::code_asm::*;
 
-use crate::kit::{
-    check, sel, Code, Kernel, IDT_ADDR, KERNEL_STACK, PAGE_TABLES, PASS, TSS_ADDR, USER_STACK,
-};
+use crate::kit::{check, sel, Code, Kernel, IDT_ADDR, KERNEL_STACK, PAGE_TABLES, PASS, TSS_ADDR};
 
 use super::common::*;
 
@@ -507,14 +505,7 @@ pub fn tss_faults() -> Vec<u8> {
         check(c.a.ltr(ax));
 
         let user_entry = c.sym();
-        check(c.a.push(u32::from(sel::USER_DATA)));
-        check(c.a.push(USER_STACK));
-        check(c.a.push(0x0002u32)); // IOPL 0
-        check(c.a.push(u32::from(sel::USER_CODE32)));
-        check(c.a.push(c.addr(user_entry)));
-        check(c.a.iretd());
-
-        c.bind(user_entry);
+        iret_to_user32(c, user_entry);
         check(c.a.mov(ax, u32::from(sel::USER_DATA)));
         check(c.a.mov(ds, ax));
         let user_probes: [(&str, &Emit); 3] = [

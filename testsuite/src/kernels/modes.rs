@@ -100,14 +100,7 @@ pub fn protected32(paging: Paging32, user: bool) -> Vec<u8> {
         idt_gate(c, 6, h, false); // #UD: the way back from user mode
         load_idt(c, false);
         // IRET to CPL 3.
-        check(c.a.push(u32::from(sel::USER_DATA)));
-        check(c.a.push(USER_STACK));
-        check(c.a.push(0x0002u32));
-        check(c.a.push(u32::from(sel::USER_CODE32)));
-        check(c.a.push(c.addr(user_entry)));
-        check(c.a.iretd());
-
-        c.bind(user_entry);
+        iret_to_user32(c, user_entry);
         check(c.a.mov(ax, u32::from(sel::USER_DATA)));
         check(c.a.mov(ds, ax));
         check(c.a.mov(es, ax));

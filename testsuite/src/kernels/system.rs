@@ -161,14 +161,7 @@ pub fn call_gate() -> Vec<u8> {
         let d = c.addr(done);
         idt_gate(c, 6, d, false);
         load_idt(c, false);
-        check(c.a.push(u32::from(sel::USER_DATA)));
-        check(c.a.push(USER_STACK));
-        check(c.a.push(0x0002u32));
-        check(c.a.push(u32::from(sel::USER_CODE32)));
-        check(c.a.push(c.addr(user)));
-        check(c.a.iretd());
-
-        c.bind(user);
+        iret_to_user32(c, user);
         check(c.a.mov(ax, u32::from(sel::USER_DATA)));
         check(c.a.mov(ds, ax));
         check(c.a.push(0x1234u32));
