@@ -12,6 +12,70 @@ const PF_ERR: u32 = 0x7f00;
 const PF_CR2: u32 = 0x7f08;
 const PF_RESUME: u32 = 0x7f10;
 
+/// Where the protected-mode fault handlers of [`fault_handlers32`] record the vector and the
+/// error code, and where they resume.
+const FAULT_VEC: u32 = 0x7f00;
+const FAULT_ERR: u32 = 0x7f04;
+const FAULT_RESUME: u32 = 0x7f08;
+
+/// 32-bit handlers for `vectors` (each with an error code) that record the vector and error
+/// code at [`FAULT_VEC`]/[`FAULT_ERR`] and resume at [`FAULT_RESUME`]; installs the gates
+/// and loads the IDT. With `reload_ds`, a handler first reloads DS (the faulting code may
+/// have left it null); without, it keeps the interrupted code's DS, which must be usable.
+fn fault_handlers32(c: &mut Code, vectors: &[u32], reload_ds: bool) {
+    let mut over = c.label();
+    let handlers: Vec<_> = vectors.iter().map(|_| c.sym()).collect();
+    for (v, h) in vectors.iter().zip(&handlers) {
+        let a = c.addr(*h);
+        gate32(c, *v, a);
+    }
+    load_idt(c, false);
+    check(c.a.jmp(over));
+    for (v, h) in vectors.iter().zip(&handlers) {
+        c.bind(*h);
+        if reload_ds {
+            check(c.a.mov(ax, u32::from(sel::DATA32)));
+            check(c.a.mov(ds, ax));
+        }
+        check(c.a.mov(dword_ptr(FAULT_VEC), *v));
+        check(c.a.pop(eax));
+        check(c.a.mov(dword_ptr(FAULT_ERR), eax));
+        check(c.a.mov(eax, dword_ptr(FAULT_RESUME)));
+        check(c.a.mov(dword_ptr(esp), eax));
+        check(c.a.iretd());
+    }
+    c.here(&mut over);
+}
+
+/// Runs `emit` at ring 0 and checks it faults with `vector` and `error`, through the handlers
+/// of [`fault_handlers32`]; failures exit with `*n`, `*n + 1` or `*n + 2`, and `*n` advances.
+fn expect_fault(
+    c: &mut Code,
+    n: &mut u32,
+    what: &str,
+    emit: &dyn Fn(&mut Code),
+    vector: u32,
+    error: u32,
+) {
+    let resume = c.sym();
+    let r = c.addr(resume);
+    check(c.a.mov(dword_ptr(FAULT_RESUME), r));
+    check(c.a.mov(dword_ptr(FAULT_VEC), u32::MAX));
+    emit(c);
+    c.print(&format!("{what}: no fault\n"));
+    c.exit(*n);
+    c.bind(resume);
+    // Reload what a test may have left null.
+    check(c.a.mov(ax, u32::from(sel::DATA32)));
+    check(c.a.mov(ds, ax));
+    check(c.a.mov(es, ax));
+    check(c.a.cmp(dword_ptr(FAULT_VEC), vector as i32));
+    c.fail_unless_zero(&format!("{what}: wrong vector\n"), *n + 1);
+    check(c.a.cmp(dword_ptr(FAULT_ERR), error as i32));
+    c.fail_unless_zero(&format!("{what}: wrong error code\n"), *n + 2);
+    *n += 3;
+}
+
 /// Emits one faulting access (`emit`) and checks the #PF it must raise: the handler records
 /// the error code and CR2 at [`PF_ERR`]/[`PF_CR2`] and resumes at [`PF_RESUME`]. Works in
 /// 32- and 64-bit code.
@@ -186,51 +250,11 @@ pub fn protection_faults() -> Vec<u8> {
             c,
             "SKIP: PVM cannot return from a legacy protected-mode handler (KVM's emulator has no protected-mode IRET)\n",
         );
-        const VEC: u32 = 0x7f00;
-        const ERR: u32 = 0x7f04;
-        const RESUME: u32 = 0x7f08;
-        // #NP, #SS, #GP record (vector, error code) and resume at [RESUME].
-        let mut over = c.label();
-        let handlers: Vec<_> = [11u32, 12, 13].iter().map(|_| c.sym()).collect();
-        for (v, h) in [11u32, 12, 13].iter().zip(&handlers) {
-            let a = c.addr(*h);
-            gate32(c, *v, a);
-        }
-        load_idt(c, false);
-        check(c.a.jmp(over));
-        for (v, h) in [11u32, 12, 13].iter().zip(&handlers) {
-            c.bind(*h);
-            // The faulting code may have left DS null: reload it before storing.
-            check(c.a.mov(ax, u32::from(sel::DATA32)));
-            check(c.a.mov(ds, ax));
-            check(c.a.mov(dword_ptr(VEC), *v));
-            check(c.a.pop(eax));
-            check(c.a.mov(dword_ptr(ERR), eax));
-            check(c.a.mov(eax, dword_ptr(RESUME)));
-            check(c.a.mov(dword_ptr(esp), eax));
-            check(c.a.iretd());
-        }
-        c.here(&mut over);
-
+        // #NP, #SS, #GP record (vector, error code) and resume.
+        fault_handlers32(c, &[11, 12, 13], true);
         let mut n = 2;
         let mut probe = |c: &mut Code, name: &str, emit: &dyn Fn(&mut Code), vec: u32, err: u32| {
-            let resume = c.sym();
-            let r = c.addr(resume);
-            check(c.a.mov(dword_ptr(RESUME), r));
-            check(c.a.mov(dword_ptr(VEC), u32::MAX));
-            emit(c);
-            c.print(&format!("protection: {name}: no fault\n"));
-            c.exit(n);
-            c.bind(resume);
-            // Reload what a test may have left null.
-            check(c.a.mov(ax, u32::from(sel::DATA32)));
-            check(c.a.mov(ds, ax));
-            check(c.a.mov(es, ax));
-            check(c.a.cmp(dword_ptr(VEC), vec as i32));
-            c.fail_unless_zero(&format!("protection: {name}: wrong vector\n"), n + 1);
-            check(c.a.cmp(dword_ptr(ERR), err as i32));
-            c.fail_unless_zero(&format!("protection: {name}: wrong error code\n"), n + 2);
-            n += 3;
+            expect_fault(c, &mut n, &format!("protection: {name}"), emit, vec, err);
         };
         let load = |s: AsmRegisterSegment, selector: u16| {
             move |c: &mut Code| {
@@ -419,9 +443,6 @@ pub fn tss_faults() -> Vec<u8> {
             c,
             "SKIP: PVM cannot return from a legacy protected-mode handler (KVM's emulator has no protected-mode IRET)\n",
         );
-        const VEC: u32 = 0x7f00;
-        const ERR: u32 = 0x7f04;
-        const RESUME: u32 = 0x7f08;
         /// Where the user-mode probes store the vector each one saw.
         const USER_RESULTS: u32 = 0x7f20;
         /// The TSS with the I/O bitmap; the bitmap follows the 0x68-byte TSS.
@@ -430,46 +451,19 @@ pub fn tss_faults() -> Vec<u8> {
 
         // #TS, #NP, #GP record (vector, error code) and resume at [RESUME], ring 0 or 3;
         // #UD ends the user-mode part.
-        let mut over = c.label();
-        let handlers: Vec<_> = [10u32, 11, 13].iter().map(|_| c.sym()).collect();
-        for (v, h) in [10u32, 11, 13].iter().zip(&handlers) {
-            let a = c.addr(*h);
-            gate32(c, *v, a);
-        }
+        // The user-mode part keeps its DS (flat, DPL 3) in the handlers.
+        fault_handlers32(c, &[10, 11, 13], false);
         let user_done = c.sym();
         let a = c.addr(user_done);
         gate32(c, 6, a);
-        load_idt(c, false);
         load_tss(c, false);
-        check(c.a.jmp(over));
-        for (v, h) in [10u32, 11, 13].iter().zip(&handlers) {
-            c.bind(*h);
-            check(c.a.mov(dword_ptr(VEC), *v));
-            check(c.a.pop(eax));
-            check(c.a.mov(dword_ptr(ERR), eax));
-            check(c.a.mov(eax, dword_ptr(RESUME)));
-            check(c.a.mov(dword_ptr(esp), eax));
-            check(c.a.iretd());
-        }
-        c.here(&mut over);
 
         let mut n = 2;
         let mut probe = |c: &mut Code, name: &str, lo: u32, hi: u32, vec: u32, err: u32| {
             check(c.a.mov(dword_ptr(spare), lo));
             check(c.a.mov(dword_ptr(spare + 4), hi));
-            let resume = c.sym();
-            let r = c.addr(resume);
-            check(c.a.mov(dword_ptr(RESUME), r));
-            check(c.a.mov(dword_ptr(VEC), u32::MAX));
-            check(c.a.jmp_far(sel::SPARE, 0));
-            c.print(&format!("tss: {name}: no fault\n"));
-            c.exit(n);
-            c.bind(resume);
-            check(c.a.cmp(dword_ptr(VEC), vec as i32));
-            c.fail_unless_zero(&format!("tss: {name}: wrong vector\n"), n + 1);
-            check(c.a.cmp(dword_ptr(ERR), err as i32));
-            c.fail_unless_zero(&format!("tss: {name}: wrong error code\n"), n + 2);
-            n += 3;
+            let jump = |c: &mut Code| check(c.a.jmp_far(sel::SPARE, 0));
+            expect_fault(c, &mut n, &format!("tss: {name}"), &jump, vec, err);
         };
         // A TSS at IO_TSS: base 15:0 in the low word's high half, base 23:16 in the high
         // dword's low byte (IO_TSS < 16 MiB, so base 31:24 is 0).
@@ -519,14 +513,14 @@ pub fn tss_faults() -> Vec<u8> {
         for (k, (_, emit)) in user_probes.iter().enumerate() {
             let resume = c.sym();
             let r = c.addr(resume);
-            check(c.a.mov(dword_ptr(RESUME), r));
-            check(c.a.mov(dword_ptr(VEC), u32::MAX));
-            check(c.a.mov(dword_ptr(ERR), u32::MAX));
+            check(c.a.mov(dword_ptr(FAULT_RESUME), r));
+            check(c.a.mov(dword_ptr(FAULT_VEC), u32::MAX));
+            check(c.a.mov(dword_ptr(FAULT_ERR), u32::MAX));
             emit(c);
             c.bind(resume);
-            check(c.a.mov(eax, dword_ptr(VEC)));
+            check(c.a.mov(eax, dword_ptr(FAULT_VEC)));
             check(c.a.mov(dword_ptr(USER_RESULTS + 8 * k as u32), eax));
-            check(c.a.mov(eax, dword_ptr(ERR)));
+            check(c.a.mov(eax, dword_ptr(FAULT_ERR)));
             check(c.a.mov(dword_ptr(USER_RESULTS + 8 * k as u32 + 4), eax));
         }
         check(c.a.ud2());
