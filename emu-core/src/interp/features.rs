@@ -7,8 +7,8 @@ use super::fault::{Fault, Result};
 use super::Interp;
 use crate::cpu_model::{ebx7, ecx1, ecx81, edx1, edx81};
 
-/// CR4 bits the interpreter accepts on the richest model: VME through PCE.
-const CR4_IMPLEMENTED: u64 = 0x1ff;
+// CR4 bits whose behaviour the interpreter implements (TSD, PSE, PAE, PGE); the rest
+// (VME, PVI, DE, MCE, PCE, OSFXSR, SMEP, …) are #GP until they are built and advertised.
 const CR4_TSD: u64 = 1 << 2;
 const CR4_PSE: u64 = 1 << 4;
 const CR4_PAE: u64 = 1 << 5;
@@ -70,15 +70,15 @@ impl Interp {
     /// The CR4 bits a MOV to CR4 may set on this model.
     pub(crate) fn cr4_allowed(&self) -> u64 {
         let m = self.model;
-        let mut allowed = CR4_IMPLEMENTED;
+        let mut allowed = 0;
         for (bit, feature) in [
             (CR4_TSD, edx1::TSC),
             (CR4_PSE, edx1::PSE),
             (CR4_PAE, edx1::PAE),
             (CR4_PGE, edx1::PGE),
         ] {
-            if !m.has_edx1(feature) {
-                allowed &= !bit;
+            if m.has_edx1(feature) {
+                allowed |= bit;
             }
         }
         allowed
