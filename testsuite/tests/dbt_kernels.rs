@@ -57,3 +57,16 @@ fn a_cpu_model_is_what_cpuid_says_and_no_more() {
         out.serial
     );
 }
+
+#[test]
+fn a_jump_into_unclaimed_mmio_is_ud_in_the_guest() {
+    let file = harness::temp_kernel("dbt-jump-mmio", &testsuite::kernels::jump_into_mmio());
+    let (cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    let out = harness::run(&cfg, &cap, Duration::from_secs(60)).expect("VM runs");
+    assert!(out.passed(), "{:?}: {}", out.exit, out.serial);
+    assert!(
+        out.serial.contains("jump into unclaimed MMIO: #UD: ok"),
+        "{}",
+        out.serial
+    );
+}

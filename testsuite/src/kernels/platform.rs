@@ -181,3 +181,33 @@ pub fn a20_gate() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Jumps into unclaimed MMIO (the PCI hole). Nothing answers there, so the fetch reads the
+/// bus's all-ones bytes (`FF FF …`, an invalid encoding): the guest must get #UD and the host
+/// must carry on. Software CPU only: QEMU stops the whole VM when code runs outside RAM/ROM,
+/// and KVM reports an emulation failure.
+pub fn jump_into_mmio() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        const VEC: u32 = 0x7f00;
+        let handlers: Vec<_> = (0..32u32).map(|_| c.sym()).collect();
+        for (v, h) in handlers.iter().enumerate() {
+            let a = c.addr(*h);
+            gate32(c, v as u32, a);
+        }
+        load_idt(c, false);
+        let report = c.sym();
+        check(c.a.mov(eax, 0xc000_0000u32));
+        check(c.a.jmp(eax));
+        for (v, h) in handlers.iter().enumerate() {
+            c.bind(*h);
+            check(c.a.mov(dword_ptr(VEC), v as u32));
+            check(c.a.jmp(c.addr(report) as u64));
+        }
+        c.bind(report);
+        check(c.a.cmp(dword_ptr(VEC), 6));
+        c.fail_unless_zero("jump into MMIO: not #UD\n", 2);
+        c.print("jump into unclaimed MMIO: #UD: ok\n");
+        c.exit(PASS);
+    })
+}
