@@ -8,6 +8,7 @@ pub mod a20;
 pub mod bus;
 pub mod cmos;
 pub mod debug_exit;
+pub mod debugcon;
 pub mod i8042;
 pub mod irq;
 pub mod pci;

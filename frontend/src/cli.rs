@@ -16,7 +16,7 @@ const QEMU_NOTE: &str = "\
 QEMU-compatible mode: with no subcommand, `ferrite -kernel bzImage -m 512M -nographic ...`
 means `ferrite run ...`, and every option may be spelled with one dash as QEMU does
 (-kernel, -initrd, -append, -m, -smp, -accel, -enable-kvm, -machine/-M, -serial, -device,
--nographic, -display none, -monitor none, -no-reboot, -cpu).";
+-nographic, -display none, -monitor none, -no-reboot, -cpu, -debugcon).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// [default: COM1 on stdio]
     #[arg(long, value_name = "BACKEND", action = clap::ArgAction::Append)]
     pub serial: Vec<String>,
+    /// Port-0xE9 debug console (QEMU's isa-debugcon): stdio, file:PATH, null or none
+    #[arg(long, value_name = "BACKEND")]
+    pub debugcon: Option<String>,
     /// Add a device: isa-debug-exit[,iobase=0x501][,iosize=2]; "help" lists devices
     #[arg(long, value_name = "SPEC", action = clap::ArgAction::Append)]
     pub device: Vec<String>,
@@ -98,6 +101,8 @@ pub struct Options {
     /// COM1, COM2, … in order.
     pub serials: Vec<SerialSpec>,
     pub debug_exit: Option<DebugExitConfig>,
+    /// `-debugcon`: where the port-0xE9 console writes (`None` or `SerialSpec::None`: no device).
+    pub debugcon: Option<SerialSpec>,
     /// `-cpu`; `None` leaves the backend's default.
     pub cpu: Option<&'static machine::CpuModel>,
     pub no_reboot: bool,
@@ -224,6 +229,14 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
     if serials.is_empty() {
         serials.push(SerialSpec::Stdio);
     }
+    let debugcon = match &a.debugcon {
+        Some(s) => {
+            let (spec, w) = serial::parse(s).map_err(|e| e.replacen("-serial", "-debugcon", 1))?;
+            warnings.extend(w);
+            Some(spec)
+        }
+        None => None,
+    };
 
     match a.display.as_deref() {
         None | Some("none") => {}
@@ -255,6 +268,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         accel,
         serials,
         debug_exit,
+        debugcon,
         cpu,
         no_reboot: a.no_reboot,
         warnings,

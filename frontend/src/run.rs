@@ -83,6 +83,10 @@ pub fn run(opts: &Options) -> Result<i32, Error> {
         kernel: opts.kernel.clone(),
         serials,
         debug_exit: opts.debug_exit,
+        debugcon: match &opts.debugcon {
+            Some(spec) => serial::open(spec).map_err(Error::Host)?,
+            None => None,
+        },
         cpu: opts.cpu,
     };
     let console = opts.serials.iter().position(|s| *s == SerialSpec::Stdio);

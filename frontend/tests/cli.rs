@@ -315,3 +315,38 @@ fn reset_reboots_until_stopped_by_sigterm() {
         stderr(&o)
     );
 }
+
+#[test]
+fn debugcon_writes_port_e9_to_its_backend() {
+    let kernel = TempFile::new("debugcon", &testsuite::kernels::debugcon());
+    let log = TempFile::new("debugcon.log", b"");
+    let debugcon = format!("file:{}", log.path());
+    let o = ferrite(&[
+        "-kernel",
+        kernel.path(),
+        "-accel",
+        "tcg",
+        "-nographic",
+        "-debugcon",
+        &debugcon,
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(stdout(&o), "debugcon: written\n");
+    let written = std::fs::read_to_string(log.path()).expect("reading the debugcon log");
+    assert_eq!(written, "hello on port E9\n");
+
+    // Without -debugcon nothing answers at 0xE9: the kernel's detection fails.
+    let o = ferrite(&[
+        "-kernel",
+        kernel.path(),
+        "-accel",
+        "tcg",
+        "-nographic",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    assert!(stdout(&o).contains("does not read back"), "{o:?}");
+}

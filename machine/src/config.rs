@@ -38,6 +38,8 @@ pub struct VmConfig {
     /// COM1, COM2, … in order; `None` leaves that UART out.
     pub serials: Vec<Option<SerialOutput>>,
     pub debug_exit: Option<DebugExitConfig>,
+    /// QEMU's `-debugcon`: where the port-0xE9 console's bytes go.
+    pub debugcon: Option<SerialOutput>,
     /// `-cpu`: a software-CPU model. `None` is the backend's default (the host's CPUID under
     /// KVM, `max` on the software CPU).
     pub cpu: Option<&'static emu_core::CpuModel>,
@@ -54,6 +56,7 @@ impl VmConfig {
             kernel,
             serials: Vec::new(),
             debug_exit: None,
+            debugcon: None,
             cpu: None,
         }
     }

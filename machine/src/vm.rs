@@ -194,6 +194,16 @@ impl Vm {
             )));
             add(&mut pio, dev, d.iobase, d.iosize, "isa-debug-exit")?;
         }
+        if let Some(out) = &cfg.debugcon {
+            let dev = Arc::new(Mutex::new(devices::debugcon::DebugCon::new(out.clone())));
+            add(
+                &mut pio,
+                dev,
+                devices::debugcon::DEFAULT_IOBASE,
+                1,
+                "isa-debugcon",
+            )?;
+        }
         let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, Bus::new()));
 
         let boot = bios::load_kernel(&mem, &map, &cfg.kernel)?;

@@ -151,3 +151,30 @@ pub fn mode_kernels() -> Vec<Case> {
         },
     ]
 }
+
+/// Kernels for a particular device or configuration, run by their own tests; listed here so
+/// `write-kernels` writes them too. Each passes only with what its note says.
+pub fn other_kernels() -> Vec<Case> {
+    vec![
+        Case {
+            name: "debugcon",
+            build: kernels::debugcon,
+            expect: "debugcon: written", // with -debugcon
+        },
+        Case {
+            name: "cpu-model-pentium",
+            build: kernels::cpu_model_pentium,
+            expect: "cpu model pentium: ok", // with -cpu pentium
+        },
+        Case {
+            name: "jump-into-mmio",
+            build: kernels::jump_into_mmio,
+            expect: "jump into unclaimed MMIO: #UD: ok", // software CPU only
+        },
+        Case {
+            name: "garbage-io",
+            build: kernels::garbage_io,
+            expect: "garbage I/O survived: ok",
+        },
+    ]
+}

@@ -1,4 +1,4 @@
-//! Writes every kernel of the kit's catalog to a directory, for running them by hand or with
+//! Writes every kernel of the kit's catalog (mode kernels and the others) to a directory, for running them by hand or with
 //! other emulators: `write-kernels DIR`.
 
 fn main() {
@@ -10,7 +10,10 @@ fn main() {
         eprintln!("cannot create {dir}: {e}");
         std::process::exit(1);
     }
-    for case in testsuite::catalog::mode_kernels() {
+    let all = testsuite::catalog::mode_kernels()
+        .into_iter()
+        .chain(testsuite::catalog::other_kernels());
+    for case in all {
         let path = std::path::Path::new(&dir).join(format!("{}.bin", case.name));
         if let Err(e) = std::fs::write(&path, (case.build)()) {
             eprintln!("cannot write {}: {e}", path.display());

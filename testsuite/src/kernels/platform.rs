@@ -211,3 +211,20 @@ pub fn jump_into_mmio() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Detects QEMU's debug console (a read of port 0xE9 gives 0xE9) and writes a line to it,
+/// then one to COM1 so the serial log shows the kernel ran.
+pub fn debugcon() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        check(c.a.in_(al, 0xe9));
+        check(c.a.cmp(al, 0xe9));
+        c.fail_unless_zero("debugcon: port 0xE9 does not read back 0xE9\n", 2);
+        for b in b"hello on port E9\n" {
+            check(c.a.mov(al, u32::from(*b)));
+            check(c.a.out(0xe9, al));
+        }
+        c.print("debugcon: written\n");
+        c.exit(PASS);
+    })
+}
