@@ -7,6 +7,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 use machine::{Accel, DebugExitConfig};
 
+use crate::chardev::Chardevs;
 use crate::device::{self, Device, DeviceArg};
 use crate::qemu_args;
 use crate::serial::{self, SerialSpec};
@@ -16,7 +17,7 @@ const QEMU_NOTE: &str = "\
 QEMU-compatible mode: with no subcommand, `ferrite -kernel bzImage -m 512M -nographic ...`
 means `ferrite run ...`, and every option may be spelled with one dash as QEMU does
 (-kernel, -initrd, -append, -m, -smp, -accel, -enable-kvm, -machine/-M, -serial, -device,
--nographic, -display none, -monitor none, -no-reboot, -cpu, -debugcon).";
+-nographic, -display none, -monitor none, -no-reboot, -cpu, -debugcon, -chardev).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -68,9 +69,12 @@ pub struct RunArgs {
     /// [default: COM1 on stdio]
     #[arg(long, value_name = "BACKEND", action = clap::ArgAction::Append)]
     pub serial: Vec<String>,
-    /// Port-0xE9 debug console (QEMU's isa-debugcon): stdio, file:PATH, null or none
+    /// Port-0xE9 debug console (QEMU's isa-debugcon): stdio, file:PATH, null, none or chardev:ID
     #[arg(long, value_name = "BACKEND")]
     pub debugcon: Option<String>,
+    /// A named character backend: file,id=ID,path=FILE | stdio,id=ID | null,id=ID
+    #[arg(long, value_name = "SPEC", action = clap::ArgAction::Append)]
+    pub chardev: Vec<String>,
     /// Add a device: isa-debug-exit[,iobase=0x501][,iosize=2]; "help" lists devices
     #[arg(long, value_name = "SPEC", action = clap::ArgAction::Append)]
     pub device: Vec<String>,
@@ -101,8 +105,9 @@ pub struct Options {
     /// COM1, COM2, … in order.
     pub serials: Vec<SerialSpec>,
     pub debug_exit: Option<DebugExitConfig>,
-    /// `-debugcon`: where the port-0xE9 console writes (`None` or `SerialSpec::None`: no device).
-    pub debugcon: Option<SerialSpec>,
+    /// `-debugcon` or `-device isa-debugcon`: its port and where it writes (`None`, or
+    /// `SerialSpec::None`: no device).
+    pub debugcon: Option<(u16, SerialSpec)>,
     /// `-cpu`; `None` leaves the backend's default.
     pub cpu: Option<&'static machine::CpuModel>,
     pub no_reboot: bool,
@@ -173,13 +178,30 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, CliErro
 pub fn options(a: RunArgs) -> Result<Action, String> {
     let mut warnings = Vec::new();
 
+    let (chardevs, w) = Chardevs::parse(&a.chardev)?;
+    warnings.extend(w);
+    // A backend as -serial and -debugcon spell it, `chardev:ID` included.
+    let backend = |user: &str, s: &str| -> Result<(SerialSpec, Option<String>), String> {
+        match s.strip_prefix("chardev:") {
+            Some(id) => Ok((chardevs.get(&format!("{user} {s}"), id)?, None)),
+            None => serial::parse(s).map_err(|e| e.replacen("-serial", user, 1)),
+        }
+    };
+
     let mut debug_exit = None;
+    let mut debugcon = None;
     for spec in &a.device {
         match device::parse(spec)? {
             DeviceArg::Help(text) => return Ok(Action::Print(text)),
             DeviceArg::Add(Device::DebugExit(cfg)) => {
                 if debug_exit.replace(cfg).is_some() {
                     return Err("-device isa-debug-exit: only one is supported".into());
+                }
+            }
+            DeviceArg::Add(Device::DebugCon { iobase, chardev }) => {
+                let out = chardevs.get("-device isa-debugcon", &chardev)?;
+                if debugcon.replace((iobase, out)).is_some() {
+                    return Err("-device isa-debugcon: only one is supported".into());
                 }
             }
         }
@@ -219,7 +241,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
 
     let mut serials = Vec::new();
     for s in &a.serial {
-        let (spec, w) = serial::parse(s)?;
+        let (spec, w) = backend("-serial", s)?;
         if spec == SerialSpec::Stdio && serials.contains(&SerialSpec::Stdio) {
             return Err("-serial stdio: stdio can serve only one serial port".into());
         }
@@ -229,14 +251,16 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
     if serials.is_empty() {
         serials.push(SerialSpec::Stdio);
     }
-    let debugcon = match &a.debugcon {
-        Some(s) => {
-            let (spec, w) = serial::parse(s).map_err(|e| e.replacen("-serial", "-debugcon", 1))?;
-            warnings.extend(w);
-            Some(spec)
+    if let Some(s) = &a.debugcon {
+        let (spec, w) = backend("-debugcon", s)?;
+        warnings.extend(w);
+        if debugcon
+            .replace((devices::debugcon::DEFAULT_IOBASE, spec))
+            .is_some()
+        {
+            return Err("-debugcon: there is already an isa-debugcon (-device)".into());
         }
-        None => None,
-    };
+    }
 
     match a.display.as_deref() {
         None | Some("none") => {}

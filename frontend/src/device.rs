@@ -5,9 +5,14 @@ use machine::DebugExitConfig;
 use crate::values::{is_help, split_props};
 
 /// A device the command line added.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Device {
     DebugExit(DebugExitConfig),
+    /// `isa-debugcon` at `iobase`, writing to the `-chardev` with id `chardev`.
+    DebugCon {
+        iobase: u16,
+        chardev: String,
+    },
 }
 
 /// What one `-device` argument asked for.
@@ -19,10 +24,16 @@ pub enum DeviceArg {
 }
 
 /// The devices `-device` knows, with a line about each.
-pub const SUPPORTED: &[(&str, &str)] = &[(
-    "isa-debug-exit",
-    "ISA port that ends the run: writing V exits with status (V << 1) | 1",
-)];
+pub const SUPPORTED: &[(&str, &str)] = &[
+    (
+        "isa-debug-exit",
+        "ISA port that ends the run: writing V exits with status (V << 1) | 1",
+    ),
+    (
+        "isa-debugcon",
+        "ISA debug console (port 0xe9 by default): bytes written go to its chardev",
+    ),
+];
 
 fn list() -> String {
     let mut s = String::from("Supported devices:\n");
@@ -77,6 +88,31 @@ fn debug_exit(props: &[String]) -> Result<DeviceArg, String> {
     Ok(DeviceArg::Add(Device::DebugExit(cfg)))
 }
 
+const DEBUGCON_PROPS: &str = "isa-debugcon options:\n  \
+    iobase=<uint16>  I/O port (default 0xe9)\n  \
+    chardev=<str>    id of the -chardev that receives the output (required)\n";
+
+fn debugcon(props: &[String]) -> Result<DeviceArg, String> {
+    let (mut iobase, mut chardev) = (devices::debugcon::DEFAULT_IOBASE, None);
+    for p in props {
+        match p.split_once('=') {
+            Some(("iobase", v)) => iobase = port_value("isa-debugcon", "iobase", v)?,
+            Some(("chardev", v)) => chardev = Some(v.to_owned()),
+            None if is_help(p) => return Ok(DeviceArg::Help(DEBUGCON_PROPS.into())),
+            _ => {
+                return Err(format!(
+                    "-device isa-debugcon: unknown property '{p}' (it has iobase and chardev)"
+                ))
+            }
+        }
+    }
+    let chardev = chardev.ok_or(
+        "-device isa-debugcon: needs chardev=ID (with -chardev file|stdio|null,id=ID), \
+         or use -debugcon",
+    )?;
+    Ok(DeviceArg::Add(Device::DebugCon { iobase, chardev }))
+}
+
 /// Parses one `-device` argument.
 pub fn parse(spec: &str) -> Result<DeviceArg, String> {
     let mut props = split_props(spec);
@@ -88,6 +124,7 @@ pub fn parse(spec: &str) -> Result<DeviceArg, String> {
     match driver.as_str() {
         d if is_help(d) => Ok(DeviceArg::Help(list())),
         "isa-debug-exit" => debug_exit(&props),
+        "isa-debugcon" => debugcon(&props),
         "" => Err("-device: no device named".into()),
         other => Err(format!(
             "-device: '{other}' is not a supported device (try -device help)"
@@ -136,6 +173,18 @@ mod tests {
         assert!(parse("isa-debug-exit,iobase=0xffff,iosize=2").is_err());
         assert!(parse("iobase=1").is_err());
         assert!(parse("").is_err());
+    }
+
+    #[test]
+    fn debugcon_needs_a_chardev() {
+        assert_eq!(
+            parse("isa-debugcon,iobase=0x402,chardev=dbg"),
+            Ok(DeviceArg::Add(Device::DebugCon {
+                iobase: 0x402,
+                chardev: "dbg".into()
+            }))
+        );
+        assert!(parse("isa-debugcon").unwrap_err().contains("chardev="));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `ferrite`: runs an x86 guest; accepts QEMU's command line.
 
+mod chardev;
 mod cli;
 mod device;
 mod escape;

@@ -84,7 +84,14 @@ pub fn run(opts: &Options) -> Result<i32, Error> {
         serials,
         debug_exit: opts.debug_exit,
         debugcon: match &opts.debugcon {
-            Some(spec) => serial::open(spec).map_err(Error::Host)?,
+            Some((iobase, spec)) => {
+                serial::open(spec)
+                    .map_err(Error::Host)?
+                    .map(|out| machine::DebugConConfig {
+                        iobase: *iobase,
+                        out,
+                    })
+            }
             None => None,
         },
         cpu: opts.cpu,

@@ -350,3 +350,41 @@ fn debugcon_writes_port_e9_to_its_backend() {
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert!(stdout(&o).contains("does not read back"), "{o:?}");
 }
+
+#[test]
+fn chardevs_feed_debugcon_devices_and_serial_ports() {
+    let kernel = TempFile::new("debugcon-chardev", &testsuite::kernels::debugcon());
+    let dlog = TempFile::new("debugcon-chardev.log", b"");
+    let slog = TempFile::new("serial-chardev.log", b"");
+    let o = ferrite(&[
+        "-kernel",
+        kernel.path(),
+        "-accel",
+        "tcg",
+        "-display",
+        "none",
+        "-chardev",
+        &format!("file,id=dbg,path={}", dlog.path()),
+        "-chardev",
+        &format!("file,id=com1,path={}", slog.path()),
+        "-device",
+        "isa-debugcon,iobase=0xe9,chardev=dbg",
+        "-serial",
+        "chardev:com1",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(dlog.path()).unwrap(),
+        "hello on port E9\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(slog.path()).unwrap(),
+        "debugcon: written\n"
+    );
+
+    let o = ferrite(&["-kernel", kernel.path(), "-serial", "chardev:nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("id=nope"), "{}", stderr(&o));
+}

@@ -28,6 +28,13 @@ impl Default for DebugExitConfig {
     }
 }
 
+/// QEMU's `-device isa-debugcon,iobase=…`: bytes written to the port go to `out`.
+#[derive(Clone)]
+pub struct DebugConConfig {
+    pub iobase: u16,
+    pub out: SerialOutput,
+}
+
 #[derive(Clone)]
 pub struct VmConfig {
     /// Guest RAM in bytes.
@@ -38,8 +45,8 @@ pub struct VmConfig {
     /// COM1, COM2, … in order; `None` leaves that UART out.
     pub serials: Vec<Option<SerialOutput>>,
     pub debug_exit: Option<DebugExitConfig>,
-    /// QEMU's `-debugcon`: where the port-0xE9 console's bytes go.
-    pub debugcon: Option<SerialOutput>,
+    /// QEMU's `isa-debugcon` (`-debugcon`): the debug console's port and output.
+    pub debugcon: Option<DebugConConfig>,
     /// `-cpu`: a software-CPU model. `None` is the backend's default (the host's CPUID under
     /// KVM, `max` on the software CPU).
     pub cpu: Option<&'static emu_core::CpuModel>,

@@ -14,7 +14,7 @@ pub mod memory;
 pub mod vm;
 
 pub use accel::{Accel, KvmKind};
-pub use config::{DebugExitConfig, SerialOutput, VmConfig};
+pub use config::{DebugConConfig, DebugExitConfig, SerialOutput, VmConfig};
 pub use control::{ExitReason, VmControl};
 pub use emu_core::CpuModel;
 

@@ -194,19 +194,22 @@ impl Vm {
             )));
             add(&mut pio, dev, d.iobase, d.iosize, "isa-debug-exit")?;
         }
-        if let Some(out) = &cfg.debugcon {
-            let dev = Arc::new(Mutex::new(devices::debugcon::DebugCon::new(out.clone())));
-            add(
-                &mut pio,
-                dev,
-                devices::debugcon::DEFAULT_IOBASE,
-                1,
-                "isa-debugcon",
-            )?;
+        if let Some(d) = &cfg.debugcon {
+            let dev = Arc::new(Mutex::new(devices::debugcon::DebugCon::new(d.out.clone())));
+            add(&mut pio, dev, d.iobase, 1, "isa-debugcon")?;
         }
         let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, Bus::new()));
 
         let boot = bios::load_kernel(&mem, &map, &cfg.kernel)?;
+        if let Some(m) = model {
+            if boot.cpu.is_long_mode() && !m.has_edx81(emu_core::cpu_model::edx81::LM) {
+                return Err(Error::Config(format!(
+                    "-cpu {}: the model has no long mode, but this kernel is entered in 64-bit \
+                     mode (64-bit boot protocol); use a 64-bit model (max, qemu64)",
+                    m.name
+                )));
+            }
+        }
         bios::mptable::write(&mem, cfg.vcpus)?;
         let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
         for id in 0..cfg.vcpus {

@@ -70,3 +70,24 @@ fn a_jump_into_unclaimed_mmio_is_ud_in_the_guest() {
         out.serial
     );
 }
+
+#[test]
+fn a_64_bit_kernel_on_a_32_bit_cpu_model_is_a_config_error() {
+    let image = testsuite::kernels::linux_boot_params(testsuite::kernels::LinuxExpect {
+        cmdline: String::new(),
+        initrd_prefix: Vec::new(),
+        initrd_size: 0,
+        memory: 64 << 20,
+    });
+    let file = harness::temp_kernel("dbt-bzimage-pentium", &image);
+    let (mut cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    cfg.cpu = machine::CpuModel::by_name("pentium3");
+    let err = match harness::run(&cfg, &cap, Duration::from_secs(60)) {
+        Err(e) => e.to_string(),
+        Ok(out) => panic!("ran: {:?}", out.exit),
+    };
+    assert!(
+        err.contains("pentium3") && err.contains("long mode"),
+        "{err}"
+    );
+}

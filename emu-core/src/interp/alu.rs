@@ -525,7 +525,8 @@ impl Interp {
             self.cpu.set_flag(ZF, true);
             return Ok(());
         }
-        let r = if i.mnemonic() == Mnemonic::Bsf {
+        // TZCNT lands here as BSF on models without BMI1 (LZCNT as BSR without LZCNT).
+        let r = if matches!(i.mnemonic(), Mnemonic::Bsf | Mnemonic::Tzcnt) {
             u64::from(v.trailing_zeros())
         } else {
             63 - u64::from(v.leading_zeros())

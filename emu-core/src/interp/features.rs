@@ -30,9 +30,12 @@ impl Interp {
             M::Sysenter | M::Sysexit | M::Sysexitq => m.has_edx1(edx1::SEP),
             M::Syscall | M::Sysret | M::Sysretq => m.has_edx81(edx81::SYSCALL),
             M::Popcnt => m.has_ecx1(ecx1::POPCNT),
-            M::Andn | M::Bextr | M::Blsi | M::Blsmsk | M::Blsr => m.features.ebx7 & ebx7::BMI1 != 0,
+            // VEX-encoded: #UD in real and virtual-8086 mode whatever the model.
+            M::Andn | M::Bextr | M::Blsi | M::Blsmsk | M::Blsr => {
+                m.features.ebx7 & ebx7::BMI1 != 0 && self.vex_allowed()
+            }
             M::Bzhi | M::Pdep | M::Pext | M::Mulx | M::Rorx | M::Sarx | M::Shlx | M::Shrx => {
-                m.features.ebx7 & ebx7::BMI2 != 0
+                m.features.ebx7 & ebx7::BMI2 != 0 && self.vex_allowed()
             }
             M::Adcx | M::Adox => m.features.ebx7 & ebx7::ADX != 0,
             M::Movbe => m.has_ecx1(ecx1::MOVBE),
@@ -55,6 +58,11 @@ impl Interp {
         } else {
             Err(Fault::ud().into())
         }
+    }
+
+    /// VEX encodings exist only in protected, compatibility and 64-bit mode.
+    fn vex_allowed(&self) -> bool {
+        !matches!(self.cpu.mode(), Mode::Real | Mode::Virtual8086)
     }
 
     /// Whether LZCNT/TZCNT execute as BSR/BSF because the model lacks LZCNT/BMI1.

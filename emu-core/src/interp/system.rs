@@ -492,7 +492,7 @@ impl Interp {
         let mut cs = crate::state::Segment::code64(cs_sel);
         cs.type_ = 0xb;
         self.cpu.seg[sreg::CS] = cs;
-        let mut ss = crate::state::Segment::flat32(cs_sel + 8, false);
+        let mut ss = crate::state::Segment::flat32(cs_sel.wrapping_add(8), false);
         ss.dpl = 0;
         self.cpu.seg[sreg::SS] = ss;
         self.cpu.rip = if mode == Mode::Long64 {
@@ -518,7 +518,7 @@ impl Interp {
         } else {
             crate::state::Segment::flat32(cs_sel, true)
         };
-        self.cpu.seg[sreg::SS] = crate::state::Segment::flat32(cs_sel + 8, false);
+        self.cpu.seg[sreg::SS] = crate::state::Segment::flat32(cs_sel.wrapping_add(8), false);
         self.cpu.rip = if long {
             self.cpu.msr.sysenter_eip
         } else {
@@ -541,9 +541,9 @@ impl Interp {
         self.require_cpl0()?;
         let to64 = i.code().op_code().operand_size() == 64;
         let (cs_sel, ss_sel) = if to64 {
-            (cs_base + 32, cs_base + 40)
+            (cs_base.wrapping_add(32), cs_base.wrapping_add(40))
         } else {
-            (cs_base + 16, cs_base + 24)
+            (cs_base.wrapping_add(16), cs_base.wrapping_add(24))
         };
         let mut cs = if to64 {
             crate::state::Segment::code64(cs_sel | 3)
@@ -576,13 +576,13 @@ impl Interp {
             return Err(Fault::gp(0).into());
         }
         let mut cs = if to64 {
-            crate::state::Segment::code64((base + 16) | 3)
+            crate::state::Segment::code64(base.wrapping_add(16) | 3)
         } else {
             crate::state::Segment::flat32(base | 3, true)
         };
         cs.dpl = 3;
         self.cpu.seg[sreg::CS] = cs;
-        let mut ss = crate::state::Segment::flat32((base + 8) | 3, false);
+        let mut ss = crate::state::Segment::flat32(base.wrapping_add(8) | 3, false);
         ss.dpl = 3;
         self.cpu.seg[sreg::SS] = ss;
         self.cpu.rip = if to64 { rip } else { rip & 0xffff_ffff };

@@ -111,6 +111,14 @@ pub fn cpu_model_pentium() -> Vec<u8> {
         check(c.a.cmp(ebx, 0x1234));
         c.fail_unless_zero("cpu model: TZCNT did not run as BSF\n", n);
         n += 1;
+        check(c.a.mov(eax, 0x12u32));
+        check(c.a.tzcnt(ebx, eax));
+        check(c.a.cmp(ebx, 1));
+        c.fail_unless_zero(
+            "cpu model: TZCNT (as BSF) did not find the lowest set bit\n",
+            n,
+        );
+        n += 1;
         expect(
             c,
             &mut n,
