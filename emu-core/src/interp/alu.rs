@@ -455,7 +455,7 @@ impl Interp {
             return Err(Fault::gp(0).into());
         }
         let lo = self.read_mem(seg, off, half)?;
-        let hi = self.read_mem(seg, off + u64::from(half), half)?;
+        let hi = self.read_mem(seg, off.wrapping_add(u64::from(half)), half)?;
         let m = mask(half);
         let (eax, edx, ebx, ecx) = (
             self.cpu.regs[0] & m,
@@ -465,7 +465,7 @@ impl Interp {
         );
         if lo == eax && hi == edx {
             self.write_mem(seg, off, half, ebx)?;
-            self.write_mem(seg, off + u64::from(half), half, ecx)?;
+            self.write_mem(seg, off.wrapping_add(u64::from(half)), half, ecx)?;
             self.cpu.set_flag(ZF, true);
         } else {
             self.write_mem(seg, off, half, lo)?;

@@ -270,7 +270,7 @@ impl Interp {
         }
         let base = self.cpu.idtr.base.wrapping_add(entry);
         let lo = self.read_sys(base, 8)?;
-        let hi = self.read_sys(base + 8, 8)?;
+        let hi = self.read_sys(base.wrapping_add(8), 8)?;
         let gate_type = ((lo >> 40) & 0xf) as u8;
         let gate_dpl = ((lo >> 45) & 3) as u8;
         let is_trap = match gate_type {

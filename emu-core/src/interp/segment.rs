@@ -74,7 +74,7 @@ impl Interp {
         let system = (lo >> 44) & 1 == 0;
         let hi = if system && self.cpu.efer & crate::state::bits::EFER_LMA != 0 {
             self.descriptor_address(selector, true)?;
-            self.read_sys(addr + 8, 8)?
+            self.read_sys(addr.wrapping_add(8), 8)?
         } else {
             0
         };
@@ -85,7 +85,11 @@ impl Interp {
     fn mark_accessed(&mut self, selector: u16, raw: u64) -> Result<()> {
         if (raw >> 40) & u64::from(TYPE_ACCESSED) == 0 {
             let addr = self.descriptor_address(selector, false)?;
-            self.write_sys(addr + 5, 1, ((raw >> 40) & 0xff) | u64::from(TYPE_ACCESSED))?;
+            self.write_sys(
+                addr.wrapping_add(5),
+                1,
+                ((raw >> 40) & 0xff) | u64::from(TYPE_ACCESSED),
+            )?;
         }
         Ok(())
     }
@@ -459,7 +463,7 @@ impl Interp {
                 // To an outer level: SS:SP follow the return address and the parameters.
                 let at = 2 * u64::from(size) + imm;
                 let new_sp = self.stack_read(at, size)?;
-                let new_ss = self.stack_read(at + u64::from(size), size)? as u16;
+                let new_ss = self.stack_read(at.wrapping_add(u64::from(size)), size)? as u16;
                 self.cpu.seg[sreg::CS] = cs;
                 self.cpu.rip = ip;
                 self.load_stack_for_return(new_ss, new_sp, rpl, size, imm)?;

@@ -181,7 +181,7 @@ impl Interp {
             return Err(Fault::gp(0).into());
         }
         let base = self.read_sys(tr.base.wrapping_add(0x66), 2)?;
-        let byte = base + u64::from(port / 8);
+        let byte = base.wrapping_add(u64::from(port / 8));
         if byte + 1 > u64::from(tr.limit) {
             return Err(Fault::gp(0).into());
         }
