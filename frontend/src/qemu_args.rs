@@ -27,10 +27,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("s", "the gdb stub is not supported yet"),
     ("S", "the gdb stub is not supported yet"),
     ("gdb", "the gdb stub is not supported yet"),
-    (
-        "chardev",
-        "character devices other than -serial are not supported yet",
-    ),
     ("qmp", "QMP is not supported"),
     ("snapshot", "disks are not supported yet"),
 ];
