@@ -17,7 +17,8 @@ const QEMU_NOTE: &str = "\
 QEMU-compatible mode: with no subcommand, `ferrite -kernel bzImage -m 512M -nographic ...`
 means `ferrite run ...`, and every option may be spelled with one dash as QEMU does
 (-kernel, -initrd, -append, -m, -smp, -accel, -enable-kvm, -machine/-M, -serial, -device,
--nographic, -display none, -monitor none, -no-reboot, -cpu, -debugcon, -chardev).";
+-nographic, -display none, -monitor none, -no-reboot, -cpu, -debugcon, -chardev, -nodefaults,
+-global).";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -90,6 +91,12 @@ pub struct RunArgs {
     /// Exit instead of rebooting when the guest resets or triple-faults
     #[arg(long)]
     pub no_reboot: bool,
+    /// No default devices: without -serial, no COM1 (as QEMU)
+    #[arg(long)]
+    pub nodefaults: bool,
+    /// QEMU's DRIVER.PROP=VALUE device defaults: accepted and ignored with a warning
+    #[arg(long, value_name = "DRIVER.PROP=VALUE", action = clap::ArgAction::Append)]
+    pub global: Vec<String>,
     /// CPU model of the software CPU: max (default), qemu64, pentium3, pentium, 486; "help" lists them
     #[arg(long, value_name = "MODEL")]
     pub cpu: Option<String>,
@@ -248,8 +255,14 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         serials.push(spec);
         warnings.extend(w);
     }
-    if serials.is_empty() {
+    // QEMU's default COM1 on the terminal, unless -nodefaults asks for a bare board.
+    if serials.is_empty() && !a.nodefaults {
         serials.push(SerialSpec::Stdio);
+    }
+    for g in &a.global {
+        warnings.push(format!(
+            "-global {g}: device defaults have no meaning here yet; ignored"
+        ));
     }
     if let Some(s) = &a.debugcon {
         let (spec, w) = backend("-debugcon", s)?;
@@ -439,6 +452,26 @@ mod tests {
         assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
         let o = run_opts(&["-kernel", "k", "-display", "none", "-monitor", "none"]);
         assert!(o.warnings.is_empty());
+    }
+
+    #[test]
+    fn nodefaults_leaves_out_the_default_serial_port() {
+        assert!(run_opts(&["-kernel", "k", "-nodefaults"])
+            .serials
+            .is_empty());
+        let o = run_opts(&["-kernel", "k", "-nodefaults", "-serial", "null"]);
+        assert_eq!(o.serials, [SerialSpec::Null]);
+        let o = run_opts(&[
+            "-kernel",
+            "k",
+            "-global",
+            "kvm-pit.lost_tick_policy=discard",
+        ]);
+        assert!(
+            o.warnings[0].contains("kvm-pit.lost_tick_policy"),
+            "{:?}",
+            o.warnings
+        );
     }
 
     #[test]
