@@ -250,6 +250,104 @@ pub static I486: CpuModel = CpuModel {
     }),
 };
 
+/// QEMU's names for the feature bits Ferrite implements, with where each bit lives.
+pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
+    ("pse", Leaf::Edx1, edx1::PSE),
+    ("tsc", Leaf::Edx1, edx1::TSC),
+    ("msr", Leaf::Edx1, edx1::MSR),
+    ("pae", Leaf::Edx1, edx1::PAE),
+    ("cx8", Leaf::Edx1, edx1::CX8),
+    ("sep", Leaf::Edx1, edx1::SEP),
+    ("mtrr", Leaf::Edx1, edx1::MTRR),
+    ("pge", Leaf::Edx1, edx1::PGE),
+    ("cmov", Leaf::Edx1, edx1::CMOV),
+    ("pat", Leaf::Edx1, edx1::PAT),
+    ("pse36", Leaf::Edx1, edx1::PSE36),
+    ("cx16", Leaf::Ecx1, ecx1::CX16),
+    ("movbe", Leaf::Ecx1, ecx1::MOVBE),
+    ("popcnt", Leaf::Ecx1, ecx1::POPCNT),
+    ("hypervisor", Leaf::Ecx1, ecx1::HYPERVISOR),
+    ("syscall", Leaf::Edx81, edx81::SYSCALL),
+    ("nx", Leaf::Edx81, edx81::NX),
+    ("rdtscp", Leaf::Edx81, edx81::RDTSCP),
+    ("lm", Leaf::Edx81, edx81::LM),
+    ("lahf_lm", Leaf::Ecx81, ecx81::LAHF_LM),
+    ("abm", Leaf::Ecx81, ecx81::LZCNT),
+    ("bmi1", Leaf::Ebx7, ebx7::BMI1),
+    ("bmi2", Leaf::Ebx7, ebx7::BMI2),
+    ("adx", Leaf::Ebx7, ebx7::ADX),
+];
+
+/// Which CPUID register a feature bit is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    Edx1,
+    Ecx1,
+    Edx81,
+    Ecx81,
+    Ebx7,
+}
+
+impl Features {
+    fn word(&mut self, leaf: Leaf) -> &mut u32 {
+        match leaf {
+            Leaf::Edx1 => &mut self.edx1,
+            Leaf::Ecx1 => &mut self.ecx1,
+            Leaf::Edx81 => &mut self.edx81,
+            Leaf::Ecx81 => &mut self.ecx81,
+            Leaf::Ebx7 => &mut self.ebx7,
+        }
+    }
+}
+
+impl CpuModel {
+    /// This model with QEMU-style feature changes: `+name`/`-name` or `name=on|off`, comma
+    /// separated. A feature Ferrite does not implement cannot be added.
+    pub fn with_flags(&'static self, flags: &str) -> Result<&'static CpuModel, String> {
+        let mut features = self.features;
+        for flag in flags.split(',').filter(|f| !f.is_empty()) {
+            let (name, on) = if let Some(n) = flag.strip_prefix('+') {
+                (n, true)
+            } else if let Some(n) = flag.strip_prefix('-') {
+                (n, false)
+            } else {
+                match flag.split_once('=') {
+                    Some((n, "on" | "true")) => (n, true),
+                    Some((n, "off" | "false")) => (n, false),
+                    _ => {
+                        return Err(format!(
+                            "'{flag}': use +feature, -feature or feature=on|off"
+                        ))
+                    }
+                }
+            };
+            let name = name.replace('-', "_");
+            let Some(&(_, leaf, bit)) = FEATURE_NAMES.iter().find(|(n, ..)| *n == name) else {
+                return Err(format!(
+                    "'{flag}': '{name}' is not a feature the software CPU implements \
+                     (it has: {})",
+                    FEATURE_NAMES
+                        .iter()
+                        .map(|f| f.0)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ));
+            };
+            let word = features.word(leaf);
+            if on {
+                *word |= bit;
+            } else {
+                *word &= !bit;
+            }
+        }
+        if features == self.features {
+            return Ok(self);
+        }
+        // One model per process: leaking it gives the `'static` every vCPU shares.
+        Ok(Box::leak(Box::new(CpuModel { features, ..*self })))
+    }
+}
+
 /// Every model, for `-cpu help` and name lookup.
 pub static MODELS: [&CpuModel; 5] = [&MAX, &QEMU64, &PENTIUM3, &PENTIUM, &I486];
 
@@ -271,5 +369,18 @@ mod tests {
         assert!(CpuModel::by_name("core2duo").is_none());
         assert!(!I486.has_edx1(edx1::TSC));
         assert!(PENTIUM3.has_edx1(edx1::SEP) && !PENTIUM3.has_edx81(edx81::LM));
+    }
+
+    #[test]
+    fn flags_add_and_remove_implemented_features_only() {
+        let m = PENTIUM3.with_flags("+popcnt,-cmov,nx=on").unwrap();
+        assert!(m.has_ecx1(ecx1::POPCNT) && !m.has_edx1(edx1::CMOV) && m.has_edx81(edx81::NX));
+        assert!(std::ptr::eq(MAX.with_flags("+lm").unwrap(), &MAX));
+        assert!(MAX.with_flags("+avx").unwrap_err().contains("'avx'"));
+        assert!(MAX.with_flags("lm=maybe").is_err());
+        for (name, ..) in FEATURE_NAMES {
+            let on = I486.with_flags(&format!("+{name}")).unwrap();
+            assert_eq!(on.features.and(IMPLEMENTED), on.features, "{name}");
+        }
     }
 }

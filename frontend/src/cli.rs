@@ -493,6 +493,12 @@ mod tests {
         assert!(run_opts(&["-kernel", "k"]).cpu.is_none());
         assert!(error(&["-kernel", "k", "-cpu", "skylake"]).contains("'skylake'"));
         assert!(error(&["-kernel", "k", "-cpu", "qemu64,+avx"]).contains("+avx"));
+        let m = run_opts(&["-kernel", "k", "-cpu", "pentium,+cmov,-tsc"])
+            .cpu
+            .unwrap();
+        assert_eq!(m.name, "pentium");
+        assert_ne!(m.features.edx1 & (1 << 15), 0, "cmov added");
+        assert_eq!(m.features.edx1 & (1 << 4), 0, "tsc removed");
     }
 
     #[test]

@@ -137,17 +137,13 @@ kvm   Linux KVM\n\
 dbt   the software CPU (QEMU's name: tcg)\n\
 auto  KVM if it is hardware-backed, otherwise the software CPU (default)\n";
 
-/// `-cpu MODEL`: QEMU's model names where Ferrite has them. Feature flags (`,+x`) are not
-/// supported: a model is exactly what it advertises.
+/// `-cpu MODEL[,+feature,-feature,…]`: QEMU's model names where Ferrite has them, with
+/// QEMU's feature names for the features Ferrite implements.
 pub fn cpu(spec: &str) -> Result<&'static machine::CpuModel, String> {
     let (name, flags) = spec.split_once(',').unwrap_or((spec, ""));
-    if !flags.is_empty() {
-        return Err(format!(
-            "{spec}: feature flags ({flags}) are not supported; choose a model (-cpu help)"
-        ));
-    }
-    machine::CpuModel::by_name(name)
-        .ok_or_else(|| format!("unknown CPU model '{name}' (-cpu help lists them)"))
+    let model = machine::CpuModel::by_name(name)
+        .ok_or_else(|| format!("unknown CPU model '{name}' (-cpu help lists them)"))?;
+    model.with_flags(flags).map_err(|e| format!("{spec}: {e}"))
 }
 
 /// The `-cpu help` text.
@@ -156,6 +152,10 @@ pub fn cpu_help() -> String {
     for m in machine::cpu_models() {
         s.push_str(&format!("{m}\n"));
     }
+    s.push_str("\nFeatures a model can gain or lose (MODEL,+name,-name):\n");
+    let names: Vec<&str> = machine::cpu_feature_names().collect();
+    s.push_str(&names.join(" "));
+    s.push('\n');
     s
 }
 

@@ -18,6 +18,11 @@ pub use config::{DebugConConfig, DebugExitConfig, SerialOutput, VmConfig};
 pub use control::{ExitReason, VmControl};
 pub use emu_core::CpuModel;
 
+/// QEMU's names of the CPU features `-cpu MODEL,+name,-name` can change.
+pub fn cpu_feature_names() -> impl Iterator<Item = &'static str> {
+    emu_core::cpu_model::FEATURE_NAMES.iter().map(|f| f.0)
+}
+
 /// Every CPU model `-cpu` accepts.
 pub fn cpu_models() -> &'static [&'static CpuModel] {
     &emu_core::cpu_model::MODELS
