@@ -97,7 +97,8 @@ pub struct RunArgs {
     /// QEMU's DRIVER.PROP=VALUE device defaults: accepted and ignored with a warning
     #[arg(long, value_name = "DRIVER.PROP=VALUE", action = clap::ArgAction::Append)]
     pub global: Vec<String>,
-    /// CPU model of the software CPU: max (default), qemu64, pentium3, pentium, 486; "help" lists them
+    /// Software-CPU model: max (default), qemu64, pentium3, pentium, 486, each with optional
+    /// ,+feature,-feature; "help" lists models and features
     #[arg(long, value_name = "MODEL")]
     pub cpu: Option<String>,
 }
