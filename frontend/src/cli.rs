@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Kernel to boot: Linux bzImage, Multiboot or PVH ELF
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+    /// Firmware image (a multiple of 64 KiB) started at the reset vector instead of a kernel
+    #[arg(long, value_name = "FILE")]
+    pub bios: Option<PathBuf>,
     /// Initial ramdisk (Multiboot: modules, "file args,file2")
     #[arg(long, value_name = "PATH")]
     pub initrd: Option<PathBuf>,
@@ -106,7 +109,10 @@ pub struct RunArgs {
 /// Everything a run needs, checked.
 #[derive(Debug)]
 pub struct Options {
-    pub kernel: bios::KernelConfig,
+    /// `None` with `-bios`.
+    pub kernel: Option<bios::KernelConfig>,
+    /// `-bios`: a firmware image to start at the reset vector.
+    pub firmware: Option<PathBuf>,
     pub memory: u64,
     pub vcpus: u32,
     pub accel: Accel,
@@ -292,15 +298,31 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         None => None,
     };
 
-    let kernel = a
-        .kernel
-        .ok_or("no kernel given: use -kernel PATH (booting from a disk is not supported yet)")?;
-    Ok(Action::Run(Box::new(Options {
-        kernel: bios::KernelConfig {
+    let kernel = match (a.kernel, &a.bios) {
+        (Some(kernel), None) => Some(bios::KernelConfig {
             kernel,
             initrd: a.initrd,
             cmdline: a.append.unwrap_or_default(),
-        },
+        }),
+        (None, Some(_)) => None,
+        (Some(_), Some(_)) => {
+            return Err(
+                "-bios with -kernel: loading a kernel through the firmware (fw_cfg) is \
+                        not supported yet; use one or the other"
+                    .into(),
+            )
+        }
+        (None, None) => {
+            return Err(
+                "no kernel given: use -kernel PATH, or -bios FILE for a firmware image \
+                        (booting from a disk is not supported yet)"
+                    .into(),
+            )
+        }
+    };
+    Ok(Action::Run(Box::new(Options {
+        kernel,
+        firmware: a.bios,
         memory,
         vcpus,
         accel,
@@ -387,9 +409,9 @@ mod tests {
             "--no-reboot",
         ]);
         for o in [&qemu, &long] {
-            assert_eq!(o.kernel.kernel, PathBuf::from("bz"));
-            assert_eq!(o.kernel.initrd, Some(PathBuf::from("rd")));
-            assert_eq!(o.kernel.cmdline, "console=ttyS0 -v");
+            assert_eq!(o.kernel.as_ref().unwrap().kernel, PathBuf::from("bz"));
+            assert_eq!(o.kernel.as_ref().unwrap().initrd, Some(PathBuf::from("rd")));
+            assert_eq!(o.kernel.as_ref().unwrap().cmdline, "console=ttyS0 -v");
             assert_eq!(o.memory, 512 << 20);
             assert_eq!(o.vcpus, 2);
             assert_eq!(o.accel, Accel::Kvm);
@@ -415,7 +437,7 @@ mod tests {
         assert_eq!(o.serials, [SerialSpec::Stdio]);
         assert_eq!(o.debug_exit, None);
         assert!(!o.no_reboot);
-        assert_eq!(o.kernel.cmdline, "");
+        assert_eq!(o.kernel.as_ref().unwrap().cmdline, "");
     }
 
     #[test]
@@ -516,7 +538,7 @@ mod tests {
             "-nographic",
             "-nographic",
         ]);
-        assert_eq!(o.kernel.kernel, PathBuf::from("b"));
+        assert_eq!(o.kernel.as_ref().unwrap().kernel, PathBuf::from("b"));
         assert_eq!(o.memory, 96 << 20);
     }
 

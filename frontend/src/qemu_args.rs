@@ -10,7 +10,7 @@ use std::ffi::OsString;
 /// Options of `run` whose value is the next argument; that argument is never rewritten.
 const VALUE_OPTIONS: &[&str] = &[
     "kernel", "initrd", "append", "memory", "m", "smp", "accel", "machine", "M", "serial",
-    "device", "display", "monitor", "cpu", "debugcon", "chardev", "global",
+    "device", "display", "monitor", "cpu", "debugcon", "chardev", "global", "bios",
 ];
 
 /// QEMU options users are likely to try that Ferrite does not have yet, with what to say.

@@ -69,7 +69,9 @@ fn check_kernel(path: &Path) -> Result<(), Error> {
 
 /// Runs the guest until it is done; returns the process exit status.
 pub fn run(opts: &Options) -> Result<i32, Error> {
-    check_kernel(&opts.kernel.kernel)?;
+    if let Some(k) = &opts.kernel {
+        check_kernel(&k.kernel)?;
+    }
     let serials = opts
         .serials
         .iter()
@@ -81,6 +83,7 @@ pub fn run(opts: &Options) -> Result<i32, Error> {
         vcpus: opts.vcpus,
         accel: opts.accel,
         kernel: opts.kernel.clone(),
+        firmware: opts.firmware.clone(),
         serials,
         debug_exit: opts.debug_exit,
         debugcon: match &opts.debugcon {

@@ -388,3 +388,24 @@ fn chardevs_feed_debugcon_devices_and_serial_ports() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("id=nope"), "{}", stderr(&o));
 }
+
+#[test]
+fn bios_boots_a_firmware_image_and_refuses_a_kernel_beside_it() {
+    let rom = TempFile::new("rom-post.bin", &testsuite::kernels::rom_post());
+    let o = ferrite(&[
+        "-bios",
+        rom.path(),
+        "-accel",
+        "tcg",
+        "-nographic",
+        "-debugcon",
+        "null",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(stdout(&o), "rom: running from the reset vector\n");
+    let o = ferrite(&["-bios", rom.path(), "-kernel", rom.path()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("-bios with -kernel"), "{}", stderr(&o));
+}

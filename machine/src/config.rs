@@ -41,7 +41,10 @@ pub struct VmConfig {
     pub memory: u64,
     pub vcpus: u32,
     pub accel: Accel,
-    pub kernel: bios::KernelConfig,
+    /// The kernel to load; `None` when `firmware` boots the machine instead.
+    pub kernel: Option<bios::KernelConfig>,
+    /// `-bios`: a firmware image started at the reset vector instead of a kernel.
+    pub firmware: Option<std::path::PathBuf>,
     /// COM1, COM2, … in order; `None` leaves that UART out.
     pub serials: Vec<Option<SerialOutput>>,
     pub debug_exit: Option<DebugExitConfig>,
@@ -60,7 +63,8 @@ impl VmConfig {
             memory,
             vcpus: 1,
             accel: Accel::Auto,
-            kernel,
+            kernel: Some(kernel),
+            firmware: None,
             serials: Vec::new(),
             debug_exit: None,
             debugcon: None,

@@ -8,6 +8,7 @@
 pub mod accel;
 pub mod config;
 pub mod control;
+pub mod firmware;
 pub mod io;
 pub mod kvm;
 pub mod memory;

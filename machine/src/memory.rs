@@ -19,7 +19,8 @@ fn host_memory() -> Option<u64> {
 }
 
 /// Allocates `size` bytes of guest RAM and describes its layout for firmware.
-pub fn create(size: u64) -> Result<(GuestMemoryMmap, bios::MemoryMap)> {
+/// `rom` bytes of firmware, if any, get a region of their own ending at 4 GiB.
+pub fn create(size: u64, rom: u64) -> Result<(GuestMemoryMmap, bios::MemoryMap)> {
     if size < MIN_MEMORY {
         return Err(Error::Memory(format!(
             "{} KiB is too little; at least {} MiB is needed",
@@ -39,6 +40,9 @@ pub fn create(size: u64) -> Result<(GuestMemoryMmap, bios::MemoryMap)> {
     let low = size.min(PCI_HOLE_START);
     let high = size - low;
     let mut ranges = vec![(GuestAddress(0), low as usize)];
+    if rom > 0 {
+        ranges.push((GuestAddress(FOUR_GIB - rom), rom as usize));
+    }
     if high > 0 {
         ranges.push((GuestAddress(FOUR_GIB), high as usize));
     }
@@ -93,7 +97,7 @@ mod tests {
 
     #[test]
     fn large_memory_splits_around_the_pci_hole() {
-        let (mem, map) = create(4 << 30).unwrap();
+        let (mem, map) = create(4 << 30, 0).unwrap();
         assert_eq!(map.low_end, PCI_HOLE_START);
         assert_eq!(map.high_size, 1 << 30);
         assert_eq!(mem.num_regions(), 2);
@@ -102,9 +106,17 @@ mod tests {
     }
 
     #[test]
+    fn firmware_gets_the_top_of_4_gib() {
+        let (mem, _) = create(64 << 20, 64 << 10).unwrap();
+        assert_eq!(mem.num_regions(), 2);
+        assert!(mem.address_in_range(GuestAddress(FOUR_GIB - 16)));
+        assert!(!mem.address_in_range(GuestAddress(FOUR_GIB - (64 << 10) - 1)));
+    }
+
+    #[test]
     fn absurd_sizes_are_clear_errors() {
-        assert!(matches!(create(1 << 10), Err(Error::Memory(_))));
-        let e = create(1 << 50).unwrap_err().to_string();
+        assert!(matches!(create(1 << 10, 0), Err(Error::Memory(_))));
+        let e = create(1 << 50, 0).unwrap_err().to_string();
         assert!(e.contains("host has only"), "{e}");
     }
 }

@@ -84,7 +84,12 @@ impl Vm {
             )));
         }
         // Guest RAM first: a bad size is the user's error whatever the accelerator.
-        let (mem, map) = memory::create(cfg.memory)?;
+        let rom = match &cfg.firmware {
+            Some(path) => Some(crate::firmware::read(path)?),
+            None => None,
+        };
+        let rom_len = rom.as_ref().map_or(0, |r| r.len() as u64);
+        let (mem, map) = memory::create(cfg.memory, rom_len)?;
         // A CPU model is the software CPU's: automatic choice honours it by picking that.
         let model = cfg
             .cpu
@@ -200,9 +205,25 @@ impl Vm {
         }
         let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, Bus::new()));
 
-        let boot = bios::load_kernel(&mem, &map, &cfg.kernel)?;
+        // The boot CPU starts where the kernel loader says, or at the reset vector for firmware.
+        let boot_cpu =
+            match (&rom, &cfg.kernel) {
+                (Some(image), None) => {
+                    crate::firmware::install(&mem, image)?;
+                    emu_core::CpuState::reset()
+                }
+                (None, Some(kernel)) => bios::load_kernel(&mem, &map, kernel)?.cpu,
+                (Some(_), Some(_)) => return Err(Error::Config(
+                    "-bios with -kernel: loading a kernel through the firmware (fw_cfg) is not \
+                     supported yet; use one or the other"
+                        .into(),
+                )),
+                (None, None) => {
+                    return Err(Error::Config("nothing to boot: no kernel, no -bios".into()))
+                }
+            };
         if let Some(m) = model {
-            if boot.cpu.is_long_mode() && !m.has_edx81(emu_core::cpu_model::edx81::LM) {
+            if boot_cpu.is_long_mode() && !m.has_edx81(emu_core::cpu_model::edx81::LM) {
                 return Err(Error::Config(format!(
                     "-cpu {}: the model has no long mode, but this kernel is entered in 64-bit \
                      mode (64-bit boot protocol); use a 64-bit model (max, qemu64)",
@@ -222,7 +243,7 @@ impl Vm {
                 ),
             };
             if id == 0 {
-                v.set_state(&boot.cpu)
+                v.set_state(&boot_cpu)
                     .map_err(|e| Error::Accel(format!("boot CPU state: {e}")))?;
             }
             control.add_kicker(v.kicker());

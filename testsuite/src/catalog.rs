@@ -172,6 +172,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "jump into unclaimed MMIO: #UD: ok", // software CPU only
         },
         Case {
+            name: "rom-post",
+            build: kernels::rom_post,
+            expect: "rom: running from the reset vector", // a -bios image
+        },
+        Case {
             name: "garbage-io",
             build: kernels::garbage_io,
             expect: "garbage I/O survived: ok",

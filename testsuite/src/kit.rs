@@ -592,3 +592,28 @@ pub fn to_pvh_elf(image: &[u8]) -> Vec<u8> {
     f.extend_from_slice(image);
     f
 }
+
+/// Size of the firmware images [`build_rom`] makes.
+pub const ROM_SIZE: usize = 64 << 10;
+
+/// Builds a 64 KiB firmware image for `-bios`: the reset vector (offset 0xFFF0, reached at
+/// F000:FFF0 with CS based at 0xFFFF0000) jumps to offset 0, where the 16-bit code `body`
+/// emits runs in real mode with no stack and DS = 0.
+pub fn build_rom(body: impl Fn(&mut Code)) -> Vec<u8> {
+    let mut prev = Vec::new();
+    for _pass in 0..6 {
+        let mut c = Code::new(16, prev.clone());
+        body(&mut c);
+        let (code, syms) = c.assemble(0);
+        if syms == prev {
+            assert!(code.len() <= 0xfff0, "ROM code too large");
+            let mut rom = vec![0xffu8; ROM_SIZE];
+            rom[..code.len()].copy_from_slice(&code);
+            // JMP rel16 from 0xFFF3 back to 0: 0xFFF3 + 0x000D wraps to 0.
+            rom[0xfff0..0xfff3].copy_from_slice(&[0xe9, 0x0d, 0x00]);
+            return rom;
+        }
+        prev = syms;
+    }
+    panic!("ROM layout does not converge");
+}

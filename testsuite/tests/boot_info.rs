@@ -28,10 +28,11 @@ fn run(
 ) -> harness::Outcome {
     let file = harness::temp_kernel(&format!("{accel:?}-{name}"), kernel);
     let (mut cfg, cap) = harness::config(file.path(), accel, MEMORY);
-    cfg.kernel.cmdline = cmdline.into();
+    let k = cfg.kernel.as_mut().expect("a kernel config");
+    k.cmdline = cmdline.into();
     let initrd =
         initrd.map(|(file, data)| harness::temp_kernel(&format!("{accel:?}-{file}"), data));
-    cfg.kernel.initrd = initrd.as_ref().map(|f| f.path().to_owned());
+    k.initrd = initrd.as_ref().map(|f| f.path().to_owned());
     harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs")
 }
 
@@ -125,4 +126,39 @@ fn pvh_elf_kernel_gets_start_info_module_and_memory_map() {
             "{accel:?}: {out:?}"
         );
     }
+}
+
+#[test]
+fn a_firmware_image_runs_from_the_reset_vector() {
+    for accel in backends() {
+        let file = harness::temp_kernel(&format!("{accel:?}-rom"), &kernels::rom_post());
+        let (mut cfg, cap) = harness::config(file.path(), accel, MEMORY);
+        cfg.kernel = None;
+        cfg.firmware = Some(file.path().to_owned());
+        let debugcon = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
+        cfg.debugcon = Some(machine::DebugConConfig {
+            iobase: 0xe9,
+            out: debugcon.clone(),
+        });
+        let out = harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs");
+        assert!(out.passed(), "{accel:?}: {:?} {}", out.exit, out.serial);
+        assert_eq!(
+            out.serial, "rom: running from the reset vector\n",
+            "{accel:?}"
+        );
+        assert_eq!(&*debugcon.lock(), b"POST 01\nPOST 02\n", "{accel:?}");
+    }
+}
+
+#[test]
+fn firmware_images_of_the_wrong_size_are_refused() {
+    let file = harness::temp_kernel("rom-odd", &[0x90u8; 1000]);
+    let (mut cfg, cap) = harness::config(file.path(), Accel::Dbt, MEMORY);
+    cfg.kernel = None;
+    cfg.firmware = Some(file.path().to_owned());
+    let err = match harness::run(&cfg, &cap, Duration::from_secs(5)) {
+        Err(e) => e,
+        Ok(out) => panic!("ran: {:?}", out.exit),
+    };
+    assert!(err.to_string().contains("64 KiB"), "{err}");
 }

@@ -228,3 +228,28 @@ pub fn debugcon() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// A firmware image (`-bios`): from the reset vector it reports POST codes 0x01 and 0x02 on
+/// port 0x80 and, as text, on the debug console (port 0xE9), says where it runs on COM1, and
+/// passes through isa-debug-exit. Real mode, no RAM needed.
+pub fn rom_post() -> Vec<u8> {
+    crate::kit::build_rom(|c| {
+        let out_text = |c: &mut Code, port: u16, text: &str| {
+            check(c.a.mov(dx, u32::from(port)));
+            for b in text.bytes() {
+                check(c.a.mov(al, u32::from(b)));
+                check(c.a.out(dx, al));
+            }
+        };
+        for code in [0x01u32, 0x02] {
+            check(c.a.mov(al, code));
+            check(c.a.out(0x80, al));
+            out_text(c, 0xe9, &format!("POST {code:02x}\n"));
+        }
+        out_text(c, crate::kit::COM1, "rom: running from the reset vector\n");
+        check(c.a.xor(eax, eax));
+        check(c.a.mov(dx, u32::from(crate::kit::DEBUG_EXIT_PORT)));
+        check(c.a.out(dx, eax));
+        check(c.a.hlt());
+    })
+}
