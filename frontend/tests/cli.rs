@@ -9,6 +9,18 @@ fn ferrite(args: &[&str]) -> Output {
         .expect("running ferrite")
 }
 
+/// `ferrite` on the software CPU with the kit's isa-debug-exit (0xf4/4) and `args`.
+fn ferrite_tcg(args: &[&str]) -> Output {
+    let mut all = vec![
+        "-accel",
+        "tcg",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+    ];
+    all.extend_from_slice(args);
+    ferrite(&all)
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -321,16 +333,12 @@ fn debugcon_writes_port_e9_to_its_backend() {
     let kernel = TempFile::new("debugcon", &testsuite::kernels::debugcon());
     let log = TempFile::new("debugcon.log", b"");
     let debugcon = format!("file:{}", log.path());
-    let o = ferrite(&[
+    let o = ferrite_tcg(&[
         "-kernel",
         kernel.path(),
-        "-accel",
-        "tcg",
         "-nographic",
         "-debugcon",
         &debugcon,
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
     ]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(stdout(&o), "debugcon: written\n");
@@ -338,15 +346,7 @@ fn debugcon_writes_port_e9_to_its_backend() {
     assert_eq!(written, "hello on port E9\n");
 
     // Without -debugcon nothing answers at 0xE9: the kernel's detection fails.
-    let o = ferrite(&[
-        "-kernel",
-        kernel.path(),
-        "-accel",
-        "tcg",
-        "-nographic",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-    ]);
+    let o = ferrite_tcg(&["-kernel", kernel.path(), "-nographic"]);
     assert_eq!(o.status.code(), Some(5), "{o:?}");
     assert!(stdout(&o).contains("does not read back"), "{o:?}");
 }
@@ -356,11 +356,9 @@ fn chardevs_feed_debugcon_devices_and_serial_ports() {
     let kernel = TempFile::new("debugcon-chardev", &testsuite::kernels::debugcon());
     let dlog = TempFile::new("debugcon-chardev.log", b"");
     let slog = TempFile::new("serial-chardev.log", b"");
-    let o = ferrite(&[
+    let o = ferrite_tcg(&[
         "-kernel",
         kernel.path(),
-        "-accel",
-        "tcg",
         "-display",
         "none",
         "-chardev",
@@ -371,8 +369,6 @@ fn chardevs_feed_debugcon_devices_and_serial_ports() {
         "isa-debugcon,iobase=0xe9,chardev=dbg",
         "-serial",
         "chardev:com1",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
     ]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(
@@ -392,17 +388,7 @@ fn chardevs_feed_debugcon_devices_and_serial_ports() {
 #[test]
 fn bios_boots_a_firmware_image_and_refuses_a_kernel_beside_it() {
     let rom = TempFile::new("rom-post.bin", &testsuite::kernels::rom_post());
-    let o = ferrite(&[
-        "-bios",
-        rom.path(),
-        "-accel",
-        "tcg",
-        "-nographic",
-        "-debugcon",
-        "null",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=4",
-    ]);
+    let o = ferrite_tcg(&["-bios", rom.path(), "-nographic", "-debugcon", "null"]);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(stdout(&o), "rom: running from the reset vector\n");
     let o = ferrite(&["-bios", rom.path(), "-kernel", rom.path()]);
