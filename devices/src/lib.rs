@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cmos;
 pub mod debug_exit;
 pub mod debugcon;
+pub mod fw_cfg;
 pub mod i8042;
 pub mod irq;
 pub mod pci;

@@ -199,6 +199,23 @@ impl Vm {
             )));
             add(&mut pio, dev, d.iobase, d.iosize, "isa-debug-exit")?;
         }
+        // fw_cfg, as on QEMU's pc: firmware and test suites read the machine's shape there.
+        let fw_cfg = devices::fw_cfg::FwCfg::new(&devices::fw_cfg::FwCfgInfo {
+            ram_size: cfg.memory,
+            cpus: u16::try_from(cfg.vcpus).unwrap_or(u16::MAX),
+            cmdline: cfg
+                .kernel
+                .as_ref()
+                .map(|k| k.cmdline.clone())
+                .unwrap_or_default(),
+        });
+        add(
+            &mut pio,
+            Arc::new(Mutex::new(fw_cfg)),
+            devices::fw_cfg::SELECTOR_PORT,
+            devices::fw_cfg::PORTS_LEN,
+            "fw_cfg",
+        )?;
         if let Some(d) = &cfg.debugcon {
             let dev = Arc::new(Mutex::new(devices::debugcon::DebugCon::new(d.out.clone())));
             add(&mut pio, dev, d.iobase, 1, "isa-debugcon")?;

@@ -177,6 +177,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "rom: running from the reset vector", // a -bios image
         },
         Case {
+            name: "fw-cfg",
+            build: || kernels::fw_cfg(2, 64 << 20),
+            expect: "fw_cfg: signature, CPU count and RAM size: ok", // with -smp 2 -m 64
+        },
+        Case {
             name: "garbage-io",
             build: kernels::garbage_io,
             expect: "garbage I/O survived: ok",

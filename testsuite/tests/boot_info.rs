@@ -162,3 +162,17 @@ fn firmware_images_of_the_wrong_size_are_refused() {
     };
     assert!(err.to_string().contains("64 KiB"), "{err}");
 }
+
+#[test]
+fn fw_cfg_tells_the_guest_its_cpus_and_memory() {
+    for accel in backends() {
+        let file = harness::temp_kernel(&format!("{accel:?}-fw-cfg"), &kernels::fw_cfg(2, MEMORY));
+        let (mut cfg, cap) = harness::config(file.path(), accel, MEMORY);
+        cfg.vcpus = 2;
+        let out = harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs");
+        assert!(out.passed(), "{accel:?}: {:?} {}", out.exit, out.serial);
+        assert!(out
+            .serial
+            .contains("fw_cfg: signature, CPU count and RAM size: ok"));
+    }
+}

@@ -253,3 +253,44 @@ pub fn rom_post() -> Vec<u8> {
         check(c.a.hlt());
     })
 }
+
+/// Reads QEMU's fw_cfg interface (selector port 0x510, data port 0x511) and checks the
+/// signature "QEMU", the CPU count and the RAM size the machine was given.
+pub fn fw_cfg(cpus: u16, ram: u64) -> Vec<u8> {
+    Kernel::build(move |k| {
+        let c = &mut k.c32;
+        let select = |c: &mut Code, key: u16| {
+            check(c.a.mov(dx, 0x510u32));
+            check(c.a.mov(ax, u32::from(key)));
+            check(c.a.out(dx, ax));
+            check(c.a.mov(dx, 0x511u32));
+        };
+        // Reads `n` bytes (n ≤ 4) little-endian into EBX.
+        let read = |c: &mut Code, n: u32| {
+            check(c.a.xor(ebx, ebx));
+            for k in 0..n {
+                check(c.a.in_(al, dx));
+                check(c.a.movzx(eax, al));
+                check(c.a.shl(eax, 8 * k));
+                check(c.a.or(ebx, eax));
+            }
+        };
+        select(c, 0);
+        read(c, 4);
+        check(c.a.cmp(ebx, u32::from_le_bytes(*b"QEMU") as i32));
+        c.fail_unless_zero("fw_cfg: no QEMU signature\n", 2);
+        select(c, 5);
+        read(c, 2);
+        check(c.a.cmp(ebx, u32::from(cpus) as i32));
+        c.fail_unless_zero("fw_cfg: wrong CPU count\n", 3);
+        select(c, 3);
+        read(c, 4);
+        check(c.a.cmp(ebx, ram as u32 as i32));
+        c.fail_unless_zero("fw_cfg: wrong RAM size (low half)\n", 4);
+        read(c, 4);
+        check(c.a.cmp(ebx, (ram >> 32) as u32 as i32));
+        c.fail_unless_zero("fw_cfg: wrong RAM size (high half)\n", 5);
+        c.print("fw_cfg: signature, CPU count and RAM size: ok\n");
+        c.exit(PASS);
+    })
+}
