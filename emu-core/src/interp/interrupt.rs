@@ -123,17 +123,7 @@ impl Interp {
             0x7 => (false, true),
             0xe => (true, false),
             0xf => (true, true),
-            0x5 => {
-                let cpl = self.cpu.cpl();
-                if kind == EventKind::Software && gate_dpl < cpl {
-                    return Err(Fault::gp(idt_err).into());
-                }
-                if !present {
-                    return Err(Fault::np(idt_err).into());
-                }
-                let tss = ((gate >> 16) & 0xffff) as u16;
-                return self.task_switch(tss, super::task::TaskSwitch::Interrupt(error_code));
-            }
+            0x5 => (false, false), // task gate: handled below, after the common checks
             _ => return Err(Fault::gp(idt_err).into()),
         };
         let cpl = self.cpu.cpl();
@@ -142,6 +132,10 @@ impl Interp {
         }
         if !present {
             return Err(Fault::np(idt_err).into());
+        }
+        if gate_type == 0x5 {
+            let tss = ((gate >> 16) & 0xffff) as u16;
+            return self.task_switch(tss, super::task::TaskSwitch::Interrupt(error_code));
         }
         let sel = ((gate >> 16) & 0xffff) as u16;
         let offset = (gate & 0xffff) | ((gate >> 32) & 0xffff_0000);
