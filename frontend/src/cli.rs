@@ -38,6 +38,8 @@ pub enum Command {
     /// Boot a guest kernel (QEMU-compatible options)
     #[command(args_override_self = true, after_help = QEMU_NOTE)]
     Run(RunArgs),
+    /// Run a suite of test kernels or ROMs in parallel, with timeouts and a JUnit report
+    Test(crate::testrun::TestArgs),
 }
 
 #[derive(Args, Debug, Default)]
@@ -104,6 +106,10 @@ pub struct RunArgs {
     /// ,+feature,-feature; "help" lists models and features
     #[arg(long, value_name = "MODEL")]
     pub cpu: Option<String>,
+    /// Write one line saying why the run ended to FILE ("debug-exit V", "triple-fault",
+    /// "reset", "poweroff", "stopped" or "error MESSAGE"); `ferrite test` reads it
+    #[arg(long, value_name = "FILE", hide = true)]
+    pub exit_report: Option<PathBuf>,
 }
 
 /// Everything a run needs, checked.
@@ -125,6 +131,8 @@ pub struct Options {
     /// `-cpu`; `None` leaves the backend's default.
     pub cpu: Option<&'static machine::CpuModel>,
     pub no_reboot: bool,
+    /// `--exit-report FILE`.
+    pub exit_report: Option<PathBuf>,
     /// Things accepted but ignored, for the user to read.
     pub warnings: Vec<String>,
 }
@@ -135,6 +143,8 @@ pub enum Action {
     Run(Box<Options>),
     /// Print this on stdout and exit with status 0 (`-device help` and friends).
     Print(String),
+    /// `ferrite test`.
+    Test(Box<crate::testrun::TestArgs>),
 }
 
 /// A command line that cannot be used.
@@ -185,6 +195,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, CliErro
     })?;
     match cli.command {
         Command::Run(args) => options(args).map_err(CliError::Invalid),
+        Command::Test(args) => Ok(Action::Test(Box::new(args))),
     }
 }
 
@@ -331,6 +342,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         debugcon,
         cpu,
         no_reboot: a.no_reboot,
+        exit_report: a.exit_report,
         warnings,
     })))
 }

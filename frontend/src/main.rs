@@ -11,6 +11,7 @@ mod serial;
 mod session;
 mod signals;
 mod terminal;
+mod testrun;
 mod values;
 
 use cli::{Action, CliError};
@@ -35,6 +36,7 @@ fn ferrite() -> i32 {
             return 0;
         }
         Ok(Action::Run(opts)) => opts,
+        Ok(Action::Test(args)) => return testrun::run(&args),
         Err(CliError::Clap(e)) => {
             let _ = e.print();
             return e.exit_code();
@@ -47,8 +49,14 @@ fn ferrite() -> i32 {
     for w in &opts.warnings {
         eprintln!("ferrite: warning: {w}");
     }
-    match run::run(&opts) {
-        Ok(status) => status,
+    let result = run::run(&opts);
+    if let Some(path) = &opts.exit_report {
+        if let Err(e) = std::fs::write(path, run::report_line(&result) + "\n") {
+            eprintln!("ferrite: writing the exit report {}: {e}", path.display());
+        }
+    }
+    match result {
+        Ok(ended) => ended.status,
         Err(e) => {
             eprintln!("ferrite: {e}");
             1

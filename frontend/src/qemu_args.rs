@@ -9,8 +9,25 @@ use std::ffi::OsString;
 
 /// Options of `run` whose value is the next argument; that argument is never rewritten.
 const VALUE_OPTIONS: &[&str] = &[
-    "kernel", "initrd", "append", "memory", "m", "smp", "accel", "machine", "M", "serial",
-    "device", "display", "monitor", "cpu", "debugcon", "chardev", "global", "bios",
+    "kernel",
+    "initrd",
+    "append",
+    "memory",
+    "m",
+    "smp",
+    "accel",
+    "machine",
+    "M",
+    "serial",
+    "device",
+    "display",
+    "monitor",
+    "cpu",
+    "debugcon",
+    "chardev",
+    "global",
+    "bios",
+    "exit-report",
 ];
 
 /// QEMU options users are likely to try that Ferrite does not have yet, with what to say.

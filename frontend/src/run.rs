@@ -67,8 +67,32 @@ fn check_kernel(path: &Path) -> Result<(), Error> {
     })
 }
 
-/// Runs the guest until it is done; returns the process exit status.
-pub fn run(opts: &Options) -> Result<i32, Error> {
+/// How a run ended: the process exit status and the guest's last exit reason.
+#[derive(Debug)]
+pub struct Ended {
+    pub status: i32,
+    pub reason: ExitReason,
+}
+
+/// One line that says why the run ended, for `--exit-report` (read by `ferrite test`): the
+/// exit status alone cannot tell a debug-exit write of 0 from an error, both status 1.
+pub fn report_line(result: &Result<Ended, Error>) -> String {
+    let one_line = |s: &str| s.replace('\n', " ");
+    match result {
+        Ok(Ended { reason, .. }) => match reason {
+            ExitReason::DebugExit(v) => format!("debug-exit {v}"),
+            ExitReason::TripleFault => "triple-fault".into(),
+            ExitReason::Reset => "reset".into(),
+            ExitReason::Poweroff => "poweroff".into(),
+            ExitReason::Stopped => "stopped".into(),
+            ExitReason::Error(msg) => format!("error {}", one_line(msg)),
+        },
+        Err(e) => format!("error {}", one_line(&e.to_string())),
+    }
+}
+
+/// Runs the guest until it is done.
+pub fn run(opts: &Options) -> Result<Ended, Error> {
     if let Some(k) = &opts.kernel {
         check_kernel(&k.kernel)?;
     }
@@ -126,17 +150,20 @@ pub fn run(opts: &Options) -> Result<i32, Error> {
     loop {
         let vm = Vm::new(&cfg)?;
         if !session.attach(&vm) {
-            return Ok(0);
+            return Ok(Ended {
+                status: 0,
+                reason: ExitReason::Stopped,
+            });
         }
-        let reason = vm.run();
+        let reason = vm.run()?;
         session.detach();
-        match next(&reason?, opts.no_reboot, session.quitting()) {
+        match next(&reason, opts.no_reboot, session.quitting()) {
             Next::Reboot => log::info!("the guest reset; rebooting"),
             Next::Exit { status, note } => {
                 if let Some(note) = note {
                     eprintln!("ferrite: {note}");
                 }
-                return Ok(status);
+                return Ok(Ended { status, reason });
             }
             Next::Fail(msg) => return Err(Error::Guest(msg)),
         }

@@ -43,6 +43,12 @@ pub fn install() -> io::Result<()> {
     Ok(())
 }
 
+/// The signal received and not yet acted on, for code that polls instead of [`watch`]ing;
+/// 0 for none.
+pub fn pending() -> i32 {
+    PENDING.load(Ordering::SeqCst)
+}
+
 /// Calls `stop` with the signal number on a thread of its own when a signal arrives.
 pub fn watch(stop: impl Fn(i32) + Send + 'static) -> io::Result<()> {
     std::thread::Builder::new()

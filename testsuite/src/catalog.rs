@@ -188,3 +188,16 @@ pub fn other_kernels() -> Vec<Case> {
         },
     ]
 }
+
+/// The options a kernel of [`other_kernels`] needs beyond the kit's machine (COM1 and
+/// isa-debug-exit at 0xf4), in `ferrite run`/QEMU spelling, and whether it is a firmware
+/// image (`-bios`) rather than a kernel.
+pub fn run_options(name: &str) -> (&'static str, bool) {
+    match name {
+        "debugcon" => ("-debugcon stdio", false),
+        "cpu-model-pentium" => ("-cpu pentium", false),
+        "rom-post" => ("-debugcon stdio", true),
+        "fw-cfg" => ("-smp 2 -m 64", false),
+        _ => ("", false),
+    }
+}

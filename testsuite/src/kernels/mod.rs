@@ -8,6 +8,7 @@ pub mod common;
 pub mod cpu_models;
 pub mod faults;
 pub mod modes;
+pub mod outcomes;
 pub mod platform;
 pub mod system;
 
@@ -16,5 +17,6 @@ pub use common::{enter_long_mode, enter_real_mode, install_exception_handlers64,
 pub use cpu_models::*;
 pub use faults::*;
 pub use modes::*;
+pub use outcomes::*;
 pub use platform::*;
 pub use system::*;
