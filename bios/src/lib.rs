@@ -5,6 +5,7 @@
 //! information the protocol defines (boot_params, Multiboot info, hvm_start_info, each with an
 //! E820-style memory map) and returns the CPU state for the entry point.
 
+pub mod acpi;
 pub mod boot_cpu;
 pub mod e820;
 pub mod elf;

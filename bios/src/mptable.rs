@@ -12,14 +12,16 @@ use crate::{layout, mem_err, Error, Result};
 
 pub const LAPIC_ADDR: u32 = 0xfee0_0000;
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
+pub(crate) const PIT_PIN: u8 = 2;
 /// ISA IRQs routed through the IOAPIC (IRQ 0, the PIT, arrives on INTIN2 as on every PC).
 const ISA_IRQS: u8 = 16;
 const APIC_VERSION: u8 = 0x14;
 const IOAPIC_VERSION: u8 = 0x11;
 /// Address of the BDA word holding the EBDA segment.
 const BDA_EBDA_SEGMENT: u64 = 0x40e;
-/// The room the BIOS area gives the tables.
-const ROOM: u64 = 0x1_0000;
+/// The room the BIOS area gives the tables (the ACPI tables follow, at
+/// [`acpi::RSDP_ADDR`](crate::acpi::RSDP_ADDR)).
+const ROOM: u64 = crate::acpi::RSDP_ADDR - layout::BIOS_ROM;
 
 fn checksum(bytes: &[u8]) -> u8 {
     0u8.wrapping_sub(bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
@@ -53,7 +55,7 @@ pub fn build(cpus: u8) -> Vec<u8> {
         if irq == 2 {
             continue; // the cascade
         }
-        let pin = if irq == 0 { 2 } else { irq };
+        let pin = if irq == 0 { PIT_PIN } else { irq };
         entries.extend_from_slice(&io_int(0, irq, pin));
         count += 1;
     }

@@ -131,6 +131,8 @@ pub struct Options {
     /// `-cpu`; `None` leaves the backend's default.
     pub cpu: Option<&'static machine::CpuModel>,
     pub no_reboot: bool,
+    /// `-device pc-testdev`.
+    pub pc_testdev: bool,
     /// `--exit-report FILE`.
     pub exit_report: Option<PathBuf>,
     /// Things accepted but ignored, for the user to read.
@@ -215,6 +217,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
 
     let mut debug_exit = None;
     let mut debugcon = None;
+    let mut pc_testdev = false;
     for spec in &a.device {
         match device::parse(spec)? {
             DeviceArg::Help(text) => return Ok(Action::Print(text)),
@@ -227,6 +230,11 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
                 let out = chardevs.get("-device isa-debugcon", &chardev)?;
                 if debugcon.replace((iobase, out)).is_some() {
                     return Err("-device isa-debugcon: only one is supported".into());
+                }
+            }
+            DeviceArg::Add(Device::PcTestDev) => {
+                if std::mem::replace(&mut pc_testdev, true) {
+                    return Err("-device pc-testdev: only one fits (its ports are fixed)".into());
                 }
             }
         }
@@ -342,6 +350,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         debugcon,
         cpu,
         no_reboot: a.no_reboot,
+        pc_testdev,
         exit_report: a.exit_report,
         warnings,
     })))

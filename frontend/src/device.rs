@@ -13,6 +13,8 @@ pub enum Device {
         iobase: u16,
         chardev: String,
     },
+    /// QEMU's `pc-testdev` (fixed ports 0xe0–0xeb, 0x2000–0x2017 and MMIO at 0xff000000).
+    PcTestDev,
 }
 
 /// What one `-device` argument asked for.
@@ -32,6 +34,11 @@ pub const SUPPORTED: &[(&str, &str)] = &[
     (
         "isa-debugcon",
         "ISA debug console (port 0xe9 by default): bytes written go to its chardev",
+    ),
+    (
+        "pc-testdev",
+        "kvm-unit-tests' test device: scratch ports 0xe0/0xe8, IRQ lines at 0x2000, \
+         scratch MMIO at 0xff000000",
     ),
 ];
 
@@ -125,6 +132,13 @@ pub fn parse(spec: &str) -> Result<DeviceArg, String> {
         d if is_help(d) => Ok(DeviceArg::Help(list())),
         "isa-debug-exit" => debug_exit(&props),
         "isa-debugcon" => debugcon(&props),
+        "pc-testdev" => match props.first() {
+            None => Ok(DeviceArg::Add(Device::PcTestDev)),
+            Some(p) if is_help(p) => Ok(DeviceArg::Help("pc-testdev has no options\n".into())),
+            Some(p) => Err(format!(
+                "-device pc-testdev: unknown property '{p}' (it has none)"
+            )),
+        },
         "" => Err("-device: no device named".into()),
         other => Err(format!(
             "-device: '{other}' is not a supported device (try -device help)"

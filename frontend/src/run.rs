@@ -122,6 +122,7 @@ pub fn run(opts: &Options) -> Result<Ended, Error> {
             None => None,
         },
         cpu: opts.cpu,
+        pc_testdev: opts.pc_testdev,
     };
     let console = opts.serials.iter().position(|s| *s == SerialSpec::Stdio);
     let session = Arc::new(Session::new(console));

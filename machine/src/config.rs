@@ -53,6 +53,9 @@ pub struct VmConfig {
     /// `-cpu`: a software-CPU model. `None` is the backend's default (the host's CPUID under
     /// KVM, `max` on the software CPU).
     pub cpu: Option<&'static emu_core::CpuModel>,
+    /// QEMU's `-device pc-testdev` (kvm-unit-tests' scratch ports, IRQ-line ports and
+    /// scratch MMIO).
+    pub pc_testdev: bool,
 }
 
 impl VmConfig {
@@ -69,6 +72,7 @@ impl VmConfig {
             debug_exit: None,
             debugcon: None,
             cpu: None,
+            pc_testdev: false,
         }
     }
 }

@@ -68,6 +68,35 @@ fn add(
         .map_err(|e| Error::Device(format!("{what}: {e}")))
 }
 
+/// QEMU's pc-testdev: one device at four port ranges and a window of MMIO just below the
+/// firmware's 16 MiB at the top of 4 GiB.
+fn add_pc_testdev(
+    pio: &mut Bus,
+    mmio: &mut Bus,
+    irq: &dyn Fn(u32) -> Arc<dyn devices::IrqLine>,
+    rom_len: u64,
+) -> Result<()> {
+    use devices::pc_testdev::*;
+    if (1u64 << 32) - rom_len < IOMEM_BASE + IOMEM_LEN {
+        return Err(Error::Config(format!(
+            "pc-testdev: its memory at {IOMEM_BASE:#x} would overlap the {} KiB -bios image",
+            rom_len >> 10
+        )));
+    }
+    let lines = (0..u32::from(IRQ_LINES)).map(irq).collect();
+    let dev: Arc<Mutex<dyn BusDevice>> = Arc::new(Mutex::new(PcTestDev::new(lines)));
+    for (base, len) in [
+        (SCRATCH_PORT, 4),
+        (FLUSH_PORT, 4),
+        (SCRATCH_BYTE_PORT, 4),
+        (IRQ_PORT, IRQ_LINES),
+    ] {
+        add(pio, dev.clone(), base, len, "pc-testdev")?;
+    }
+    mmio.insert(dev, IOMEM_BASE, IOMEM_LEN)
+        .map_err(|e| Error::Device(format!("pc-testdev: {e}")))
+}
+
 impl Vm {
     pub fn new(cfg: &VmConfig) -> Result<Vm> {
         if cfg.vcpus == 0 || cfg.vcpus > 255 {
@@ -220,7 +249,11 @@ impl Vm {
             let dev = Arc::new(Mutex::new(devices::debugcon::DebugCon::new(d.out.clone())));
             add(&mut pio, dev, d.iobase, 1, "isa-debugcon")?;
         }
-        let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, Bus::new()));
+        let mut mmio = Bus::new();
+        if cfg.pc_testdev {
+            add_pc_testdev(&mut pio, &mut mmio, &irq, rom_len)?;
+        }
+        let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, mmio));
 
         // The boot CPU starts where the kernel loader says, or at the reset vector for firmware.
         let boot_cpu =
@@ -248,7 +281,12 @@ impl Vm {
                 )));
             }
         }
-        bios::mptable::write(&mem, cfg.vcpus)?;
+        // The tables firmware leaves for the OS; a -bios image owns that area and writes its
+        // own.
+        if rom.is_none() {
+            bios::mptable::write(&mem, cfg.vcpus)?;
+            bios::acpi::write(&mem, cfg.vcpus)?;
+        }
         let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
         for id in 0..cfg.vcpus {
             let mut v: Box<dyn Vcpu> = match &kvm {

@@ -182,6 +182,16 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "fw_cfg: signature, CPU count and RAM size: ok", // with -smp 2 -m 64
         },
         Case {
+            name: "pc-testdev",
+            build: kernels::pc_testdev,
+            expect: "pc-testdev: scratch ports and scratch MMIO: ok", // with -device pc-testdev
+        },
+        Case {
+            name: "acpi-rsdp",
+            build: || kernels::acpi_rsdp(2),
+            expect: "acpi: RSDP, root table and MADT: ok", // with -smp 2
+        },
+        Case {
             name: "garbage-io",
             build: kernels::garbage_io,
             expect: "garbage I/O survived: ok",
@@ -198,6 +208,8 @@ pub fn run_options(name: &str) -> (&'static str, bool) {
         "cpu-model-pentium" => ("-cpu pentium", false),
         "rom-post" => ("-debugcon stdio", true),
         "fw-cfg" => ("-smp 2 -m 64", false),
+        "pc-testdev" => ("-device pc-testdev", false),
+        "acpi-rsdp" => ("-smp 2", false),
         _ => ("", false),
     }
 }

@@ -176,3 +176,22 @@ fn fw_cfg_tells_the_guest_its_cpus_and_memory() {
             .contains("fw_cfg: signature, CPU count and RAM size: ok"));
     }
 }
+
+#[test]
+fn acpi_tables_are_where_an_os_scans_for_them() {
+    for accel in backends() {
+        for cpus in [1, 3] {
+            let file =
+                harness::temp_kernel(&format!("{accel:?}-acpi-{cpus}"), &kernels::acpi_rsdp(cpus));
+            let (mut cfg, cap) = harness::config(file.path(), accel, MEMORY);
+            cfg.vcpus = cpus;
+            let out = harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs");
+            assert!(
+                out.passed(),
+                "{accel:?} {cpus}: {:?} {}",
+                out.exit,
+                out.serial
+            );
+        }
+    }
+}

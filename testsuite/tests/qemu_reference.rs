@@ -122,6 +122,30 @@ fn smp_and_multiboot_info_pass_under_qemu() {
 }
 
 #[test]
+fn pc_testdev_kernel_passes_under_qemu() {
+    let Some(bin) = qemu() else { return };
+    let file = harness::temp_kernel("qemu-pc-testdev", &kernels::pc_testdev());
+    let (status, serial) = run_qemu(bin, file.path(), &["-device", "pc-testdev"], 1);
+    assert_eq!(status, 1, "{serial}");
+    assert!(
+        serial.contains("pc-testdev: IRQ line 5 reaches the PIC: ok"),
+        "{serial}"
+    );
+}
+
+#[test]
+fn acpi_kernel_passes_under_qemu() {
+    let Some(bin) = qemu() else { return };
+    let file = harness::temp_kernel("qemu-acpi", &kernels::acpi_rsdp(2));
+    let (status, serial) = run_qemu(bin, file.path(), &[], 2);
+    assert_eq!(status, 1, "{serial}");
+    assert!(
+        serial.contains("acpi: RSDP, root table and MADT: ok"),
+        "{serial}"
+    );
+}
+
+#[test]
 fn pvh_start_info_passes_under_qemu() {
     let Some(bin) = qemu() else { return };
     let module_data = b"FERRITE-MODULE for PVH".to_vec();

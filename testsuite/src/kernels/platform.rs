@@ -294,3 +294,168 @@ pub fn fw_cfg(cpus: u16, ram: u64) -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Exercises QEMU's pc-testdev (`-device pc-testdev`): the scratch register through the
+/// dword ports at 0xE0 and the byte ports at 0xE8, the flush-page port, the scratch MMIO at
+/// 0xFF000000, and, where the machine has an 8259 PIC, an IRQ-line port: raising line 5
+/// through port 0x2005 sets bit 5 of the master PIC's IRR.
+pub fn pc_testdev() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        check(c.a.mov(dx, 0xe0u32));
+        check(c.a.mov(eax, 0x1234_5678u32));
+        check(c.a.out(dx, eax));
+        check(c.a.in_(al, 0xe1));
+        check(c.a.cmp(al, 0x56));
+        c.fail_unless_zero("pc-testdev: byte 1 of the scratch register is wrong\n", 2);
+        check(c.a.in_(ax, 0xe2));
+        check(c.a.cmp(ax, 0x1234));
+        c.fail_unless_zero("pc-testdev: word 1 of the scratch register is wrong\n", 3);
+        check(c.a.mov(dx, 0xe8u32));
+        check(c.a.in_(eax, dx));
+        check(c.a.cmp(eax, 0x1234_5678));
+        c.fail_unless_zero("pc-testdev: the byte ports do not show the register\n", 4);
+        check(c.a.mov(al, 0xabu32));
+        check(c.a.out(0xeb, al));
+        check(c.a.in_(eax, 0xe0));
+        check(c.a.cmp(eax, 0xab34_5678u32 as i32));
+        c.fail_unless_zero(
+            "pc-testdev: a byte write at 0xEB did not land in byte 3\n",
+            5,
+        );
+        check(c.a.mov(eax, crate::kit::LOAD_ADDR));
+        check(c.a.out(0xe4, eax));
+        check(c.a.mov(dword_ptr(0xff00_0000u32), 0xdead_beefu32));
+        check(c.a.mov(dword_ptr(0xff00_fffcu32), 0x1122_3344u32));
+        check(c.a.mov(eax, dword_ptr(0xff00_0000u32)));
+        check(c.a.cmp(eax, 0xdead_beefu32 as i32));
+        c.fail_unless_zero(
+            "pc-testdev: scratch MMIO at 0xFF000000 did not keep a dword\n",
+            6,
+        );
+        check(c.a.mov(al, byte_ptr(0xff00_fffdu32)));
+        check(c.a.cmp(al, 0x33));
+        c.fail_unless_zero(
+            "pc-testdev: the last dword of the scratch MMIO is wrong\n",
+            7,
+        );
+        c.print("pc-testdev: scratch ports and scratch MMIO: ok\n");
+        // An 8259 answers with the IMR it was given; an absent one floats.
+        let (mut no_pic, mut done) = (c.label(), c.label());
+        check(c.a.mov(al, 0xfbu32));
+        check(c.a.out(0x21, al));
+        check(c.a.in_(al, 0x21));
+        check(c.a.cmp(al, 0xfb));
+        check(c.a.jne(no_pic));
+        check(c.a.mov(dx, 0x2005u32));
+        check(c.a.mov(al, 1u32));
+        check(c.a.out(dx, al));
+        check(c.a.mov(al, 0x0au32)); // OCW3: read the IRR
+        check(c.a.out(0x20, al));
+        check(c.a.in_(al, 0x20));
+        check(c.a.test(al, 0x20));
+        check(c.a.setz(al));
+        check(c.a.test(al, al));
+        c.fail_unless_zero(
+            "pc-testdev: raising line 5 did not reach the PIC's IRR\n",
+            8,
+        );
+        check(c.a.mov(al, 0u32));
+        check(c.a.out(dx, al));
+        c.print("pc-testdev: IRQ line 5 reaches the PIC: ok\n");
+        check(c.a.jmp(done));
+        c.here(&mut no_pic);
+        c.print("pc-testdev: no 8259 PIC here, IRQ lines not checked\n");
+        c.here(&mut done);
+        c.exit(PASS);
+    })
+}
+
+/// Finds the ACPI RSDP by scanning the BIOS area (0xE0000–0xFFFFF, 16-byte steps) as an OS
+/// does, checks its checksum, follows the XSDT (or, in an ACPI 1.0 RSDP, the RSDT) to the MADT and counts its
+/// enabled local APICs, which must be `cpus`.
+pub fn acpi_rsdp(cpus: u32) -> Vec<u8> {
+    Kernel::build(move |k| {
+        let c = &mut k.c32;
+        let (mut scan, mut next, mut found) = (c.label(), c.label(), c.label());
+        check(c.a.mov(esi, 0xe_0000u32));
+        c.here(&mut scan);
+        check(c.a.cmp(dword_ptr(esi), 0x2044_5352)); // "RSD "
+        check(c.a.jne(next));
+        check(c.a.cmp(dword_ptr(esi + 4), 0x2052_5450)); // "PTR "
+        check(c.a.je(found));
+        c.here(&mut next);
+        check(c.a.add(esi, 16));
+        check(c.a.cmp(esi, 0x10_0000));
+        check(c.a.jb(scan));
+        check(c.a.or(esi, esi)); // ZF clear
+        c.fail_unless_zero("acpi: no RSDP in the BIOS area\n", 2);
+        c.here(&mut found);
+        let mut sum = c.label();
+        check(c.a.xor(eax, eax));
+        check(c.a.xor(ecx, ecx));
+        c.here(&mut sum);
+        check(c.a.add(al, byte_ptr(esi + ecx)));
+        check(c.a.inc(ecx));
+        check(c.a.cmp(ecx, 20));
+        check(c.a.jb(sum));
+        check(c.a.test(al, al));
+        c.fail_unless_zero("acpi: the RSDP checksum is wrong\n", 3);
+        // Revision 2 and up: the XSDT (64-bit entries, below 4 GiB on a PC); revision 0
+        // (ACPI 1.0, as QEMU's firmware gives): the RSDT (32-bit entries).
+        let (mut v1, mut root, mut entry) = (c.label(), c.label(), c.label());
+        check(c.a.cmp(byte_ptr(esi + 15), 2));
+        check(c.a.jb(v1));
+        check(c.a.mov(ebx, dword_ptr(esi + 24)));
+        check(c.a.mov(ebp, 8));
+        check(c.a.cmp(dword_ptr(ebx), 0x5444_5358)); // "XSDT"
+        check(c.a.jmp(root));
+        c.here(&mut v1);
+        check(c.a.mov(ebx, dword_ptr(esi + 16)));
+        check(c.a.mov(ebp, 4));
+        check(c.a.cmp(dword_ptr(ebx), 0x5444_5352)); // "RSDT"
+        c.here(&mut root);
+        c.fail_unless_zero("acpi: the RSDP points to no XSDT/RSDT\n", 5);
+        check(c.a.mov(ecx, dword_ptr(ebx + 4)));
+        check(c.a.add(ecx, ebx));
+        check(c.a.lea(edi, ptr(ebx + 36)));
+        c.here(&mut entry);
+        check(c.a.cmp(edi, ecx));
+        check(c.a.setae(al));
+        check(c.a.test(al, al));
+        c.fail_unless_zero("acpi: the root table lists no MADT\n", 6);
+        check(c.a.mov(edx, dword_ptr(edi)));
+        check(c.a.add(edi, ebp));
+        check(c.a.cmp(dword_ptr(edx), 0x4349_5041)); // "APIC"
+        check(c.a.jne(entry));
+        // MADT structures from offset 44: count enabled local APICs (type 0, flags bit 0).
+        let (mut walk, mut not_cpu, mut end) = (c.label(), c.label(), c.label());
+        check(c.a.mov(ecx, dword_ptr(edx + 4)));
+        check(c.a.add(ecx, edx));
+        check(c.a.lea(edi, ptr(edx + 44)));
+        check(c.a.xor(eax, eax));
+        c.here(&mut walk);
+        check(c.a.cmp(edi, ecx));
+        check(c.a.jae(end));
+        check(c.a.cmp(byte_ptr(edi), 0));
+        check(c.a.jne(not_cpu));
+        check(c.a.test(byte_ptr(edi + 4), 1));
+        check(c.a.jz(not_cpu));
+        check(c.a.inc(eax));
+        c.here(&mut not_cpu);
+        check(c.a.movzx(ebx, byte_ptr(edi + 1)));
+        check(c.a.add(edi, ebx));
+        check(c.a.test(ebx, ebx));
+        check(c.a.jnz(walk));
+        check(c.a.or(edi, edi));
+        c.fail_unless_zero("acpi: a MADT structure of length 0\n", 7);
+        c.here(&mut end);
+        check(c.a.cmp(eax, cpus as i32));
+        c.fail_unless_zero(
+            &format!("acpi: the MADT does not list {cpus} enabled CPUs\n"),
+            8,
+        );
+        c.print("acpi: RSDP, root table and MADT: ok\n");
+        c.exit(PASS);
+    })
+}

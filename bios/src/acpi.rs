@@ -1,0 +1,216 @@
+//! The ACPI tables a PC's firmware leaves for the OS: the RSDP in the BIOS area (where every
+//! ACPI OS and test suite scans for it, 0xE0000–0xFFFFF) pointing to an XSDT with the MADT.
+//!
+//! The MADT says what the MP table says (see [`mptable`](crate::mptable)): the local APICs,
+//! the IOAPIC, the PIT's IRQ 0 on IOAPIC pin 2 and NMI on LINT1. There is no FADT/DSDT yet:
+//! those describe the ACPI hardware (PM timer, PM1 blocks, SCI), which the board does not have
+//! yet; an OS finding no FADT runs without ACPI power management. A firmware image (`-bios`)
+//! writes its own tables instead.
+
+use acpi_tables::madt::{
+    EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
+};
+use acpi_tables::rsdp::Rsdp;
+use acpi_tables::xsdt::XSDT;
+use acpi_tables::{Aml, AmlSink};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use zerocopy::{Immutable, IntoBytes};
+
+use crate::mptable::{IOAPIC_ADDR, LAPIC_ADDR, PIT_PIN};
+use crate::{layout, mem_err, Error, Result};
+
+/// Where the RSDP goes: 16-byte aligned in the reserved BIOS area, above the MP table.
+pub const RSDP_ADDR: u64 = layout::BIOS_ROM + 0x8000;
+/// The end of the room the tables have (the end of the BIOS area).
+const END: u64 = layout::HIGH_MEMORY;
+
+const OEM_ID: [u8; 6] = *b"FERRIT";
+const OEM_TABLE_ID: [u8; 8] = *b"FERRITPC";
+const OEM_REVISION: u32 = 1;
+/// MADT flags: PCAT_COMPAT, the machine also has the dual 8259s.
+const PCAT_COMPAT: u32 = 1;
+/// Offsets in an ACPI table header.
+const CHECKSUM_OFFSET: usize = 9;
+const MADT_FLAGS_OFFSET: usize = 40;
+
+/// MADT type 2: an ISA IRQ that arrives on another global system interrupt.
+#[repr(C, packed)]
+#[derive(Clone, Copy, IntoBytes, Immutable)]
+struct InterruptSourceOverride {
+    r#type: u8,
+    length: u8,
+    bus: u8,
+    source: u8,
+    gsi: u32,
+    flags: u16,
+}
+
+/// MADT type 4: which LINT pin of a local APIC (0xff: all) is wired to NMI.
+#[repr(C, packed)]
+#[derive(Clone, Copy, IntoBytes, Immutable)]
+struct LocalApicNmi {
+    r#type: u8,
+    length: u8,
+    processor_uid: u8,
+    flags: u16,
+    lint: u8,
+}
+
+impl Aml for InterruptSourceOverride {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.as_bytes());
+    }
+}
+
+impl Aml for LocalApicNmi {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.as_bytes());
+    }
+}
+
+fn checksum(bytes: &[u8]) -> u8 {
+    0u8.wrapping_sub(bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)))
+}
+
+fn bytes(table: &dyn Aml) -> Vec<u8> {
+    let mut v = Vec::new();
+    table.to_aml_bytes(&mut v);
+    v
+}
+
+/// The MADT for `cpus` processors (APIC IDs 0..cpus, the IOAPIC's ID after them, as in the
+/// MP table).
+fn madt(cpus: u8) -> Vec<u8> {
+    let mut madt = MADT::new(
+        OEM_ID,
+        OEM_TABLE_ID,
+        OEM_REVISION,
+        LocalInterruptController::Address(LAPIC_ADDR),
+    );
+    for id in 0..cpus {
+        madt.add_structure(ProcessorLocalApic::new(id, id, EnabledStatus::Enabled));
+    }
+    madt.add_structure(IoApic::new(cpus, IOAPIC_ADDR, 0));
+    madt.add_structure(InterruptSourceOverride {
+        r#type: 2,
+        length: 10,
+        bus: 0,
+        source: 0,
+        gsi: u32::from(PIT_PIN),
+        flags: 0, // bus-conforming polarity and trigger (edge, active high)
+    });
+    madt.add_structure(LocalApicNmi {
+        r#type: 4,
+        length: 6,
+        processor_uid: 0xff,
+        flags: 0,
+        lint: 1,
+    });
+    let mut v = bytes(&madt);
+    v[MADT_FLAGS_OFFSET..MADT_FLAGS_OFFSET + 4].copy_from_slice(&PCAT_COMPAT.to_le_bytes());
+    v[CHECKSUM_OFFSET] = 0;
+    v[CHECKSUM_OFFSET] = checksum(&v);
+    v
+}
+
+/// The tables as they sit from [`RSDP_ADDR`] on: RSDP, XSDT, MADT.
+pub fn build(cpus: u8) -> Vec<u8> {
+    let rsdp_len = Rsdp::len() as u64;
+    // Each table 16-byte aligned, as firmware lays them out.
+    let align = |a: u64| (a + 15) & !15;
+    let xsdt_addr = align(RSDP_ADDR + rsdp_len);
+    let madt = madt(cpus);
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    // The XSDT's size is known before its entries: a header and one 8-byte pointer.
+    let xsdt_len = 36 + 8;
+    let madt_addr = align(xsdt_addr + xsdt_len);
+    xsdt.add_entry(madt_addr);
+    let mut out = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
+    out.resize((xsdt_addr - RSDP_ADDR) as usize, 0);
+    out.extend_from_slice(&bytes(&xsdt));
+    out.resize((madt_addr - RSDP_ADDR) as usize, 0);
+    out.extend_from_slice(&madt);
+    out
+}
+
+/// Writes the tables for `cpus` processors.
+pub fn write(mem: &GuestMemoryMmap, cpus: u32) -> Result<()> {
+    let cpus = u8::try_from(cpus)
+        .ok()
+        .filter(|&c| c > 0 && c < 255)
+        .ok_or_else(|| Error::NoRoom(format!("{cpus} CPUs do not fit the MADT")))?;
+    let tables = build(cpus);
+    if RSDP_ADDR + tables.len() as u64 > END {
+        return Err(Error::NoRoom(format!(
+            "ACPI tables for {cpus} CPUs exceed the BIOS area"
+        )));
+    }
+    mem.write_slice(&tables, GuestAddress(RSDP_ADDR))
+        .map_err(mem_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(b: &[u8]) -> u8 {
+        b.iter().fold(0u8, |a, x| a.wrapping_add(*x))
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+
+    /// Walks the tables as an OS does, from the RSDP, checking every checksum.
+    #[test]
+    fn an_os_finds_the_madt_from_the_rsdp() {
+        let t = build(4);
+        assert_eq!(&t[..8], b"RSD PTR ");
+        assert_eq!(RSDP_ADDR % 16, 0);
+        assert_eq!(sum(&t[..20]), 0, "RSDP v1 checksum");
+        assert_eq!(sum(&t[..36]), 0, "RSDP extended checksum");
+        assert_eq!(t[15], 2, "ACPI 2.0+ RSDP");
+        let at = |addr: u64| (addr - RSDP_ADDR) as usize;
+        let xsdt = at(u64_at(&t, 24));
+        assert_eq!(&t[xsdt..xsdt + 4], b"XSDT");
+        let xsdt_len = u32_at(&t, xsdt + 4) as usize;
+        assert_eq!(sum(&t[xsdt..xsdt + xsdt_len]), 0);
+        assert_eq!(xsdt_len, 44);
+        let madt = at(u64_at(&t, xsdt + 36));
+        assert_eq!(&t[madt..madt + 4], b"APIC");
+        let madt_len = u32_at(&t, madt + 4) as usize;
+        assert_eq!(madt + madt_len, t.len());
+        assert_eq!(sum(&t[madt..madt + madt_len]), 0);
+        assert_eq!(u32_at(&t, madt + 36), LAPIC_ADDR);
+        assert_eq!(u32_at(&t, madt + 40), PCAT_COMPAT);
+        // The structures: 4 local APICs, the IOAPIC, the IRQ 0 override, the NMI.
+        let mut kinds = Vec::new();
+        let mut p = madt + 44;
+        while p < madt + madt_len {
+            let (kind, len) = (t[p], t[p + 1] as usize);
+            assert!(len >= 2);
+            match kind {
+                0 => assert_eq!(t[p + 3] as usize, kinds.len(), "APIC IDs in order"),
+                1 => {
+                    assert_eq!(t[p + 2], 4, "IOAPIC ID after the CPUs");
+                    assert_eq!(u32_at(&t, p + 4), IOAPIC_ADDR);
+                }
+                2 => assert_eq!((t[p + 3], u32_at(&t, p + 4)), (0, 2)),
+                4 => assert_eq!((t[p + 2], t[p + 5]), (0xff, 1)),
+                k => panic!("unexpected MADT structure {k}"),
+            }
+            kinds.push(kind);
+            p += len;
+        }
+        assert_eq!(kinds, [0, 0, 0, 0, 1, 2, 4]);
+    }
+
+    #[test]
+    fn the_largest_machine_fits() {
+        assert!(RSDP_ADDR + build(254).len() as u64 <= END);
+    }
+}
