@@ -14,6 +14,8 @@ pub mod i8042;
 pub mod irq;
 pub mod pc_testdev;
 pub mod pci;
+pub mod pci_bars;
+pub mod pci_testdev;
 pub mod post;
 pub mod serial;
 pub mod system;

@@ -21,6 +21,17 @@ pub trait PciFunction: Send {
     fn config_write(&mut self, offset: u8, data: &[u8]);
 }
 
+/// A function shared with another part of the board (its BARs' window).
+impl<T: PciFunction> PciFunction for Arc<parking_lot::Mutex<T>> {
+    fn config_read(&mut self, offset: u8, data: &mut [u8]) {
+        self.lock().config_read(offset, data);
+    }
+
+    fn config_write(&mut self, offset: u8, data: &[u8]) {
+        self.lock().config_write(offset, data);
+    }
+}
+
 /// A function whose configuration space is a byte array with a per-byte write mask.
 pub struct StaticConfig {
     space: [u8; 256],
@@ -42,6 +53,26 @@ impl StaticConfig {
         writable[0x0c] = 0xff;
         writable[0x0d] = 0xff;
         StaticConfig { space, writable }
+    }
+
+    /// Sets bytes of the space (values the guest cannot change unless made writable).
+    pub fn with_bytes(mut self, offset: usize, bytes: &[u8]) -> Self {
+        let end = (offset + bytes.len()).min(256);
+        self.space[offset.min(end)..end].copy_from_slice(&bytes[..end - offset.min(end)]);
+        self
+    }
+
+    /// Lets the guest write the bits of `mask` in the bytes at `offset` (a BAR's address bits).
+    pub fn with_write_mask(mut self, offset: usize, mask: &[u8]) -> Self {
+        let end = (offset + mask.len()).min(256);
+        self.writable[offset.min(end)..end].copy_from_slice(&mask[..end - offset.min(end)]);
+        self
+    }
+
+    /// The little-endian dword at `offset` (4-byte aligned).
+    pub fn dword(&self, offset: u8) -> u32 {
+        let o = usize::from(offset & 0xfc);
+        u32::from_le_bytes(self.space[o..o + 4].try_into().expect("4 bytes"))
     }
 
     /// Lets the guest write `len` bytes at `offset` (chipset registers such as PAM).

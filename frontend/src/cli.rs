@@ -133,6 +133,8 @@ pub struct Options {
     pub no_reboot: bool,
     /// `-device pc-testdev`.
     pub pc_testdev: bool,
+    /// `-device pci-testdev`.
+    pub pci_testdev: bool,
     /// `--exit-report FILE`.
     pub exit_report: Option<PathBuf>,
     /// Things accepted but ignored, for the user to read.
@@ -218,6 +220,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
     let mut debug_exit = None;
     let mut debugcon = None;
     let mut pc_testdev = false;
+    let mut pci_testdev = false;
     for spec in &a.device {
         match device::parse(spec)? {
             DeviceArg::Help(text) => return Ok(Action::Print(text)),
@@ -230,6 +233,11 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
                 let out = chardevs.get("-device isa-debugcon", &chardev)?;
                 if debugcon.replace((iobase, out)).is_some() {
                     return Err("-device isa-debugcon: only one is supported".into());
+                }
+            }
+            DeviceArg::Add(Device::PciTestDev) => {
+                if std::mem::replace(&mut pci_testdev, true) {
+                    return Err("-device pci-testdev: only one is supported".into());
                 }
             }
             DeviceArg::Add(Device::PcTestDev) => {
@@ -351,6 +359,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         cpu,
         no_reboot: a.no_reboot,
         pc_testdev,
+        pci_testdev,
         exit_report: a.exit_report,
         warnings,
     })))

@@ -15,6 +15,8 @@ pub enum Device {
     },
     /// QEMU's `pc-testdev` (fixed ports 0xe0–0xeb, 0x2000–0x2017 and MMIO at 0xff000000).
     PcTestDev,
+    /// QEMU's `pci-testdev` (PCI 1b36:0005).
+    PciTestDev,
 }
 
 /// What one `-device` argument asked for.
@@ -39,6 +41,10 @@ pub const SUPPORTED: &[(&str, &str)] = &[
         "pc-testdev",
         "kvm-unit-tests' test device: scratch ports 0xe0/0xe8, IRQ lines at 0x2000, \
          scratch MMIO at 0xff000000",
+    ),
+    (
+        "pci-testdev",
+        "PCI test device 1b36:0005 (kvm-unit-tests): MMIO and port-I/O write counters",
     ),
 ];
 
@@ -120,6 +126,17 @@ fn debugcon(props: &[String]) -> Result<DeviceArg, String> {
     Ok(DeviceArg::Add(Device::DebugCon { iobase, chardev }))
 }
 
+/// A device without properties.
+fn no_props(name: &str, props: &[String], dev: Device) -> Result<DeviceArg, String> {
+    match props.first() {
+        None => Ok(DeviceArg::Add(dev)),
+        Some(p) if is_help(p) => Ok(DeviceArg::Help(format!("{name} has no options\n"))),
+        Some(p) => Err(format!(
+            "-device {name}: unknown property '{p}' (it has none)"
+        )),
+    }
+}
+
 /// Parses one `-device` argument.
 pub fn parse(spec: &str) -> Result<DeviceArg, String> {
     let mut props = split_props(spec);
@@ -132,13 +149,8 @@ pub fn parse(spec: &str) -> Result<DeviceArg, String> {
         d if is_help(d) => Ok(DeviceArg::Help(list())),
         "isa-debug-exit" => debug_exit(&props),
         "isa-debugcon" => debugcon(&props),
-        "pc-testdev" => match props.first() {
-            None => Ok(DeviceArg::Add(Device::PcTestDev)),
-            Some(p) if is_help(p) => Ok(DeviceArg::Help("pc-testdev has no options\n".into())),
-            Some(p) => Err(format!(
-                "-device pc-testdev: unknown property '{p}' (it has none)"
-            )),
-        },
+        "pc-testdev" => no_props("pc-testdev", &props, Device::PcTestDev),
+        "pci-testdev" => no_props("pci-testdev", &props, Device::PciTestDev),
         "" => Err("-device: no device named".into()),
         other => Err(format!(
             "-device: '{other}' is not a supported device (try -device help)"

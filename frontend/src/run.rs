@@ -123,6 +123,7 @@ pub fn run(opts: &Options) -> Result<Ended, Error> {
         },
         cpu: opts.cpu,
         pc_testdev: opts.pc_testdev,
+        pci_testdev: opts.pci_testdev,
     };
     let console = opts.serials.iter().position(|s| *s == SerialSpec::Stdio);
     let session = Arc::new(Session::new(console));

@@ -56,6 +56,9 @@ pub struct VmConfig {
     /// QEMU's `-device pc-testdev` (kvm-unit-tests' scratch ports, IRQ-line ports and
     /// scratch MMIO).
     pub pc_testdev: bool,
+    /// QEMU's `-device pci-testdev`, placed at 00:02.0 with its BARs assigned as firmware
+    /// would.
+    pub pci_testdev: bool,
 }
 
 impl VmConfig {
@@ -73,6 +76,7 @@ impl VmConfig {
             debugcon: None,
             cpu: None,
             pc_testdev: false,
+            pci_testdev: false,
         }
     }
 }

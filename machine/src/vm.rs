@@ -68,6 +68,31 @@ fn add(
         .map_err(|e| Error::Device(format!("{what}: {e}")))
 }
 
+/// Where the pci-testdev's BARs go: the top of the PCI hole below the IOAPIC and the start
+/// of the I/O window, as SeaBIOS places the first BARs.
+const PCI_TESTDEV_MEM: u32 = 0xfebf_0000;
+const PCI_TESTDEV_IO: u16 = 0xc000;
+/// The bridge's memory window: the PCI hole up to the IOAPIC.
+const PCI_MEM_WINDOW_END: u64 = 0xfec0_0000;
+
+/// QEMU's pci-testdev at 00:02.0, with the bridge's windows that route its BARs.
+fn add_pci_testdev(pci: &mut devices::pci::PciRoot, pio: &mut Bus, mmio: &mut Bus) -> Result<()> {
+    use devices::pci_bars::{BarSpace, PciWindow, SharedBarDevice, IO_WINDOW};
+    let mut dev = devices::pci_testdev::PciTestDev::new();
+    dev.assign(PCI_TESTDEV_MEM, PCI_TESTDEV_IO);
+    let dev = Arc::new(Mutex::new(dev));
+    pci.add(2, 0, Box::new(dev.clone()));
+    let shared: SharedBarDevice = dev;
+    let window = |space| -> Arc<Mutex<dyn BusDevice>> {
+        Arc::new(Mutex::new(PciWindow::new(space, vec![shared.clone()])))
+    };
+    let start = crate::memory::PCI_HOLE_START;
+    mmio.insert(window(BarSpace::Memory), start, PCI_MEM_WINDOW_END - start)
+        .map_err(|e| Error::Device(format!("PCI memory window: {e}")))?;
+    pio.insert(window(BarSpace::Io), IO_WINDOW.0, IO_WINDOW.1 - IO_WINDOW.0)
+        .map_err(|e| Error::Device(format!("PCI I/O window (0xc000-0xffff): {e}")))
+}
+
 /// QEMU's pc-testdev: one device at four port ranges and a window of MMIO just below the
 /// firmware's 16 MiB at the top of 4 GiB.
 fn add_pc_testdev(
@@ -197,6 +222,10 @@ impl Vm {
         let mut pci = devices::pci::PciRoot::new(control.clone());
         pci.add(0, 0, Box::new(devices::pci::i440fx_host_bridge()));
         pci.add(1, 0, Box::new(devices::pci::piix3_isa_bridge()));
+        let mut mmio = Bus::new();
+        if cfg.pci_testdev {
+            add_pci_testdev(&mut pci, &mut pio, &mut mmio)?;
+        }
         add(
             &mut pio,
             Arc::new(Mutex::new(pci)),
@@ -249,7 +278,6 @@ impl Vm {
             let dev = Arc::new(Mutex::new(devices::debugcon::DebugCon::new(d.out.clone())));
             add(&mut pio, dev, d.iobase, 1, "isa-debugcon")?;
         }
-        let mut mmio = Bus::new();
         if cfg.pc_testdev {
             add_pc_testdev(&mut pio, &mut mmio, &irq, rom_len)?;
         }

@@ -187,6 +187,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "pc-testdev: scratch ports and scratch MMIO: ok", // with -device pc-testdev
         },
         Case {
+            name: "pci-testdev",
+            build: kernels::pci_testdev,
+            expect: "pci-testdev: BAR sizing, MMIO and port tests: ok", // with -device pci-testdev
+        },
+        Case {
             name: "acpi-rsdp",
             build: || kernels::acpi_rsdp(2),
             expect: "acpi: RSDP, root table and MADT: ok", // with -smp 2
@@ -210,6 +215,7 @@ pub fn run_options(name: &str) -> (&'static str, bool) {
         "fw-cfg" => ("-smp 2 -m 64", false),
         "pc-testdev" => ("-device pc-testdev", false),
         "acpi-rsdp" => ("-smp 2", false),
+        "pci-testdev" => ("-device pci-testdev", false),
         _ => ("", false),
     }
 }

@@ -134,6 +134,14 @@ fn pc_testdev_kernel_passes_under_qemu() {
 }
 
 #[test]
+fn pci_testdev_kernel_passes_under_qemu() {
+    let Some(bin) = qemu() else { return };
+    let file = harness::temp_kernel("qemu-pci-testdev", &kernels::pci_testdev());
+    let (status, serial) = run_qemu(bin, file.path(), &["-device", "pci-testdev"], 1);
+    assert_eq!(status, 1, "{serial}");
+}
+
+#[test]
 fn acpi_kernel_passes_under_qemu() {
     let Some(bin) = qemu() else { return };
     let file = harness::temp_kernel("qemu-acpi", &kernels::acpi_rsdp(2));

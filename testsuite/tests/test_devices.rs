@@ -49,3 +49,18 @@ fn pc_testdev_memory_must_not_overlap_a_16_mib_bios() {
         "{err}"
     );
 }
+
+#[test]
+fn pci_testdev_bars_and_write_counters() {
+    let mut backends = vec![Accel::Dbt];
+    if !matches!(machine::accel::probe_kvm(), KvmKind::Unavailable(_)) {
+        backends.push(Accel::Kvm);
+    }
+    for accel in backends {
+        let file = harness::temp_kernel(&format!("{accel:?}-pci-testdev"), &kernels::pci_testdev());
+        let (mut cfg, cap) = harness::config(file.path(), accel, 64 << 20);
+        cfg.pci_testdev = true;
+        let out = harness::run(&cfg, &cap, Duration::from_secs(30)).expect("VM runs");
+        assert!(out.passed(), "{accel:?}: {:?} {}", out.exit, out.serial);
+    }
+}

@@ -459,3 +459,132 @@ pub fn acpi_rsdp(cpus: u32) -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Finds QEMU's pci-testdev (1b36:0005) on bus 0, checks its BAR0 size with the sizing probe,
+/// and runs kvm-unit-tests' protocol on each of its tests through both BARs: select test N,
+/// check the header (count 0, width 1), write the signature 16 times at the test's offset,
+/// and read the count back (16, or 0 where a hypervisor's ioeventfd took the writes).
+pub fn pci_testdev() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        // EBX: the CF8 address of the function's register 0.
+        let cfg_read = |c: &mut Code, reg: i32| {
+            check(c.a.lea(eax, ptr(ebx + reg)));
+            check(c.a.mov(dx, 0xcf8u32));
+            check(c.a.out(dx, eax));
+            check(c.a.mov(dx, 0xcfcu32));
+            check(c.a.in_(eax, dx));
+        };
+        let (mut scan, mut found) = (c.label(), c.label());
+        check(c.a.mov(ebx, 0x8000_0000u32));
+        c.here(&mut scan);
+        cfg_read(c, 0);
+        check(c.a.cmp(eax, 0x0005_1b36));
+        check(c.a.je(found));
+        check(c.a.add(ebx, 0x800));
+        check(c.a.cmp(ebx, 0x8001_0000u32 as i32));
+        check(c.a.jb(scan));
+        check(c.a.or(ebx, ebx));
+        c.fail_unless_zero("pci-testdev: not found on bus 0\n", 2);
+        c.here(&mut found);
+        // BAR0: save, size, restore.
+        cfg_read(c, 0x10);
+        check(c.a.mov(esi, eax));
+        check(c.a.lea(eax, ptr(ebx + 0x10)));
+        check(c.a.mov(dx, 0xcf8u32));
+        check(c.a.out(dx, eax));
+        check(c.a.mov(dx, 0xcfcu32));
+        check(c.a.mov(eax, 0xffff_ffffu32));
+        check(c.a.out(dx, eax));
+        check(c.a.in_(eax, dx));
+        check(c.a.mov(ecx, eax));
+        check(c.a.mov(eax, esi));
+        check(c.a.out(dx, eax));
+        check(c.a.cmp(ecx, 0xffff_f000u32 as i32));
+        c.fail_unless_zero("pci-testdev: BAR0 does not size as 4 KiB of memory\n", 3);
+        cfg_read(c, 0x14);
+        check(c.a.mov(edi, eax));
+        check(c.a.and(edi, !3));
+        check(c.a.and(esi, !0xf));
+        cfg_read(c, 0x04);
+        check(c.a.and(eax, 3));
+        check(c.a.cmp(eax, 3));
+        c.fail_unless_zero("pci-testdev: I/O and memory decoding are not enabled\n", 4);
+        // Memory tests through BAR0 (ESI), then port tests through BAR1 (EDI).
+        for io in [false, true] {
+            let size = if io { 128 } else { 2048 };
+            for t in 0..3i32 {
+                let fail = 16 + i32::from(io) * 8 + t * 2;
+                // One helper per access shape: byte write, dword/byte read at `off`.
+                if io {
+                    check(c.a.mov(edx, edi));
+                    check(c.a.mov(al, t as u32));
+                    check(c.a.out(dx, al));
+                    check(c.a.lea(edx, ptr(edi + 12)));
+                    check(c.a.in_(eax, dx));
+                } else {
+                    check(c.a.mov(byte_ptr(esi), t as u32));
+                    check(c.a.mov(eax, dword_ptr(esi + 12)));
+                }
+                check(c.a.test(eax, eax));
+                c.fail_unless_zero(
+                    &format!("pci-testdev: test {t} (io={io}) does not start at count 0\n"),
+                    fail as u32,
+                );
+                if io {
+                    check(c.a.lea(edx, ptr(edi + 1)));
+                    check(c.a.in_(al, dx));
+                    check(c.a.movzx(ebp, al));
+                    check(c.a.lea(edx, ptr(edi + 8)));
+                    check(c.a.in_(al, dx));
+                    check(c.a.movzx(ecx, al));
+                    check(c.a.lea(edx, ptr(edi + 4)));
+                    check(c.a.in_(eax, dx));
+                } else {
+                    check(c.a.movzx(ebp, byte_ptr(esi + 1)));
+                    check(c.a.movzx(ecx, byte_ptr(esi + 8)));
+                    check(c.a.mov(eax, dword_ptr(esi + 4)));
+                }
+                check(c.a.cmp(ebp, 1));
+                c.fail_unless_zero("pci-testdev: a test's width is not 1\n", fail as u32);
+                check(c.a.cmp(eax, size + t + if io { 3 } else { 0 }));
+                c.fail_unless_zero(
+                    &format!("pci-testdev: test {t} (io={io}) has the wrong offset\n"),
+                    fail as u32,
+                );
+                // 16 writes of the signature (CL) at the offset (EAX).
+                let mut again = c.label();
+                check(c.a.mov(ebp, 16));
+                c.here(&mut again);
+                if io {
+                    check(c.a.lea(edx, ptr(edi + eax)));
+                    check(c.a.push(eax));
+                    check(c.a.mov(al, cl));
+                    check(c.a.out(dx, al));
+                    check(c.a.pop(eax));
+                } else {
+                    check(c.a.mov(byte_ptr(esi + eax), cl));
+                }
+                check(c.a.dec(ebp));
+                check(c.a.jnz(again));
+                if io {
+                    check(c.a.lea(edx, ptr(edi + 12)));
+                    check(c.a.in_(eax, dx));
+                } else {
+                    check(c.a.mov(eax, dword_ptr(esi + 12)));
+                }
+                let mut counted = c.label();
+                check(c.a.test(eax, eax));
+                check(c.a.jz(counted));
+                check(c.a.cmp(eax, 16));
+                c.fail_unless_zero(
+                    &format!("pci-testdev: test {t} (io={io}) did not count 16 writes\n"),
+                    fail as u32 + 1,
+                );
+                c.here(&mut counted);
+            }
+        }
+        c.print("pci-testdev: BAR sizing, MMIO and port tests: ok\n");
+        c.exit(PASS);
+    })
+}
