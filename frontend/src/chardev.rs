@@ -1,14 +1,20 @@
 //! QEMU's `-chardev BACKEND,id=ID[,path=…]`: named character backends that `-serial
 //! chardev:ID`, `-debugcon chardev:ID` and `-device …,chardev=ID` refer to.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::serial::SerialSpec;
+use crate::socket::SocketSpec;
 use crate::values::split_props;
 
 /// The `-chardev`s of a command line, by id.
 #[derive(Debug, Default)]
-pub struct Chardevs(HashMap<String, SerialSpec>);
+pub struct Chardevs {
+    specs: HashMap<String, SerialSpec>,
+    /// Which option took each id: a backend serves one device (QEMU's rule, without mux).
+    used: RefCell<HashMap<String, String>>,
+}
 
 impl Chardevs {
     /// Parses every `-chardev` argument; the second item holds warnings.
@@ -22,15 +28,33 @@ impl Chardevs {
                 return Err(format!("-chardev: duplicate id '{id}'"));
             }
         }
-        Ok((Chardevs(map), warnings))
+        Ok((
+            Chardevs {
+                specs: map,
+                used: RefCell::default(),
+            },
+            warnings,
+        ))
     }
 
-    /// The backend `id` names, for the option `user` (used in the error message).
+    /// The backend `id` names, for the option `user` (named in error messages); each backend
+    /// serves one user.
     pub fn get(&self, user: &str, id: &str) -> Result<SerialSpec, String> {
-        self.0
+        let spec = self
+            .specs
             .get(id)
             .cloned()
-            .ok_or_else(|| format!("{user}: no -chardev with id={id}"))
+            .ok_or_else(|| format!("{user}: no -chardev with id={id}"))?;
+        if let Some(first) = self
+            .used
+            .borrow_mut()
+            .insert(id.to_owned(), user.to_owned())
+        {
+            return Err(format!(
+                "{user}: -chardev id={id} is already used by {first} (one device per backend)"
+            ));
+        }
+        Ok(spec)
     }
 }
 
@@ -38,12 +62,18 @@ fn parse_one(spec: &str) -> Result<(String, SerialSpec, Vec<String>), String> {
     let mut props = split_props(spec);
     if props.is_empty() || props[0].contains('=') {
         return Err(format!(
-            "-chardev '{spec}': no backend named (file, stdio, null)"
+            "-chardev '{spec}': no backend named (file, socket, stdio, null)"
         ));
     }
     let backend = props.remove(0);
     let (mut id, mut path, mut warnings) = (None, None, Vec::new());
+    let mut socket_props = Vec::new();
     for p in props {
+        let (key, value) = p.split_once('=').unwrap_or((&p, ""));
+        if backend == "socket" && key != "id" && !matches!(key, "signal" | "mux" | "append") {
+            socket_props.push((key.to_owned(), value.to_owned()));
+            continue;
+        }
         match p.split_once('=') {
             Some(("id", v)) => id = Some(v.to_owned()),
             Some(("path", v)) => path = Some(v.to_owned()),
@@ -58,13 +88,17 @@ fn parse_one(spec: &str) -> Result<(String, SerialSpec, Vec<String>), String> {
     let spec = match backend.as_str() {
         "stdio" => SerialSpec::Stdio,
         "null" => SerialSpec::Null,
+        "socket" => SerialSpec::Socket(
+            SocketSpec::from_props(&socket_props)
+                .map_err(|e| format!("-chardev socket,id={id}: {e}"))?,
+        ),
         "file" => match path {
             Some(p) if !p.is_empty() => SerialSpec::File(p.into()),
             _ => return Err(format!("-chardev file,id={id}: needs path=FILE")),
         },
         other => {
             return Err(format!(
-                "-chardev {other}: backend not supported (use file, stdio or null)"
+                "-chardev {other}: backend not supported (use file, socket, stdio or null)"
             ))
         }
     };
@@ -95,13 +129,20 @@ mod tests {
             .get("-serial chardev:x", "x")
             .unwrap_err()
             .contains("id=x"));
+        assert!(c
+            .get("-debugcon chardev:n", "n")
+            .unwrap_err()
+            .contains("already used by t"));
     }
 
     #[test]
     fn bad_chardevs_are_named() {
-        assert!(parse(&["socket,id=s,port=4444"])
-            .unwrap_err()
-            .contains("socket"));
+        assert!(matches!(
+            parse(&["socket,id=s,port=4444"]).unwrap().get("t", "s"),
+            Ok(SerialSpec::Socket(_))
+        ));
+        assert!(parse(&["socket,id=s"]).unwrap_err().contains("path="));
+        assert!(parse(&["pty,id=p"]).unwrap_err().contains("pty"));
         assert!(parse(&["file,id=f"]).unwrap_err().contains("path"));
         assert!(parse(&["stdio"]).unwrap_err().contains("id="));
         assert!(parse(&["null,id=a", "null,id=a"])

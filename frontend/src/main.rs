@@ -10,6 +10,7 @@ mod run;
 mod serial;
 mod session;
 mod signals;
+mod socket;
 mod terminal;
 mod testrun;
 mod values;

@@ -96,12 +96,16 @@ pub fn run(opts: &Options) -> Result<Ended, Error> {
     if let Some(k) = &opts.kernel {
         check_kernel(&k.kernel)?;
     }
-    let serials = opts
+    let backends = opts
         .serials
         .iter()
-        .map(serial::open)
+        .map(serial::open_backend)
         .collect::<Result<Vec<_>, _>>()
         .map_err(Error::Host)?;
+    let serials = backends
+        .iter()
+        .map(|b| b.as_ref().map(|b| b.output.clone()))
+        .collect();
     let cfg = VmConfig {
         memory: opts.memory,
         vcpus: opts.vcpus,
@@ -127,6 +131,13 @@ pub fn run(opts: &Options) -> Result<Ended, Error> {
     };
     let console = opts.serials.iter().position(|s| *s == SerialSpec::Stdio);
     let session = Arc::new(Session::new(console));
+    // What a socket's peer sends goes to its UART.
+    for (port, b) in backends.iter().enumerate() {
+        if let Some(socket) = b.as_ref().and_then(|b| b.socket.as_ref()) {
+            let s = session.clone();
+            socket.attach_input(Arc::new(move |bytes: &[u8]| s.send_to(port, bytes)));
+        }
+    }
 
     signals::install().map_err(|e| Error::Host(format!("installing signal handlers: {e}")))?;
     let s = session.clone();

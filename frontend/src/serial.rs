@@ -7,6 +7,8 @@ use std::sync::Arc;
 use machine::SerialOutput;
 use parking_lot::Mutex;
 
+use crate::socket::{SocketChardev, SocketSpec};
+
 /// One `-serial` argument.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SerialSpec {
@@ -18,6 +20,8 @@ pub enum SerialSpec {
     Null,
     /// No UART at this COM port.
     None,
+    /// A Unix or TCP socket (`-chardev socket`, `-serial unix:…`/`tcp:…`).
+    Socket(SocketSpec),
 }
 
 /// Parses a `-serial` value; the second item is a warning about what was ignored.
@@ -32,12 +36,16 @@ pub fn parse(s: &str) -> Result<(SerialSpec, Option<String>), String> {
         }
         "null" => SerialSpec::Null,
         "none" => SerialSpec::None,
+        _ if SocketSpec::from_legacy(s).is_some() => {
+            SerialSpec::Socket(SocketSpec::from_legacy(s).expect("checked")?)
+        }
         _ => match s.strip_prefix("file:") {
             Some("") => return Err("-serial file: needs a path (file:PATH)".into()),
             Some(path) => SerialSpec::File(path.into()),
             None => {
                 return Err(format!(
-                    "-serial: backend '{s}' is not supported (use stdio, file:PATH, null or none)"
+                    "-serial: backend '{s}' is not supported (use stdio, file:PATH, unix:PATH, \
+                     tcp:[HOST]:PORT, null or none)"
                 ))
             }
         },
@@ -61,7 +69,28 @@ impl Write for Stdout {
     }
 }
 
+/// An open backend: where output goes, and the socket when input can come back from it.
+pub struct Backend {
+    pub output: SerialOutput,
+    pub socket: Option<Arc<SocketChardev>>,
+}
+
 /// Opens the backend; `None` for a COM port that is left out.
+pub fn open_backend(spec: &SerialSpec) -> Result<Option<Backend>, String> {
+    if let SerialSpec::Socket(s) = spec {
+        let socket = SocketChardev::open(s)?;
+        return Ok(Some(Backend {
+            output: Arc::new(Mutex::new(socket.writer())),
+            socket: Some(socket),
+        }));
+    }
+    Ok(open(spec)?.map(|output| Backend {
+        output,
+        socket: None,
+    }))
+}
+
+/// Opens an output-only backend; `None` for a COM port that is left out.
 pub fn open(spec: &SerialSpec) -> Result<Option<SerialOutput>, String> {
     let out: SerialOutput = match spec {
         SerialSpec::Stdio => Arc::new(Mutex::new(Stdout)),
@@ -72,6 +101,7 @@ pub fn open(spec: &SerialSpec) -> Result<Option<SerialOutput>, String> {
         }
         SerialSpec::Null => Arc::new(Mutex::new(io::sink())),
         SerialSpec::None => return Ok(None),
+        SerialSpec::Socket(s) => Arc::new(Mutex::new(SocketChardev::open(s)?.writer())),
     };
     Ok(Some(out))
 }
@@ -96,8 +126,12 @@ mod tests {
 
     #[test]
     fn unsupported_backends_are_named() {
-        let e = parse("tcp:localhost:4444").unwrap_err();
-        assert!(e.contains("'tcp:localhost:4444'"), "{e}");
+        let e = parse("pty").unwrap_err();
+        assert!(e.contains("'pty'"), "{e}");
+        assert!(matches!(
+            parse("tcp:localhost:4444,server,nowait"),
+            Ok((SerialSpec::Socket(_), None))
+        ));
         assert!(parse("file:").is_err());
     }
 

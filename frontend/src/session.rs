@@ -14,7 +14,8 @@ use parking_lot::Mutex;
 struct State {
     quit: bool,
     handle: Option<VmHandle>,
-    input: Option<SerialInput>,
+    /// Every COM port's input side, COM1 first.
+    inputs: Vec<Option<SerialInput>>,
 }
 
 pub struct Session {
@@ -38,7 +39,9 @@ impl Session {
             return false;
         }
         s.handle = Some(vm.handle());
-        s.input = self.console.and_then(|n| vm.serial_input(n));
+        s.inputs = (0..devices::serial::COM_PORTS.len())
+            .map(|n| vm.serial_input(n))
+            .collect();
         true
     }
 
@@ -46,7 +49,7 @@ impl Session {
     pub fn detach(&self) {
         let mut s = self.state.lock();
         s.handle = None;
-        s.input = None;
+        s.inputs.clear();
     }
 
     /// Stops the current VM and any that would follow it.
@@ -62,16 +65,23 @@ impl Session {
         self.state.lock().quit
     }
 
-    /// Hands `bytes` to the guest's console UART, waiting while its FIFO is full or while the
-    /// board is being rebuilt; gives up only when the run is ending.
-    pub fn send_all(&self, mut bytes: &[u8]) {
+    /// Hands `bytes` to the guest's console UART (the one on the terminal).
+    pub fn send_all(&self, bytes: &[u8]) {
+        if let Some(port) = self.console {
+            self.send_to(port, bytes);
+        }
+    }
+
+    /// Hands `bytes` to COM`port+1`, waiting while its FIFO is full or while the board is
+    /// being rebuilt; gives up only when the run is ending.
+    pub fn send_to(&self, port: usize, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let input = {
                 let s = self.state.lock();
                 if s.quit {
                     return;
                 }
-                s.input.clone()
+                s.inputs.get(port).cloned().flatten()
             };
             let taken = input.map_or(0, |i| i.send(bytes));
             bytes = &bytes[taken.min(bytes.len())..];

@@ -395,3 +395,103 @@ fn bios_boots_a_firmware_image_and_refuses_a_kernel_beside_it() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("-bios with -kernel"), "{}", stderr(&o));
 }
+
+/// Talks to the echo kernel over a socket-backed COM1: what the guest prints arrives, what
+/// the peer sends reaches the guest.
+fn echo_over(serial: &[&str], connect: impl FnOnce() -> Box<dyn ReadWrite>) {
+    let kernel = TempFile::new("echo", &testsuite::kernels::serial_echo());
+    let mut args = vec![
+        "-accel",
+        "tcg",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=4",
+        "-no-reboot",
+        "-kernel",
+        kernel.path(),
+    ];
+    args.extend_from_slice(serial);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peer = connect();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.ends_with(b"echo ready\n") {
+        let n = peer.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    peer.write_all(b"hi there q").unwrap();
+    while !got.ends_with(b"echo done\n") {
+        let n = peer.read(&mut buf).unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(got, b"echo ready\nhi there \necho done\n");
+    assert_eq!(child.wait().unwrap().code(), Some(1));
+}
+
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+/// Connects to `connect` until it answers (the server starts listening a moment later).
+fn retry<T>(mut connect: impl FnMut() -> std::io::Result<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match connect() {
+            Ok(s) => return s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("cannot connect: {e}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+#[test]
+fn serial_over_a_unix_socket_server() {
+    let path = std::env::temp_dir().join(format!("ferrite-cli-{}.sock", std::process::id()));
+    let chardev = format!("socket,id=com1,path={},server=on,wait=on", path.display());
+    echo_over(&["-chardev", &chardev, "-serial", "chardev:com1"], || {
+        Box::new(retry(|| std::os::unix::net::UnixStream::connect(&path)))
+    });
+    assert!(!path.exists(), "the socket file is removed at exit");
+}
+
+#[test]
+fn serial_over_tcp_as_qemu_spells_it() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let serial = format!("tcp:127.0.0.1:{port},server");
+    echo_over(&["-serial", &serial], || {
+        Box::new(retry(|| std::net::TcpStream::connect(("127.0.0.1", port))))
+    });
+}
+
+#[test]
+fn serial_as_a_socket_client() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let chardev = format!("socket,id=c,host=127.0.0.1,port={port}");
+    echo_over(&["-chardev", &chardev, "-serial", "chardev:c"], move || {
+        Box::new(listener.accept().unwrap().0)
+    });
+    // Nobody listening: a clear error naming the address.
+    let out = ferrite_tcg(&[
+        "-chardev",
+        &format!("socket,id=c,port={port}"),
+        "-serial",
+        "chardev:c",
+        "-kernel",
+        "/dev/null",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("tcp:127.0.0.1:{port}: cannot connect")),
+        "{}",
+        stderr(&out)
+    );
+}

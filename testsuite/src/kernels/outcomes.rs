@@ -56,3 +56,27 @@ pub fn flood() -> Vec<u8> {
         check(c.a.jmp(again));
     })
 }
+
+/// Says "echo ready", then sends back every byte COM1 receives until a 'q', then passes:
+/// a guest for the serial backends' input side.
+pub fn serial_echo() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        c.print("echo ready\n");
+        let (mut poll, mut done) = (c.label(), c.label());
+        c.here(&mut poll);
+        check(c.a.mov(dx, u32::from(crate::kit::COM1) + 5));
+        check(c.a.in_(al, dx));
+        check(c.a.test(al, 1));
+        check(c.a.jz(poll));
+        check(c.a.mov(dx, u32::from(crate::kit::COM1)));
+        check(c.a.in_(al, dx));
+        check(c.a.cmp(al, b'q' as i32));
+        check(c.a.je(done));
+        check(c.a.out(dx, al));
+        check(c.a.jmp(poll));
+        c.here(&mut done);
+        c.print("\necho done\n");
+        c.exit(crate::kit::PASS);
+    })
+}
