@@ -398,8 +398,8 @@ fn bios_boots_a_firmware_image_and_refuses_a_kernel_beside_it() {
 
 /// Talks to the echo kernel over a socket-backed COM1: what the guest prints arrives, what
 /// the peer sends reaches the guest.
-fn echo_over(serial: &[&str], connect: impl FnOnce() -> Box<dyn ReadWrite>) {
-    let kernel = TempFile::new("echo", &testsuite::kernels::serial_echo());
+fn echo_over(name: &str, serial: &[&str], connect: impl FnOnce() -> Box<dyn ReadWrite>) {
+    let kernel = TempFile::new(name, &testsuite::kernels::serial_echo());
     let mut args = vec![
         "-accel",
         "tcg",
@@ -452,9 +452,11 @@ fn retry<T>(mut connect: impl FnMut() -> std::io::Result<T>) -> T {
 fn serial_over_a_unix_socket_server() {
     let path = std::env::temp_dir().join(format!("ferrite-cli-{}.sock", std::process::id()));
     let chardev = format!("socket,id=com1,path={},server=on,wait=on", path.display());
-    echo_over(&["-chardev", &chardev, "-serial", "chardev:com1"], || {
-        Box::new(retry(|| std::os::unix::net::UnixStream::connect(&path)))
-    });
+    echo_over(
+        "echo-unix",
+        &["-chardev", &chardev, "-serial", "chardev:com1"],
+        || Box::new(retry(|| std::os::unix::net::UnixStream::connect(&path))),
+    );
     assert!(!path.exists(), "the socket file is removed at exit");
 }
 
@@ -466,7 +468,7 @@ fn serial_over_tcp_as_qemu_spells_it() {
         .unwrap()
         .port();
     let serial = format!("tcp:127.0.0.1:{port},server");
-    echo_over(&["-serial", &serial], || {
+    echo_over("echo-tcp", &["-serial", &serial], || {
         Box::new(retry(|| std::net::TcpStream::connect(("127.0.0.1", port))))
     });
 }
@@ -476,9 +478,11 @@ fn serial_as_a_socket_client() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let chardev = format!("socket,id=c,host=127.0.0.1,port={port}");
-    echo_over(&["-chardev", &chardev, "-serial", "chardev:c"], move || {
-        Box::new(listener.accept().unwrap().0)
-    });
+    echo_over(
+        "echo-client",
+        &["-chardev", &chardev, "-serial", "chardev:c"],
+        move || Box::new(listener.accept().unwrap().0),
+    );
     // Nobody listening: a clear error naming the address.
     let out = ferrite_tcg(&[
         "-chardev",
