@@ -16,9 +16,11 @@ use crate::values;
 const QEMU_NOTE: &str = "\
 QEMU-compatible mode: with no subcommand, `ferrite -kernel bzImage -m 512M -nographic ...`
 means `ferrite run ...`, and every option may be spelled with one dash as QEMU does
-(-kernel, -initrd, -append, -m, -smp, -accel, -enable-kvm, -machine/-M, -serial, -device,
--nographic, -display none, -monitor none, -no-reboot, -cpu, -debugcon, -chardev, -nodefaults,
--global).";
+(-kernel, -initrd, -append, -bios, -m, -smp, -accel, -enable-kvm, -machine/-M, -cpu, -serial,
+-chardev, -debugcon, -device isa-debug-exit|isa-debugcon|pc-testdev|pci-testdev,
+-nographic, -display none, -vnc none, -vga, -monitor none, -net none, -no-reboot, -nodefaults,
+-global, -no-user-config, -name, -rtc). Exit statuses follow QEMU's (isa-debug-exit: V<<1|1).
+`ferrite test` runs a suite of such kernels in parallel with timeouts and a JUnit report.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,6 +108,30 @@ pub struct RunArgs {
     /// ,+feature,-feature; "help" lists models and features
     #[arg(long, value_name = "MODEL")]
     pub cpu: Option<String>,
+    /// VNC display: only "none" (there is no graphical display)
+    #[arg(long, value_name = "DISPLAY")]
+    pub vnc: Option<String>,
+    /// VGA card: "none" (any other is accepted with a warning: there is no graphics yet)
+    #[arg(long, value_name = "TYPE")]
+    pub vga: Option<String>,
+    /// Network: only "none" (networking is not supported yet)
+    #[arg(long, value_name = "SPEC", action = clap::ArgAction::Append)]
+    pub net: Vec<String>,
+    /// Parallel port: only "none" (there is none)
+    #[arg(long, value_name = "DEV")]
+    pub parallel: Option<String>,
+    /// The guest's name (shown nowhere yet)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// QEMU's "read no default configuration files": Ferrite reads none anyway
+    #[arg(long)]
+    pub no_user_config: bool,
+    /// Old spelling of --no-user-config
+    #[arg(long)]
+    pub nodefconfig: bool,
+    /// Real-time clock options: accepted and ignored with a warning
+    #[arg(long, value_name = "OPTIONS")]
+    pub rtc: Option<String>,
     /// Write one line saying why the run ended to FILE ("debug-exit V", "triple-fault",
     /// "reset", "poweroff", "stopped" or "error MESSAGE"); `ferrite test` reads it
     #[arg(long, value_name = "FILE", hide = true)]
@@ -314,6 +340,38 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         Some(d) => warnings.push(format!(
             "-display {d}: there is no graphical display yet; the guest has serial only"
         )),
+    }
+    match a.vnc.as_deref() {
+        None | Some("none") => {}
+        Some(v) => {
+            return Err(format!(
+                "-vnc {v}: there is no graphical display; use -vnc none"
+            ))
+        }
+    }
+    match a.vga.as_deref() {
+        None | Some("none") => {}
+        Some(v) => warnings.push(format!(
+            "-vga {v}: there is no graphics card yet; the guest has serial only"
+        )),
+    }
+    if let Some(n) = a.net.iter().find(|n| n.as_str() != "none") {
+        return Err(format!(
+            "-net {n}: networking is not supported yet (only -net none)"
+        ));
+    }
+    match a.parallel.as_deref() {
+        None | Some("none") => {}
+        Some(p) => {
+            return Err(format!(
+                "-parallel {p}: there is no parallel port (use none)"
+            ))
+        }
+    }
+    if let Some(r) = &a.rtc {
+        warnings.push(format!(
+            "-rtc {r}: the RTC follows the host's clock; options are ignored"
+        ));
     }
     match a.monitor.as_deref() {
         None | Some("none") => {}

@@ -28,6 +28,12 @@ const VALUE_OPTIONS: &[&str] = &[
     "global",
     "bios",
     "exit-report",
+    "vnc",
+    "vga",
+    "net",
+    "parallel",
+    "name",
+    "rtc",
 ];
 
 /// QEMU options users are likely to try that Ferrite does not have yet, with what to say.
@@ -39,13 +45,30 @@ const NOT_YET: &[(&str, &str)] = &[
     ("blockdev", "disks are not supported yet"),
     ("boot", "only -kernel booting is supported yet"),
     ("netdev", "networking is not supported yet"),
-    ("net", "networking is not supported yet"),
     ("nic", "networking is not supported yet"),
     ("s", "the gdb stub is not supported yet"),
     ("S", "the gdb stub is not supported yet"),
     ("gdb", "the gdb stub is not supported yet"),
     ("qmp", "QMP is not supported"),
     ("snapshot", "disks are not supported yet"),
+    (
+        "icount",
+        "the deterministic instruction-count clock is not supported yet",
+    ),
+    (
+        "daemonize",
+        "run it in the background from the shell, or use `ferrite test`",
+    ),
+    ("loadvm", "snapshots are not supported yet"),
+    ("incoming", "migration is not supported"),
+    ("usb", "USB is not supported yet"),
+    ("soundhw", "audio is not supported"),
+    ("audiodev", "audio is not supported"),
+    ("spice", "there is no graphical display"),
+    (
+        "pflash",
+        "flash firmware is not supported yet; -bios takes a ROM image",
+    ),
 ];
 
 /// The command line as clap should see it, and how to name a rewritten option back to the user.

@@ -499,3 +499,61 @@ fn serial_as_a_socket_client() {
         stderr(&out)
     );
 }
+
+/// The command line kvm-unit-tests' x86 runner builds, unchanged: accepted, the test devices
+/// present, the verdict in the exit status.
+#[test]
+fn a_kvm_unit_tests_command_line_runs_unchanged() {
+    let kernel = TempFile::new("kut-pci", &testsuite::kernels::pci_testdev());
+    let out = ferrite(&[
+        "-nodefaults",
+        "-device",
+        "pc-testdev",
+        "-device",
+        "isa-debug-exit,iobase=0xf4,iosize=0x4",
+        "-vnc",
+        "none",
+        "-serial",
+        "stdio",
+        "-device",
+        "pci-testdev",
+        "-machine",
+        "accel=tcg",
+        "-kernel",
+        kernel.path(),
+        "-smp",
+        "1",
+        "-m",
+        "64",
+        "-no-user-config",
+        "-name",
+        "pci",
+        "-net",
+        "none",
+        "-vga",
+        "none",
+        "-append",
+        "",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("pci-testdev: BAR sizing, MMIO and port tests: ok"));
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    // What has no meaning yet is refused by name.
+    for (args, says) in [
+        (&["-vnc", ":0"][..], "-vnc :0"),
+        (&["-net", "nic"][..], "networking is not supported yet"),
+        (&["-icount", "shift=1"][..], "deterministic"),
+    ] {
+        let mut all = vec!["-kernel", kernel.path()];
+        all.extend_from_slice(args);
+        let out = ferrite(&all);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
