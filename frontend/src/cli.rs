@@ -39,9 +39,9 @@ pub struct Cli {
 pub enum Command {
     /// Boot a guest kernel (QEMU-compatible options)
     #[command(args_override_self = true, after_help = QEMU_NOTE)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run a suite of test kernels or ROMs in parallel, with timeouts and a JUnit report
-    Test(crate::testrun::TestArgs),
+    Test(Box<crate::testrun::TestArgs>),
 }
 
 #[derive(Args, Debug, Default)]
@@ -224,8 +224,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Action, CliErro
         })
     })?;
     match cli.command {
-        Command::Run(args) => options(args).map_err(CliError::Invalid),
-        Command::Test(args) => Ok(Action::Test(Box::new(args))),
+        Command::Run(args) => options(*args).map_err(CliError::Invalid),
+        Command::Test(args) => Ok(Action::Test(args)),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct Outcome {
     pub rflags: u64,
     pub data: Vec<u8>,
     pub exception: Exception,
+    /// Set by the interpreter side when the run depended on something the architecture
+    /// leaves undefined (vendors differ there), with what it was: the case is left out.
+    pub undefined: Option<String>,
 }
 
 impl Case {

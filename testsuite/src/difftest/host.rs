@@ -207,6 +207,7 @@ impl HostOracle {
                 rflags: out.eflags,
                 data: self.read_mem(DATA_ADDR, DATA_SIZE)?,
                 exception,
+                undefined: None,
             },
             effective_flags,
         ))

@@ -65,7 +65,22 @@ pub fn compare(
     }
 }
 
-/// Both sides, one case: `Some(report)` on a mismatch.
+/// What one case gave.
+#[derive(Debug)]
+pub enum Verdict {
+    Same,
+    Differs(String),
+    /// The run depended on behaviour the architecture leaves undefined; not compared.
+    Undefined(String),
+}
+
+impl Verdict {
+    pub fn differs(&self) -> bool {
+        matches!(self, Verdict::Differs(_))
+    }
+}
+
+/// Both sides, one case.
 pub struct Differ {
     pub host: HostOracle,
     pub soft: SoftRunner,
@@ -79,12 +94,18 @@ impl Differ {
         })
     }
 
-    pub fn check(&mut self, case: &Case) -> std::io::Result<Option<String>> {
+    pub fn check(&mut self, case: &Case) -> std::io::Result<Verdict> {
         let (host, flags) = self.host.run(case)?;
         let mut case = case.clone();
         case.rflags = flags & !0x202;
         let (soft, executed) = self.soft.run(&case);
-        Ok(compare(&case, &host, &soft, &executed))
+        if let Some(why) = soft.undefined {
+            return Ok(Verdict::Undefined(why));
+        }
+        Ok(match compare(&case, &host, &soft, &executed) {
+            Some(report) => Verdict::Differs(report),
+            None => Verdict::Same,
+        })
     }
 
     /// Makes a failing case smaller: drops instructions, then zeroes registers, while it
@@ -103,7 +124,7 @@ impl Differ {
                     .flat_map(|(_, b)| b.iter().copied())
                     .collect();
                 c.instructions = c.instructions.saturating_sub(1);
-                if self.check(&c)?.is_some() {
+                if self.check(&c)?.differs() {
                     best = c;
                     improved = true;
                     break;
@@ -119,7 +140,7 @@ impl Differ {
             }
             let mut c = best.clone();
             c.regs[k] = 0;
-            if self.check(&c)?.is_some() {
+            if self.check(&c)?.differs() {
                 best = c;
             }
         }
@@ -147,6 +168,8 @@ pub struct ClassReport {
     pub cases: u64,
     pub instructions: u64,
     pub mismatches: u64,
+    /// Cases left out because they depended on architecturally undefined behaviour.
+    pub undefined: u64,
     /// The first mismatches, shrunk.
     pub examples: Vec<String>,
 }
@@ -170,17 +193,28 @@ pub fn run_class(
         let Some(case) = gen::generate(&mut rng, class, compat, 6) else {
             continue;
         };
-        report.cases += 1;
-        report.instructions += case.instructions as u64;
-        if differ.check(&case)?.is_some() {
-            report.mismatches += 1;
-            if report.examples.len() < 3 {
-                let small = if shrink { differ.shrink(&case)? } else { case };
-                if let Some(text) = differ.check(&small)? {
-                    report.examples.push(text);
+        match differ.check(&case)? {
+            Verdict::Undefined(_) => {
+                report.undefined += 1;
+                continue;
+            }
+            Verdict::Same => {}
+            Verdict::Differs(_) => {
+                report.mismatches += 1;
+                if report.examples.len() < 3 {
+                    let small = if shrink {
+                        differ.shrink(&case)?
+                    } else {
+                        case.clone()
+                    };
+                    if let Verdict::Differs(text) = differ.check(&small)? {
+                        report.examples.push(text);
+                    }
                 }
             }
         }
+        report.cases += 1;
+        report.instructions += case.instructions as u64;
     }
     Ok(report)
 }

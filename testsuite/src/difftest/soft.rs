@@ -35,11 +35,10 @@ impl Platform for NoDevices {
     fn mmio_write(&self, _addr: u64, _data: &[u8]) {}
 }
 
-/// The flags a sequence leaves undefined: set by an instruction's `rflags_undefined`, made
-/// defined again by a later instruction that writes them.
-pub fn undefined_flags(executed: &[Instruction]) -> u64 {
+/// RFLAGS bits from iced's `RflagsBits`.
+fn to_bits(r: u32) -> u64 {
     use iced_x86::RflagsBits;
-    let to_bits = |r: u32| {
+    {
         let mut b = 0u64;
         for (rf, f) in [
             (RflagsBits::CF, flags::CF),
@@ -55,20 +54,53 @@ pub fn undefined_flags(executed: &[Instruction]) -> u64 {
             }
         }
         b
-    };
-    let mut undef = 0;
-    for i in executed {
-        let mut undefined = to_bits(i.rflags_undefined());
-        // The SDM leaves OF undefined for shifts and rotates by more than 1, which iced
-        // cannot know for CL and imm8 counts.
-        if is_multi_bit_shift(i) {
-            undefined |= flags::OF;
-        }
-        let defined =
-            to_bits(i.rflags_written() | i.rflags_cleared() | i.rflags_set()) & !undefined;
-        undef = (undef & !defined) | undefined;
     }
-    undef
+}
+
+/// The flags `i` leaves undefined, and those it leaves defined, given the undefined set
+/// before it.
+fn flags_after(undef: u64, i: &Instruction) -> u64 {
+    let mut undefined = to_bits(i.rflags_undefined());
+    // The SDM leaves OF undefined for shifts and rotates by more than 1, which iced
+    // cannot know for CL and imm8 counts.
+    if is_multi_bit_shift(i) {
+        undefined |= flags::OF;
+    }
+    let defined = to_bits(i.rflags_written() | i.rflags_cleared() | i.rflags_set()) & !undefined;
+    (undef & !defined) | undefined
+}
+
+/// The flags a sequence leaves undefined: set by an instruction's `rflags_undefined`, made
+/// defined again by a later instruction that writes them.
+pub fn undefined_flags(executed: &[Instruction]) -> u64 {
+    executed.iter().fold(0, flags_after)
+}
+
+/// Why executing `i` now depends on what the architecture leaves undefined, if it does:
+/// reading a flag an earlier instruction left undefined (a branch on OF after a multi-bit
+/// shift), or SHLD/SHRD of a 16-bit operand by more than 16 (result and flags undefined;
+/// Intel and AMD parts give different values).
+fn depends_on_undefined(undef: u64, i: &Instruction, cpu: &Cpu) -> Option<String> {
+    use iced_x86::{Mnemonic as M, OpKind};
+    let read = to_bits(i.rflags_read()) & undef;
+    if read != 0 {
+        return Some(format!("{i} reads flags {read:#x} left undefined"));
+    }
+    let double_shift = matches!(i.mnemonic(), M::Shld | M::Shrd);
+    let word = match i.op0_kind() {
+        OpKind::Memory => i.memory_size().size() == 2,
+        _ => i.op0_register().size() == 2,
+    };
+    if double_shift && word {
+        let count = match i.op_kind(2) {
+            OpKind::Register => cpu.regs[1] & 0x1f, // CL
+            _ => i.immediate(2) & 0x1f,
+        };
+        if count > 16 {
+            return Some(format!("{i}: a 16-bit double shift by {count}"));
+        }
+    }
+    None
 }
 
 fn is_multi_bit_shift(i: &Instruction) -> bool {
@@ -243,8 +275,22 @@ impl SoftRunner {
         let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
         let mut interp = Interp::new(self.cpu_for(case), mem);
         let mut executed = Vec::new();
+        let (mut undef, mut undefined) = (0u64, None);
         let exception = loop {
             let next = interp.peek_instruction();
+            if let Some(i) = &next {
+                if undefined.is_none() {
+                    undefined = depends_on_undefined(undef, i, &interp.cpu);
+                }
+                undef = flags_after(undef, i);
+                // INT3 at CPL 3: Linux's IDT gate lets it through as #BP (SIGTRAP); the
+                // harness's interpreter has no IDT, so take the trap here as the host does.
+                if i.code() == iced_x86::Code::Int3 {
+                    executed.push(*i);
+                    interp.cpu.rip = interp.cpu.rip.wrapping_add(1);
+                    break Exception::Trap;
+                }
+            }
             match interp.execute_one() {
                 Ok(()) => {
                     if let Some(i) = next {
@@ -296,6 +342,7 @@ impl SoftRunner {
                 rflags: interp.cpu.rflags,
                 data,
                 exception,
+                undefined,
             },
             executed,
         )
