@@ -216,6 +216,8 @@ pub fn run_options(name: &str) -> (&'static str, bool) {
         "pc-testdev" => ("-device pc-testdev", false),
         "acpi-rsdp" => ("-smp 2", false),
         "pci-testdev" => ("-device pci-testdev", false),
+        // The test devices get the garbage too.
+        "garbage-io" => ("-device pc-testdev -device pci-testdev", false),
         _ => ("", false),
     }
 }

@@ -28,7 +28,10 @@ fn mode_kernels_pass_under_the_software_cpu() {
 #[test]
 fn garbage_on_every_port_is_survived_by_the_software_cpu() {
     let file = harness::temp_kernel("dbt-garbage", &testsuite::kernels::garbage_io());
-    let (cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    let (mut cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    // QEMU's test devices get the garbage too.
+    cfg.pc_testdev = true;
+    cfg.pci_testdev = true;
     let out = harness::run(&cfg, &cap, Duration::from_secs(120)).expect("VM runs");
     assert!(out.passed(), "{:?}", out.exit);
     assert!(out.serial.contains("garbage I/O survived: ok"));

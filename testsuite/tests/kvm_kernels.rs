@@ -122,7 +122,9 @@ fn garbage_on_every_port_and_unclaimed_mmio_is_survived() {
         return;
     }
     let path = harness::temp_kernel("garbage", &testsuite::kernels::garbage_io());
-    let (cfg, cap) = harness::config(path.path(), Accel::Kvm, 64 << 20);
+    let (mut cfg, cap) = harness::config(path.path(), Accel::Kvm, 64 << 20);
+    cfg.pc_testdev = true;
+    cfg.pci_testdev = true;
     let t = std::time::Instant::now();
     let out = harness::run(&cfg, &cap, Duration::from_secs(120)).expect("VM runs");
     eprintln!("garbage I/O run took {:?}", t.elapsed());
