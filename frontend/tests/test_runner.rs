@@ -249,3 +249,51 @@ fn bad_suites_are_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--shard 4/3"));
 }
+
+#[test]
+fn sigterm_stops_the_runner_and_its_tests() {
+    let s = Scratch::new("sigterm");
+    s.add("hang1.bin", &kernels::ticker());
+    s.add("hang2.bin", &kernels::ticker());
+    let suite = s.suite().display().to_string();
+    let logs = s.path("logs");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args([
+            "test",
+            "--logs",
+            &logs,
+            &suite,
+            "-j",
+            "2",
+            "--timeout",
+            "600",
+            "--",
+        ])
+        .args(MACHINE)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Both tests are running once their logs have grown.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let grown = |f: &str| std::fs::metadata(Path::new(&logs).join(f)).is_ok_and(|m| m.len() > 0);
+    while !(grown("hang1.log") && grown("hang2.log")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the tests did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 15));
+    assert!(text(&out.stdout).ends_with("0 passed, 0 failed, 0 skipped\n"));
+    let ps = Command::new("pgrep").args(["-f", &suite]).output();
+    if let Ok(ps) = ps {
+        assert!(
+            text(&ps.stdout).trim().is_empty(),
+            "left running: {}",
+            text(&ps.stdout)
+        );
+    }
+}
