@@ -257,7 +257,7 @@ fn sigterm_stops_the_runner_and_its_tests() {
     s.add("hang2.bin", &kernels::ticker());
     let suite = s.suite().display().to_string();
     let logs = s.path("logs");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+    let child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
         .args([
             "test",
             "--logs",
