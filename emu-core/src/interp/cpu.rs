@@ -111,6 +111,8 @@ pub struct Cpu {
     pub efer: u64,
     pub dr: [u64; 8],
     pub msr: Msrs,
+    /// x87/SSE state (`simd`).
+    pub fpu: super::simd::FpuState,
 }
 
 /// The processor's operating mode, from CR0.PE, EFLAGS.VM, EFER.LMA and CS.L.
@@ -150,6 +152,7 @@ impl Cpu {
             efer: s.efer,
             dr: [0, 0, 0, 0, 0xffff_0ff0, 0xffff_0ff0, 0xffff_0ff0, 0x400],
             msr: Msrs::default(),
+            fpu: Default::default(),
         }
     }
 

@@ -11,6 +11,9 @@ impl Interp {
         if i.has_lock_prefix() && !lockable(i) {
             return Err(Fault::ud().into());
         }
+        if let Some(done) = self.simd(i) {
+            return done;
+        }
         match i.mnemonic() {
             M::Nop | M::Pause | M::Lfence | M::Mfence | M::Sfence | M::Endbr32 | M::Endbr64 => {
                 Ok(())

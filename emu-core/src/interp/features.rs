@@ -84,6 +84,8 @@ impl Interp {
             (CR4_PSE, edx1::PSE),
             (CR4_PAE, edx1::PAE),
             (CR4_PGE, edx1::PGE),
+            (crate::interp::simd::CR4_OSFXSR, edx1::FXSR),
+            (crate::interp::simd::CR4_OSXMMEXCPT, edx1::SSE),
         ] {
             if m.has_edx1(feature) {
                 allowed |= bit;

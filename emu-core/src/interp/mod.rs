@@ -23,6 +23,7 @@ pub mod mmu;
 pub mod mtrr;
 pub mod operand;
 pub mod segment;
+pub mod simd;
 pub mod string;
 pub mod system;
 pub mod task;

@@ -42,6 +42,7 @@ fn main() {
         rflags: 0,
         data: vec![0; DATA_SIZE],
         instructions: 0,
+        xmm: [0; 16],
     };
     let instructions = 1 + iterations * 7;
 

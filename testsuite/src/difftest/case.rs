@@ -30,6 +30,8 @@ pub struct Case {
     pub data: Vec<u8>,
     /// How many instructions precede the final UD2.
     pub instructions: usize,
+    /// Initial XMM0–XMM15 (MXCSR starts at its reset value).
+    pub xmm: [u128; 16],
 }
 
 /// The state after a run.
@@ -40,6 +42,8 @@ pub struct Outcome {
     pub rflags: u64,
     pub data: Vec<u8>,
     pub exception: Exception,
+    pub xmm: [u128; 16],
+    pub mxcsr: u32,
     /// Set by the interpreter side when the run depended on something the architecture
     /// leaves undefined (vendors differ there), with what it was: the case is left out.
     pub undefined: Option<String>,

@@ -8,7 +8,8 @@ use iced_x86::{
 use super::case::Case;
 use super::{DATA_ADDR, DATA_BASE, DATA_SIZE, STACK_TOP};
 
-/// The integer instruction classes the harness covers.
+/// The instruction classes the harness covers: the integer ISA, then SSE/SSE2 on XMM
+/// registers (legacy encodings).
 pub const CLASSES: &[(&str, &[M])] = &[
     (
         "arith",
@@ -186,6 +187,117 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Sar,
         ],
     ),
+    (
+        "sse-int",
+        &[
+            M::Paddb,
+            M::Paddw,
+            M::Paddd,
+            M::Paddq,
+            M::Psubb,
+            M::Psubw,
+            M::Psubd,
+            M::Psubq,
+            M::Paddsb,
+            M::Paddsw,
+            M::Paddusb,
+            M::Paddusw,
+            M::Psubsb,
+            M::Psubsw,
+            M::Psubusb,
+            M::Psubusw,
+            M::Pmullw,
+            M::Pmulhw,
+            M::Pmulhuw,
+            M::Pmuludq,
+            M::Pmaddwd,
+            M::Pavgb,
+            M::Pavgw,
+            M::Pminub,
+            M::Pmaxub,
+            M::Pminsw,
+            M::Pmaxsw,
+            M::Psadbw,
+            M::Pcmpeqb,
+            M::Pcmpeqw,
+            M::Pcmpeqd,
+            M::Pcmpgtb,
+            M::Pcmpgtw,
+            M::Pcmpgtd,
+            M::Psllw,
+            M::Pslld,
+            M::Psllq,
+            M::Psrlw,
+            M::Psrld,
+            M::Psrlq,
+            M::Psraw,
+            M::Psrad,
+            M::Pslldq,
+            M::Psrldq,
+            M::Packsswb,
+            M::Packssdw,
+            M::Packuswb,
+        ],
+    ),
+    (
+        "sse-move",
+        &[
+            M::Movd,
+            M::Movq,
+            M::Movdqa,
+            M::Movdqu,
+            M::Movaps,
+            M::Movups,
+            M::Movapd,
+            M::Movupd,
+            M::Movntdq,
+            M::Movntps,
+            M::Movntpd,
+            M::Movnti,
+            M::Movss,
+            M::Movsd,
+            M::Movlps,
+            M::Movhps,
+            M::Movlpd,
+            M::Movhpd,
+            M::Movhlps,
+            M::Movlhps,
+            M::Pshufd,
+            M::Pshuflw,
+            M::Pshufhw,
+            M::Shufps,
+            M::Shufpd,
+            M::Pextrw,
+            M::Pinsrw,
+            M::Pmovmskb,
+            M::Movmskps,
+            M::Movmskpd,
+            M::Punpcklbw,
+            M::Punpcklwd,
+            M::Punpckldq,
+            M::Punpcklqdq,
+            M::Punpckhbw,
+            M::Punpckhwd,
+            M::Punpckhdq,
+            M::Punpckhqdq,
+            M::Unpcklps,
+            M::Unpckhps,
+            M::Unpcklpd,
+            M::Unpckhpd,
+            M::Pand,
+            M::Pandn,
+            M::Por,
+            M::Pxor,
+            M::Andps,
+            M::Andpd,
+            M::Andnps,
+            M::Andnpd,
+            M::Orps,
+            M::Orpd,
+            M::Xorps,
+            M::Xorpd,
+        ],
+    ),
 ];
 
 /// A small deterministic PRNG (xorshift64*): cases are reproducible from their seed.
@@ -288,6 +400,31 @@ fn random_mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
     }
 }
 
+/// XMM0–15 in 64-bit code, XMM0–7 in 32-bit code.
+fn random_xmm(rng: &mut Rng, bits: u32) -> Register {
+    let n = if bits == 64 { 16 } else { 8 };
+    Register::try_from(Register::XMM0 as usize + rng.below(n) as usize).unwrap_or(Register::XMM0)
+}
+
+/// A 128-bit value whose lanes are often boundary values (0, all ones, sign bits).
+fn random_xmm_value(rng: &mut Rng) -> u128 {
+    match rng.below(4) {
+        0 => {
+            let words: [u64; 8] = std::array::from_fn(|_| match rng.below(4) {
+                0 => 0,
+                1 => 0xffff,
+                2 => 0x8000 | rng.below(2),
+                _ => rng.below(0x1_0000),
+            });
+            words
+                .iter()
+                .enumerate()
+                .fold(0, |v, (k, w)| v | u128::from(*w) << (16 * k))
+        }
+        _ => u128::from(rng.value()) | u128::from(rng.value()) << 64,
+    }
+}
+
 enum Op {
     Reg(Register),
     Mem(MemoryOperand),
@@ -330,6 +467,14 @@ fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
         K::cl => Op::Reg(Register::CL),
         K::imm8_const_1 => Op::Imm(1),
         K::seg_rBX_al => return Some(Op::Implicit),
+        K::xmm_reg | K::xmm_rm => Op::Reg(random_xmm(rng, bits)),
+        K::xmm_or_mem => {
+            if rng.below(2) == 0 {
+                mem(rng, 16)
+            } else {
+                Op::Reg(random_xmm(rng, bits))
+            }
+        }
         _ => return None,
     })
 }
@@ -364,6 +509,22 @@ fn build(code: Code, ops: &[Op]) -> Option<Instruction> {
         _ => return None,
     };
     r.ok()
+}
+
+/// An encoding with XMM operands (or MOVNTI) qualifies when it is a legacy SSE/SSE2 form:
+/// the VEX and later-extension forms of the same mnemonics are not implemented yet.
+fn simd_ok(c: Code) -> bool {
+    use iced_x86::CpuidFeature as F;
+    let features = c.cpuid_features();
+    let simd = features.iter().any(|f| {
+        matches!(
+            f,
+            F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::AVX
+        )
+    });
+    !simd
+        || c.op_code().encoding() == iced_x86::EncodingKind::Legacy
+            && features.iter().all(|f| matches!(f, F::SSE | F::SSE2))
 }
 
 /// The encodings of `mnemonics` valid in `bits`-bit code with operands the generator fills.
@@ -411,8 +572,12 @@ pub fn codes_for(mnemonics: &[M], bits: u32) -> Vec<Code> {
                             | K::cl
                             | K::imm8_const_1
                             | K::seg_rBX_al
+                            | K::xmm_reg
+                            | K::xmm_rm
+                            | K::xmm_or_mem
                     )
                 })
+                && simd_ok(*c)
         })
         .collect()
 }
@@ -544,6 +709,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     } else {
         0
     };
+    let xmm = std::array::from_fn(|_| random_xmm_value(rng));
     Some(Case {
         code,
         compat,
@@ -551,6 +717,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         rflags: status | df,
         data,
         instructions: n,
+        xmm,
     })
 }
 

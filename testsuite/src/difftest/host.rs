@@ -124,6 +124,35 @@ impl HostOracle {
         check(r, "PTRACE_SETREGS").map(drop)
     }
 
+    fn get_fpregs(&self) -> io::Result<libc::user_fpregs_struct> {
+        // SAFETY: all-zero is a valid user_fpregs_struct (plain integers).
+        let mut f: libc::user_fpregs_struct = unsafe { std::mem::zeroed() };
+        // SAFETY: PTRACE_GETFPREGS fills a user_fpregs_struct of the stopped tracee.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETFPREGS,
+                self.pid,
+                0,
+                &mut f as *mut libc::user_fpregs_struct,
+            )
+        };
+        check(r, "PTRACE_GETFPREGS")?;
+        Ok(f)
+    }
+
+    fn set_fpregs(&self, f: &libc::user_fpregs_struct) -> io::Result<()> {
+        // SAFETY: PTRACE_SETFPREGS reads a user_fpregs_struct for the stopped tracee.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_SETFPREGS,
+                self.pid,
+                0,
+                f as *const libc::user_fpregs_struct,
+            )
+        };
+        check(r, "PTRACE_SETFPREGS").map(drop)
+    }
+
     fn write_mem(&self, addr: u64, bytes: &[u8]) -> io::Result<()> {
         let local = libc::iovec {
             iov_base: bytes.as_ptr() as *mut libc::c_void,
@@ -176,12 +205,26 @@ impl HostOracle {
         r.fs_base = 0;
         r.gs_base = 0;
         self.set_regs(&r)?;
+        let mut fp = self.get_fpregs()?;
+        fp.mxcsr = 0x1f80;
+        for (k, x) in case.xmm.iter().enumerate() {
+            for w in 0..4 {
+                fp.xmm_space[4 * k + w] = (x >> (32 * w)) as u32;
+            }
+        }
+        self.set_fpregs(&fp)?;
         let effective_flags = self.get_regs()?.eflags;
         // SAFETY: resumes the stopped tracee without delivering a signal.
         let c = unsafe { libc::ptrace(libc::PTRACE_CONT, self.pid, 0, 0) };
         check(c, "PTRACE_CONT")?;
         let sig = self.wait_stop()?;
         let out = self.get_regs()?;
+        let fp = self.get_fpregs()?;
+        let xmm: [u128; 16] = std::array::from_fn(|k| {
+            (0..4).fold(0u128, |v, w| {
+                v | u128::from(fp.xmm_space[4 * k + w]) << (32 * w)
+            })
+        });
         let exception = match sig {
             libc::SIGILL => Exception::InvalidOpcode,
             libc::SIGFPE => Exception::DivideError,
@@ -207,6 +250,8 @@ impl HostOracle {
                 rflags: out.eflags,
                 data: self.read_mem(DATA_ADDR, DATA_SIZE)?,
                 exception,
+                xmm,
+                mxcsr: fp.mxcsr,
                 undefined: None,
             },
             effective_flags,

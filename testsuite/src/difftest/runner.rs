@@ -32,6 +32,17 @@ pub fn compare(
             diffs.push(format!("{name}: host {h:#x}, interpreter {s:#x}"));
         }
     }
+    for (k, (h, s)) in host.xmm.iter().zip(&soft.xmm).enumerate() {
+        if h != s {
+            diffs.push(format!("xmm{k}: host {h:#034x}, interpreter {s:#034x}"));
+        }
+    }
+    if host.mxcsr != soft.mxcsr {
+        diffs.push(format!(
+            "mxcsr: host {:#x}, interpreter {:#x}",
+            host.mxcsr, soft.mxcsr
+        ));
+    }
     let mask = COMPARED_FLAGS & !undefined_flags(executed);
     if host.rflags & mask != soft.rflags & mask {
         diffs.push(format!(

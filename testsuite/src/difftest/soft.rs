@@ -169,6 +169,7 @@ impl SoftRunner {
             rflags: 0,
             data: vec![0; DATA_SIZE],
             instructions: 0,
+            xmm: [0; 16],
         };
         let mut padded = case.code.clone();
         padded.resize(0x1000, 0xf4); // HLT after the bytes
@@ -259,7 +260,12 @@ impl SoftRunner {
         s.gpr = case.regs;
         s.rip = CODE_ADDR;
         s.rflags = case.rflags | 0x202;
-        Cpu::from_state(&s)
+        let mut cpu = Cpu::from_state(&s);
+        // As Linux runs user code: CR0.MP/NE, SSE enabled in CR4.
+        cpu.cr0 |= CR0_MP | CR0_NE;
+        cpu.cr4 |= emu_core::interp::simd::CR4_OSFXSR | emu_core::interp::simd::CR4_OSXMMEXCPT;
+        cpu.fpu.xmm = case.xmm;
+        cpu
     }
 
     /// Runs `case` on the interpreter; also returns the instructions it executed.
@@ -274,6 +280,7 @@ impl SoftRunner {
             .expect("data page");
         let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
         let mut interp = Interp::new(self.cpu_for(case), mem);
+        interp.model = sse_model();
         let mut executed = Vec::new();
         let (mut undef, mut undefined) = (0u64, None);
         let exception = loop {
@@ -342,11 +349,27 @@ impl SoftRunner {
                 rflags: interp.cpu.rflags,
                 data,
                 exception,
+                xmm: interp.cpu.fpu.xmm,
+                mxcsr: interp.cpu.fpu.mxcsr,
                 undefined,
             },
             executed,
         )
     }
+}
+
+/// The model the harness runs: `max` plus the SSE units that exist so far, which no
+/// public model advertises until the whole SSE family is there.
+fn sse_model() -> &'static emu_core::CpuModel {
+    use emu_core::cpu_model::{edx1, Features, MAX};
+    static MODEL: std::sync::OnceLock<emu_core::CpuModel> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| emu_core::CpuModel {
+        features: Features {
+            edx1: MAX.features.edx1 | edx1::FXSR | edx1::SSE | edx1::SSE2,
+            ..MAX.features
+        },
+        ..MAX
+    })
 }
 
 /// Which bits of RFLAGS are compared: the arithmetic flags and DF.

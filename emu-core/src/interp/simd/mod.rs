@@ -1,0 +1,192 @@
+//! SSE and SSE2 on XMM registers: the state (`state`), the checks every SSE instruction makes
+//! (CR0.EM, CR4.OSFXSR, CR0.TS, the model's CPUID bits), operand access with the 16-byte
+//! alignment rule, and the instructions implemented so far — data movement, shuffles, the
+//! bitwise operations and SSE2's packed integer arithmetic (`integer`, `moves`), MXCSR and
+//! FXSAVE/FXRSTOR (`fxsave`). Floating-point arithmetic, MMX and the x87 unit come later;
+//! until they do, no model advertises SSE, so guests see none of this (the differential
+//! harness runs it with a model that has the bits).
+
+mod fxsave;
+mod integer;
+pub mod lanes;
+mod moves;
+pub mod state;
+
+use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
+
+use super::fault::{vector, Fault, Result};
+use super::Interp;
+use crate::cpu_model::edx1;
+
+pub use state::FpuState;
+
+pub const CR0_EM: u64 = 1 << 2;
+pub const CR0_TS: u64 = 1 << 3;
+pub const CR4_OSFXSR: u64 = 1 << 9;
+pub const CR4_OSXMMEXCPT: u64 = 1 << 10;
+
+/// The register number of an XMM register.
+pub fn xmm_index(r: Register) -> Option<usize> {
+    r.is_xmm().then(|| r as usize - Register::XMM0 as usize)
+}
+
+/// What kind of instruction the SIMD unit runs, for its checks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    /// An SSE or SSE2 instruction on XMM registers.
+    Sse { sse2: bool },
+    /// FXSAVE/FXRSTOR: only CR0.TS/EM and the FXSR bit matter.
+    Fxsr,
+    /// MOVNTI: an SSE2 instruction on general registers (no FPU-state checks).
+    Integer,
+}
+
+fn class(i: &Instruction) -> Option<Class> {
+    let has_mmx =
+        (0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Register && i.op_register(k).is_mm());
+    if has_mmx || i.encoding() != iced_x86::EncodingKind::Legacy {
+        return None; // MMX and VEX forms are not implemented yet
+    }
+    let m = i.mnemonic();
+    if matches!(m, M::Fxsave | M::Fxsave64 | M::Fxrstor | M::Fxrstor64) {
+        return Some(Class::Fxsr);
+    }
+    if m == M::Movnti {
+        return Some(Class::Integer);
+    }
+    let implemented = integer::handles(m) || moves::handles(m) || fxsave::handles_mxcsr(m);
+    // MOVSD and CMPSD are string instructions too: only forms with XMM operands are SSE.
+    let string_form = matches!(m, M::Movsd | M::Cmpsd)
+        && !(0..i.op_count())
+            .any(|k| i.op_kind(k) == OpKind::Register && i.op_register(k).is_xmm());
+    if !implemented || string_form {
+        return None;
+    }
+    // Forms of these mnemonics from later extensions (SSE4.1's PEXTRW m16, say) are not
+    // implemented yet.
+    use iced_x86::CpuidFeature as F;
+    let features = i.cpuid_features();
+    if features.iter().any(|f| !matches!(f, F::SSE | F::SSE2)) {
+        return None;
+    }
+    Some(Class::Sse {
+        sse2: features.contains(&F::SSE2),
+    })
+}
+
+/// MOVUPS and its kin take any address; every other legacy SSE instruction with a 128-bit
+/// memory operand wants it 16-byte aligned (#GP otherwise).
+fn unaligned_ok(m: M) -> bool {
+    matches!(m, M::Movups | M::Movupd | M::Movdqu | M::Lddqu)
+}
+
+impl Interp {
+    /// Runs `i` if it is an SSE instruction this unit implements; `None` otherwise.
+    pub(crate) fn simd(&mut self, i: &Instruction) -> Option<Result<()>> {
+        let class = class(i)?;
+        Some(self.simd_checks(class).and_then(|()| match class {
+            Class::Fxsr => self.fxsave_fxrstor(i),
+            Class::Integer => self.movnti(i),
+            Class::Sse { .. } => {
+                if fxsave::handles_mxcsr(i.mnemonic()) {
+                    self.ldmxcsr_stmxcsr(i)
+                } else if moves::handles(i.mnemonic()) {
+                    self.simd_move(i)
+                } else {
+                    self.simd_integer(i)
+                }
+            }
+        }))
+    }
+
+    /// The checks in the order the SDM gives them (Vol. 2, 2.5 and Table 23-?): #UD for a
+    /// missing feature, CR0.EM or a clear CR4.OSFXSR, then #NM for CR0.TS.
+    fn simd_checks(&self, class: Class) -> Result<()> {
+        let m = self.model;
+        let (cr0, cr4) = (self.cpu.cr0, self.cpu.cr4);
+        let nm = || Err(Fault::new(vector::NM).into());
+        match class {
+            Class::Integer => {
+                if !m.has_edx1(edx1::SSE2) {
+                    return Err(Fault::ud().into());
+                }
+            }
+            Class::Fxsr => {
+                if !m.has_edx1(edx1::FXSR) {
+                    return Err(Fault::ud().into());
+                }
+                if cr0 & (CR0_TS | CR0_EM) != 0 {
+                    return nm();
+                }
+            }
+            Class::Sse { sse2 } => {
+                let feature = if sse2 { edx1::SSE2 } else { edx1::SSE };
+                if !m.has_edx1(feature) || cr0 & CR0_EM != 0 || cr4 & CR4_OSFXSR == 0 {
+                    return Err(Fault::ud().into());
+                }
+                if cr0 & CR0_TS != 0 {
+                    return nm();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The linear address of memory operand `k`, `size` bytes, checked for the segment and,
+    /// where the instruction wants it, 16-byte alignment.
+    fn simd_linear(&mut self, i: &Instruction, k: u32, size: u32, write: bool) -> Result<u64> {
+        let (seg, off) = self.mem_operand(i, k);
+        let linear = self.seg_linear(seg, off, size, write)?;
+        if size == 16 && !unaligned_ok(i.mnemonic()) && linear & 15 != 0 {
+            return Err(Fault::gp(0).into());
+        }
+        if size < 16 {
+            self.check_alignment(linear, size)?;
+        }
+        Ok(linear)
+    }
+
+    /// Reads `size` bytes (at most 16) of memory operand `k`, zero-extended.
+    fn simd_read_mem(&mut self, i: &Instruction, k: u32, size: u32) -> Result<u128> {
+        let linear = self.simd_linear(i, k, size, false)?;
+        let mut b = [0u8; 16];
+        let priv_ = self.privilege();
+        self.read_linear(linear, &mut b[..size as usize], priv_)?;
+        Ok(u128::from_le_bytes(b))
+    }
+
+    fn simd_write_mem(&mut self, i: &Instruction, k: u32, size: u32, v: u128) -> Result<()> {
+        let linear = self.simd_linear(i, k, size, true)?;
+        let priv_ = self.privilege();
+        self.write_linear(linear, &v.to_le_bytes()[..size as usize], priv_)
+    }
+
+    /// Operand `k` as 128 bits: an XMM register, a general register (zero-extended) or
+    /// memory of the operand's size.
+    fn simd_read(&mut self, i: &Instruction, k: u32) -> Result<u128> {
+        match i.op_kind(k) {
+            OpKind::Register => {
+                let r = i.op_register(k);
+                Ok(match xmm_index(r) {
+                    Some(x) => self.cpu.fpu.xmm[x],
+                    None => u128::from(self.get_reg(r)),
+                })
+            }
+            OpKind::Immediate8 => Ok(u128::from(i.immediate8())),
+            _ => {
+                let size = i.memory_size().size() as u32;
+                self.simd_read_mem(i, k, size)
+            }
+        }
+    }
+
+    fn xmm(&self, i: &Instruction, k: u32) -> usize {
+        xmm_index(i.op_register(k)).expect("an XMM operand")
+    }
+
+    /// MOVNTI m32/m64, r: a store with a non-temporal hint.
+    fn movnti(&mut self, i: &Instruction) -> Result<()> {
+        let v = self.read_op(i, 1)?;
+        self.write_op(i, 0, v)
+    }
+}
