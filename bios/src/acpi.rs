@@ -1,5 +1,6 @@
 //! The ACPI tables a PC's firmware leaves for the OS: the RSDP in the BIOS area (where every
-//! ACPI OS and test suite scans for it, 0xE0000–0xFFFFF) pointing to an XSDT with the MADT.
+//! ACPI OS and test suite scans for it, 0xE0000–0xFFFFF) pointing to an RSDT and an XSDT,
+//! both listing the MADT.
 //!
 //! The MADT says what the MP table says (see [`mptable`](crate::mptable)): the local APICs,
 //! the IOAPIC, the PIT's IRQ 0 on IOAPIC pin 2 and NMI on LINT1. There is no FADT/DSDT yet:
@@ -113,23 +114,53 @@ fn madt(cpus: u8) -> Vec<u8> {
     v
 }
 
-/// The tables as they sit from [`RSDP_ADDR`] on: RSDP, XSDT, MADT.
+/// An RSDT (ACPI 1.0's root table, 32-bit pointers), which acpi_tables does not build.
+fn rsdt(entries: &[u32]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(36 + 4 * entries.len());
+    t.extend_from_slice(b"RSDT");
+    t.extend_from_slice(&((36 + 4 * entries.len()) as u32).to_le_bytes());
+    t.push(1); // revision
+    t.push(0); // checksum, below
+    t.extend_from_slice(&OEM_ID);
+    t.extend_from_slice(&OEM_TABLE_ID);
+    t.extend_from_slice(&OEM_REVISION.to_le_bytes());
+    t.extend_from_slice(&acpi_tables::CREATOR_ID);
+    t.extend_from_slice(&acpi_tables::CREATOR_REVISION);
+    for e in entries {
+        t.extend_from_slice(&e.to_le_bytes());
+    }
+    t[CHECKSUM_OFFSET] = checksum(&t);
+    t
+}
+
+/// The tables as they sit from [`RSDP_ADDR`] on: RSDP, RSDT, XSDT, MADT. The RSDP is
+/// ACPI 2.0's, with both root tables, so ACPI 1.0 readers (which take the RSDT) and later
+/// ones (the XSDT) find the same MADT.
 pub fn build(cpus: u8) -> Vec<u8> {
-    let rsdp_len = Rsdp::len() as u64;
     // Each table 16-byte aligned, as firmware lays them out.
     let align = |a: u64| (a + 15) & !15;
-    let xsdt_addr = align(RSDP_ADDR + rsdp_len);
-    let madt = madt(cpus);
-    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    let rsdt_addr = align(RSDP_ADDR + Rsdp::len() as u64);
+    let rsdt_len = 36 + 4;
+    let xsdt_addr = align(rsdt_addr + rsdt_len);
     // The XSDT's size is known before its entries: a header and one 8-byte pointer.
     let xsdt_len = 36 + 8;
     let madt_addr = align(xsdt_addr + xsdt_len);
+    let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(madt_addr);
-    let mut out = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
+    let mut rsdp = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
+    // acpi_tables leaves the RSDT address 0: fill it in and redo both checksums.
+    rsdp[16..20].copy_from_slice(&(rsdt_addr as u32).to_le_bytes());
+    rsdp[8] = 0;
+    rsdp[8] = checksum(&rsdp[..20]);
+    rsdp[32] = 0;
+    rsdp[32] = checksum(&rsdp[..36]);
+    let mut out = rsdp;
+    out.resize((rsdt_addr - RSDP_ADDR) as usize, 0);
+    out.extend_from_slice(&rsdt(&[madt_addr as u32]));
     out.resize((xsdt_addr - RSDP_ADDR) as usize, 0);
     out.extend_from_slice(&bytes(&xsdt));
     out.resize((madt_addr - RSDP_ADDR) as usize, 0);
-    out.extend_from_slice(&madt);
+    out.extend_from_slice(&madt(cpus));
     out
 }
 
@@ -175,12 +206,20 @@ mod tests {
         assert_eq!(sum(&t[..36]), 0, "RSDP extended checksum");
         assert_eq!(t[15], 2, "ACPI 2.0+ RSDP");
         let at = |addr: u64| (addr - RSDP_ADDR) as usize;
+        let rsdt = at(u64::from(u32_at(&t, 16)));
+        assert_eq!(&t[rsdt..rsdt + 4], b"RSDT");
+        assert_eq!(sum(&t[rsdt..rsdt + 40]), 0);
         let xsdt = at(u64_at(&t, 24));
         assert_eq!(&t[xsdt..xsdt + 4], b"XSDT");
         let xsdt_len = u32_at(&t, xsdt + 4) as usize;
         assert_eq!(sum(&t[xsdt..xsdt + xsdt_len]), 0);
         assert_eq!(xsdt_len, 44);
         let madt = at(u64_at(&t, xsdt + 36));
+        assert_eq!(
+            at(u64::from(u32_at(&t, rsdt + 36))),
+            madt,
+            "both roots, one MADT"
+        );
         assert_eq!(&t[madt..madt + 4], b"APIC");
         let madt_len = u32_at(&t, madt + 4) as usize;
         assert_eq!(madt + madt_len, t.len());

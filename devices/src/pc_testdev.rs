@@ -1,7 +1,8 @@
 //! QEMU's `pc-testdev` (hw/misc/pc-testdev.c), the ISA device kvm-unit-tests' x86 tests use:
 //!
 //! - ports 0xe0–0xe3: a 32-bit scratch register, accessed at any width and offset;
-//! - ports 0xe8–0xeb: the same register, but every access is split into byte accesses;
+//! - ports 0xe8–0xeb: the same register, but every access is split into byte accesses
+//!   (bytes past 0xeb fall outside the device);
 //! - port 0xe4: "flush page": a 4-byte write of a guest-physical address. QEMU drops the
 //!   host mapping of that page so KVM has to fault it back in; guest-visible memory does not
 //!   change. Nothing in Ferrite caches guest memory incoherently (KVM keeps its own mappings
@@ -70,9 +71,13 @@ impl BusDevice for PcTestDev {
                 let v = self.scratch_read(offset, data.len());
                 crate::bus::put_le_value(data, v);
             }
+            // Split into bytes; those past the four ports are the bus's (unclaimed).
             b if b == u64::from(SCRATCH_BYTE_PORT) => {
                 for (i, d) in data.iter_mut().enumerate() {
-                    *d = self.scratch_read(offset + i as u64, 1) as u8;
+                    *d = match offset + i as u64 {
+                        o @ 0..=3 => self.scratch_read(o, 1) as u8,
+                        _ => 0xff,
+                    };
                 }
             }
             IOMEM_BASE => {
@@ -93,7 +98,9 @@ impl BusDevice for PcTestDev {
             }
             b if b == u64::from(SCRATCH_BYTE_PORT) => {
                 for (i, d) in data.iter().enumerate() {
-                    self.scratch_write(offset + i as u64, 1, u64::from(*d));
+                    if let o @ 0..=3 = offset + i as u64 {
+                        self.scratch_write(o, 1, u64::from(*d));
+                    }
                 }
             }
             b if b == u64::from(FLUSH_PORT) => {
@@ -160,10 +167,10 @@ mod tests {
         assert_eq!(read(&mut d, 0xe8, 0, 4), 0xef34_ab78);
         d.write(0xe8, 2, &0x0102u16.to_le_bytes());
         assert_eq!(read(&mut d, 0xe0, 0, 4), 0x0102_ab78);
-        // Byte accesses wrap within the register.
+        // An access running past port 0xEB: its other bytes go to the unclaimed port 0xEC.
         d.write(0xe8, 3, &0xaabbu16.to_le_bytes());
-        assert_eq!(read(&mut d, 0xe0, 0, 4), 0xbb02_abaa);
-        assert_eq!(read(&mut d, 0xe8, 3, 2), 0xaabb);
+        assert_eq!(read(&mut d, 0xe0, 0, 4), 0xbb02_ab78);
+        assert_eq!(read(&mut d, 0xe8, 3, 2), 0xffbb);
     }
 
     #[test]

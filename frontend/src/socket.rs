@@ -4,15 +4,22 @@
 //!
 //! As a server it listens (a stale Unix socket file is replaced, as QEMU does); with `wait=on`,
 //! QEMU's default for servers, the run starts only once a client has connected, and a client
-//! that leaves can be replaced by the next one. As a client it connects at start-up and a
+//! that leaves can be replaced by the next one (one client at a time: a newer one replaces
+//! and disconnects an older one). As a client it connects at start-up and a
 //! failure is an error. Guest output while nobody is connected is dropped: a guest never
-//! blocks on a socket. Bytes from the peer reach the UART the socket is attached to.
+//! waits on a socket for more than a moment (output to a peer that does not read is
+//! dropped). Bytes from the peer reach the UART the socket is attached to, in order, with the
+//! socket's own flow control holding back a peer that sends faster than the guest reads. A
+//! TCP server without `host` listens on every address, as QEMU's does.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -27,6 +34,7 @@ impl std::fmt::Display for SocketAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             SocketAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            SocketAddr::Tcp { host, port } if host.is_empty() => write!(f, "tcp::{port}"),
             SocketAddr::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
         }
     }
@@ -72,10 +80,9 @@ impl SocketSpec {
         }
         let addr = match (path, port) {
             (Some(p), None) if !p.as_os_str().is_empty() => SocketAddr::Unix(p),
+            // No host: all addresses for a server, this machine for a client (as QEMU).
             (None, Some(port)) => SocketAddr::Tcp {
-                host: host
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| "127.0.0.1".into()),
+                host: host.unwrap_or_default(),
                 port,
             },
             _ => return Err("needs path=SOCKET (Unix) or port=N (TCP), not both".into()),
@@ -140,6 +147,20 @@ impl Stream {
             Stream::Tcp(s) => s.read(b),
         }
     }
+
+    fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_write_timeout(Some(t)),
+            Stream::Tcp(s) => s.set_write_timeout(Some(t)),
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
+    }
 }
 
 enum Listener {
@@ -159,18 +180,40 @@ impl Listener {
 /// Where bytes from the peer go (the UART's input).
 pub type InputSink = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
-/// An open socket backend: the current peer, if any, and where its input goes.
+/// How long a write to a peer that is not reading may take before the output is dropped
+/// (a guest never waits on a socket for longer).
+const WRITE_TIMEOUT: Duration = Duration::from_millis(50);
+/// Chunks of peer input queued for the UART; a full queue stops reading from the socket, so
+/// a fast peer is held back by the socket's own flow control.
+const INPUT_QUEUE: usize = 64;
+
+/// The connected peer and which connection it is.
+struct Peer {
+    id: u64,
+    stream: Stream,
+    /// When a write last timed out: output is dropped for [`STALL_BACKOFF`] after that
+    /// rather than waiting again for every byte.
+    stalled: Option<Instant>,
+}
+
+/// How long output to a peer that stopped reading is dropped before trying it again.
+const STALL_BACKOFF: Duration = Duration::from_secs(1);
+
+/// An open socket backend: the current peer, if any, and the queue its input goes through.
 pub struct SocketChardev {
-    peer: Mutex<Option<Stream>>,
-    sink: Mutex<Option<InputSink>>,
-    /// Bytes from the peer that arrived before a sink was attached.
-    early: Mutex<Vec<u8>>,
+    peer: Mutex<Option<Peer>>,
+    next_id: AtomicU64,
+    input_tx: SyncSender<Vec<u8>>,
+    input_rx: Mutex<Option<Receiver<Vec<u8>>>>,
     /// A listening Unix socket's file, removed when the backend closes (as QEMU does).
     socket_file: Option<PathBuf>,
 }
 
 impl Drop for SocketChardev {
     fn drop(&mut self) {
+        if let Some(p) = self.peer.get_mut().take() {
+            p.stream.shutdown();
+        }
         if let Some(path) = &self.socket_file {
             let _ = std::fs::remove_file(path);
         }
@@ -185,7 +228,8 @@ impl SocketChardev {
             let stream = match &spec.addr {
                 SocketAddr::Unix(p) => UnixStream::connect(p).map(Stream::Unix),
                 SocketAddr::Tcp { host, port } => {
-                    TcpStream::connect((host.as_str(), *port)).map(Stream::Tcp)
+                    let host = if host.is_empty() { "localhost" } else { host };
+                    TcpStream::connect((host, *port)).map(Stream::Tcp)
                 }
             }
             .map_err(|e| format!("{what}: cannot connect: {e}"))?;
@@ -193,7 +237,7 @@ impl SocketChardev {
             dev.connected(stream);
             return Ok(dev);
         }
-        let listener = Arc::new(match &spec.addr {
+        let listener = match &spec.addr {
             SocketAddr::Unix(p) => {
                 // A socket file left by an earlier run is replaced (QEMU does the same).
                 let _ = std::fs::remove_file(p);
@@ -201,11 +245,12 @@ impl SocketChardev {
                     UnixListener::bind(p).map_err(|e| format!("{what}: cannot listen: {e}"))?,
                 )
             }
+            // No host: every address, as QEMU listens.
             SocketAddr::Tcp { host, port } => Listener::Tcp(
-                TcpListener::bind((host.as_str(), *port))
+                TcpListener::bind((if host.is_empty() { "0.0.0.0" } else { host }, *port))
                     .map_err(|e| format!("{what}: cannot listen: {e}"))?,
             ),
-        });
+        };
         let socket_file = match &spec.addr {
             SocketAddr::Unix(p) => Some(p.clone()),
             SocketAddr::Tcp { .. } => None,
@@ -233,57 +278,70 @@ impl SocketChardev {
     }
 
     fn new(socket_file: Option<PathBuf>) -> Self {
+        let (input_tx, rx) = std::sync::mpsc::sync_channel(INPUT_QUEUE);
         SocketChardev {
             peer: Mutex::new(None),
-            sink: Mutex::new(None),
-            early: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(0),
+            input_tx,
+            input_rx: Mutex::new(Some(rx)),
             socket_file,
         }
     }
 
-    /// A new peer: it replaces the old one, and a thread forwards what it sends.
+    /// A new peer. One at a time, as in QEMU: a newer client replaces an older one, which is
+    /// disconnected. A thread forwards what the peer sends.
     fn connected(self: &Arc<Self>, stream: Stream) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_write_timeout(WRITE_TIMEOUT);
         let reader = stream.try_clone();
-        *self.peer.lock() = Some(stream);
+        let peer = Peer {
+            id,
+            stream,
+            stalled: None,
+        };
+        if let Some(old) = self.peer.lock().replace(peer) {
+            old.stream.shutdown();
+        }
         let Ok(mut reader) = reader else { return };
         let weak = Arc::downgrade(self);
+        let tx = self.input_tx.clone();
         let _ = std::thread::Builder::new()
             .name("chardev-read".into())
             .spawn(move || {
                 let mut buf = [0u8; 256];
                 loop {
                     let n = match reader.read(&mut buf) {
-                        Ok(0) => return,
-                        Ok(n) => n,
+                        Ok(n) if n > 0 => n,
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(_) => return,
+                        _ => break,
                     };
-                    let Some(dev) = weak.upgrade() else { return };
-                    dev.received(&buf[..n]);
+                    if tx.send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+                // The peer left: forget it unless a newer one has taken its place.
+                if let Some(dev) = weak.upgrade() {
+                    let mut peer = dev.peer.lock();
+                    if peer.as_ref().is_some_and(|p| p.id == id) {
+                        *peer = None;
+                    }
                 }
             });
     }
 
-    fn received(&self, bytes: &[u8]) {
-        let sink = self.sink.lock().clone();
-        match sink {
-            Some(sink) => sink(bytes),
-            None => {
-                // Bounded: a peer that talks before the guest has a UART loses the excess.
-                let mut early = self.early.lock();
-                let room = (64 * 1024usize).saturating_sub(early.len());
-                early.extend_from_slice(&bytes[..bytes.len().min(room)]);
-            }
-        }
-    }
-
-    /// Sends the peer's bytes to `sink` from now on (and what already arrived).
+    /// Sends the peer's bytes to `sink`, in order, from a thread of its own (the sink may
+    /// wait for the guest's UART); input that came before is delivered first.
     pub fn attach_input(&self, sink: InputSink) {
-        let early = std::mem::take(&mut *self.early.lock());
-        if !early.is_empty() {
-            sink(&early);
-        }
-        *self.sink.lock() = Some(sink);
+        let Some(rx) = self.input_rx.lock().take() else {
+            return;
+        };
+        let _ = std::thread::Builder::new()
+            .name("chardev-input".into())
+            .spawn(move || {
+                for chunk in rx {
+                    sink(&chunk);
+                }
+            });
     }
 
     /// The output side, for a UART or the debug console.
@@ -298,10 +356,27 @@ pub struct SocketWriter(Arc<SocketChardev>);
 impl Write for SocketWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut peer = self.0.peer.lock();
-        if let Some(s) = peer.as_mut() {
-            if s.write_all(buf).is_err() {
-                // The peer left; a server takes the next one.
-                *peer = None;
+        if let Some(p) = peer.as_mut() {
+            if p.stalled.is_some_and(|t| t.elapsed() < STALL_BACKOFF) {
+                return Ok(buf.len());
+            }
+            p.stalled = None;
+            match p.stream.write_all(buf) {
+                Ok(()) => {}
+                // A peer that does not read loses output rather than stalling the guest.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    p.stalled = Some(Instant::now());
+                }
+                Err(_) => {
+                    // The peer left; a server takes the next one.
+                    p.stream.shutdown();
+                    *peer = None;
+                }
             }
         }
         Ok(buf.len())
@@ -336,7 +411,7 @@ mod tests {
         assert_eq!(
             s.addr,
             SocketAddr::Tcp {
-                host: "127.0.0.1".into(),
+                host: String::new(),
                 port: 4444
             }
         );
@@ -396,5 +471,62 @@ mod tests {
         drop(w);
         drop(dev);
         assert!(!path.exists(), "the socket file is removed at the end");
+    }
+
+    fn server(tag: &str) -> (PathBuf, Arc<SocketChardev>) {
+        let path = std::env::temp_dir().join(format!("ferrite-sock-{}-{tag}", std::process::id()));
+        let spec = SocketSpec {
+            addr: SocketAddr::Unix(path.clone()),
+            server: true,
+            wait: false,
+        };
+        (path.clone(), SocketChardev::open(&spec).unwrap())
+    }
+
+    fn wait_until(what: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !what() {
+            assert!(std::time::Instant::now() < deadline, "timed out");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_does_not_stall_the_guest() {
+        let (path, dev) = server("stall");
+        let _client = UnixStream::connect(&path).unwrap();
+        wait_until(|| dev.peer.lock().is_some());
+        let mut w = dev.writer();
+        let start = std::time::Instant::now();
+        // Far more than a socket buffer, one byte per write as a UART writes.
+        for _ in 0..(4 << 20) {
+            w.write_all(b"x").unwrap();
+            if start.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_new_client_replaces_and_disconnects_the_old() {
+        let (path, dev) = server("replace");
+        let mut first = UnixStream::connect(&path).unwrap();
+        wait_until(|| dev.peer.lock().as_ref().is_some_and(|p| p.id == 0));
+        let mut second = UnixStream::connect(&path).unwrap();
+        wait_until(|| dev.peer.lock().as_ref().is_some_and(|p| p.id == 1));
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            first.read(&mut buf).unwrap(),
+            0,
+            "the old client is disconnected"
+        );
+        dev.writer().write_all(b"z").unwrap();
+        second.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"z");
     }
 }

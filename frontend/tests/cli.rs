@@ -494,7 +494,7 @@ fn serial_as_a_socket_client() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!("tcp:127.0.0.1:{port}: cannot connect")),
+        stderr(&out).contains(&format!("tcp::{port}: cannot connect")),
         "{}",
         stderr(&out)
     );

@@ -52,13 +52,19 @@ fn spawn(job: &Job) -> Result<Child, String> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err);
-    // SAFETY: the closure runs in the forked child before exec and calls only prctl, which is
-    // async-signal-safe; it allocates nothing and touches no lock.
+    // SAFETY: getpid is always safe to call.
+    let runner = unsafe { libc::getpid() };
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl and
+    // getppid, which are async-signal-safe; it allocates nothing and touches no lock.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             // The test dies with the runner, even one killed by SIGKILL.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // A runner that died before the prctl took effect sent no signal.
+            if libc::getppid() != runner {
+                return Err(std::io::Error::other("the runner is gone"));
             }
             Ok(())
         });

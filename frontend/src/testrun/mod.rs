@@ -129,19 +129,6 @@ fn plan(a: &TestArgs) -> Result<Plan, String> {
     })
 }
 
-/// A name usable as a file name.
-fn file_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// `ferrite run` arguments for one test (without the exit report).
 fn run_args(common: &[String], t: &Test) -> Vec<String> {
     let mut args = vec!["run".to_owned()];
@@ -247,8 +234,8 @@ pub fn run(a: &TestArgs) -> i32 {
         .iter()
         .enumerate()
         .map(|(index, t)| {
-            let base = a.logs.join(file_name(&t.name));
-            let report = base.with_extension("exit");
+            let stem = suite::log_stem(&t.name);
+            let report = a.logs.join(format!("{stem}.exit"));
             let mut args = run_args(&a.options, t);
             args.push("--exit-report".into());
             args.push(report.display().to_string());
@@ -256,7 +243,7 @@ pub fn run(a: &TestArgs) -> i32 {
                 index,
                 program: exe.clone(),
                 args,
-                log: base.with_extension("log"),
+                log: a.logs.join(format!("{stem}.log")),
                 report,
                 timeout: t.timeout.unwrap_or(plan.timeout),
             }
@@ -369,6 +356,5 @@ mod tests {
             words::join(&args),
             "run -accel tcg -smp 2 -kernel 'k dir/a.elf' -no-reboot"
         );
-        assert_eq!(file_name("a/b c"), "a_b_c");
     }
 }

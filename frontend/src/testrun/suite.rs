@@ -28,7 +28,9 @@ pub struct Test {
 }
 
 /// Files a directory holds that are not tests (logs, reports, lists and notes beside them).
-const NOT_TESTS: &[&str] = &["log", "xml", "list", "txt", "md", "json", "cfg", "sh", "py"];
+const NOT_TESTS: &[&str] = &[
+    "log", "exit", "xml", "list", "txt", "md", "json", "cfg", "sh", "py",
+];
 
 /// Files with this extension boot with `-bios`.
 const ROM_EXTENSION: &str = "rom";
@@ -227,16 +229,40 @@ pub fn collect(args: &[String], lists: &[PathBuf], force_rom: bool) -> Result<Ve
     for l in lists {
         tests.extend(from_list(l)?);
     }
-    let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+    // Names become log file names: they must differ after the mapping too.
+    let mut seen: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     for t in &tests {
-        if let Some(first) = seen.insert(&t.name, &t.origin) {
-            return Err(format!(
-                "two tests are named '{}' ({first} and {}); name one with name=… in a list file",
-                t.name, t.origin
-            ));
+        if let Some((first, origin)) = seen.insert(log_stem(&t.name), (&t.name, &t.origin)) {
+            return Err(if first == t.name {
+                format!(
+                    "two tests are named '{}' ({origin} and {}); name one with name=… in a \
+                     list file",
+                    t.name, t.origin
+                )
+            } else {
+                format!(
+                    "tests '{first}' ({origin}) and '{}' ({}) would share a log file; \
+                     rename one with name=… in a list file",
+                    t.name, t.origin
+                )
+            });
         }
     }
     Ok(tests)
+}
+
+/// A test's name as the stem of its log and exit-report files: characters other than
+/// letters, digits and `-_.+` become `_`.
+pub fn log_stem(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// `--shard K/N`: the K-th (from 1) of N parts of a suite.
@@ -361,6 +387,10 @@ mod tests {
         std::fs::write(&list, "k.elf\nk.elf -smp 2\n").unwrap();
         let e = collect(&[], std::slice::from_ref(&list), false).unwrap_err();
         assert!(e.contains("two tests are named 'k'"), "{e}");
+        std::fs::write(&list, "name=a/b k.elf\nname=a_b k.elf\n").unwrap();
+        let e = collect(&[], std::slice::from_ref(&list), false).unwrap_err();
+        assert!(e.contains("would share a log file"), "{e}");
+        assert_eq!(log_stem("apic.x86_64"), "apic.x86_64");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

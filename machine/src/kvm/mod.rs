@@ -1,6 +1,7 @@
 //! The KVM backend: a VM with the in-kernel irqchip and PIT, guest RAM as memory slots, and
 //! vCPUs that turn I/O and MMIO exits into calls on the same buses the software CPU uses.
 
+mod irq_routing;
 mod kick;
 mod regs;
 mod vcpu;
@@ -50,6 +51,7 @@ impl KvmVm {
         };
         vm.create_pit2(pit)
             .map_err(kvm_err("create in-kernel PIT"))?;
+        irq_routing::set(&vm)?;
         for (slot, region) in mem.iter().enumerate() {
             let host = mem
                 .get_host_address(region.start_addr())
