@@ -43,6 +43,7 @@ fn main() {
         data: vec![0; DATA_SIZE],
         instructions: 0,
         xmm: [0; 16],
+        mxcsr: 0x1f80,
     };
     let instructions = 1 + iterations * 7;
 

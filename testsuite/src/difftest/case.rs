@@ -30,8 +30,9 @@ pub struct Case {
     pub data: Vec<u8>,
     /// How many instructions precede the final UD2.
     pub instructions: usize,
-    /// Initial XMM0–XMM15 (MXCSR starts at its reset value).
+    /// Initial XMM0–XMM15 and MXCSR.
     pub xmm: [u128; 16],
+    pub mxcsr: u32,
 }
 
 /// The state after a run.

@@ -298,6 +298,68 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Xorpd,
         ],
     ),
+    (
+        "sse-float",
+        &[
+            M::Addps,
+            M::Addpd,
+            M::Addss,
+            M::Addsd,
+            M::Subps,
+            M::Subpd,
+            M::Subss,
+            M::Subsd,
+            M::Mulps,
+            M::Mulpd,
+            M::Mulss,
+            M::Mulsd,
+            M::Divps,
+            M::Divpd,
+            M::Divss,
+            M::Divsd,
+            M::Sqrtps,
+            M::Sqrtpd,
+            M::Sqrtss,
+            M::Sqrtsd,
+            M::Minps,
+            M::Minpd,
+            M::Minss,
+            M::Minsd,
+            M::Maxps,
+            M::Maxpd,
+            M::Maxss,
+            M::Maxsd,
+            M::Cmpps,
+            M::Cmppd,
+            M::Cmpss,
+            M::Cmpsd,
+            M::Comiss,
+            M::Comisd,
+            M::Ucomiss,
+            M::Ucomisd,
+        ],
+    ),
+    (
+        "sse-cvt",
+        &[
+            M::Cvtsi2ss,
+            M::Cvtsi2sd,
+            M::Cvtss2si,
+            M::Cvtsd2si,
+            M::Cvttss2si,
+            M::Cvttsd2si,
+            M::Cvtss2sd,
+            M::Cvtsd2ss,
+            M::Cvtps2pd,
+            M::Cvtpd2ps,
+            M::Cvtdq2ps,
+            M::Cvtps2dq,
+            M::Cvttps2dq,
+            M::Cvtdq2pd,
+            M::Cvtpd2dq,
+            M::Cvttpd2dq,
+        ],
+    ),
 ];
 
 /// A small deterministic PRNG (xorshift64*): cases are reproducible from their seed.
@@ -423,6 +485,65 @@ fn random_xmm_value(rng: &mut Rng) -> u128 {
         }
         _ => u128::from(rng.value()) | u128::from(rng.value()) << 64,
     }
+}
+
+/// One float lane of `bits` (32 or 64): zeros, denormals, values near the exponent range's
+/// ends, infinities, quiet and signaling NaNs, small exact values, and random normals.
+fn random_float_lane(rng: &mut Rng, bits: u32) -> u64 {
+    let (exp_bits, frac_bits) = if bits == 32 { (8, 23) } else { (11, 52) };
+    let sign = rng.below(2) << (bits - 1);
+    let frac_mask = (1u64 << frac_bits) - 1;
+    let max_exp = (1u64 << exp_bits) - 1;
+    let frac = rng.next_u64() & frac_mask;
+    let with_exp = |e: u64, f: u64| sign | (e << frac_bits) | (f & frac_mask);
+    match rng.below(10) {
+        0 => sign,
+        1 => with_exp(0, frac.max(1)),
+        2 => with_exp(1 + rng.below(3), frac),
+        3 => with_exp(max_exp - 1 - rng.below(3), frac),
+        4 => with_exp(max_exp, 0),
+        5 => with_exp(max_exp, frac | (1 << (frac_bits - 1))),
+        6 => with_exp(max_exp, (frac & !(1 << (frac_bits - 1))).max(1)),
+        7 => {
+            let v =
+                [1.0f64, 2.0, 3.0, 0.5, 10.0, 0.1, 1e-3, 7.0, 65536.0, 1.5][rng.below(10) as usize];
+            if bits == 32 {
+                sign | u64::from((v as f32).to_bits())
+            } else {
+                sign | v.to_bits()
+            }
+        }
+        _ => with_exp(1 + rng.below(max_exp - 1), frac),
+    }
+}
+
+/// An XMM value of float lanes, all single or all double.
+fn random_float_xmm(rng: &mut Rng) -> u128 {
+    if rng.below(2) == 0 {
+        (0..4).fold(0, |v, k| {
+            v | u128::from(random_float_lane(rng, 32)) << (32 * k)
+        })
+    } else {
+        (0..2).fold(0, |v, k| {
+            v | u128::from(random_float_lane(rng, 64)) << (64 * k)
+        })
+    }
+}
+
+/// MXCSR for a float case: all exceptions masked, any rounding mode, sometimes DAZ and FTZ,
+/// sometimes flags already set.
+fn random_mxcsr(rng: &mut Rng) -> u32 {
+    let mut m = 0x1f80 | ((rng.below(4) as u32) << 13);
+    if rng.below(4) == 0 {
+        m |= 0x40; // DAZ
+    }
+    if rng.below(4) == 0 {
+        m |= 0x8000; // FTZ
+    }
+    if rng.below(4) == 0 {
+        m |= rng.below(64) as u32;
+    }
+    m
 }
 
 enum Op {
@@ -709,7 +830,15 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     } else {
         0
     };
-    let xmm = std::array::from_fn(|_| random_xmm_value(rng));
+    let float = matches!(class, "sse-float" | "sse-cvt");
+    let xmm = std::array::from_fn(|_| {
+        if float {
+            random_float_xmm(rng)
+        } else {
+            random_xmm_value(rng)
+        }
+    });
+    let mxcsr = if float { random_mxcsr(rng) } else { 0x1f80 };
     Some(Case {
         code,
         compat,
@@ -718,6 +847,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         data,
         instructions: n,
         xmm,
+        mxcsr,
     })
 }
 

@@ -206,7 +206,7 @@ impl HostOracle {
         r.gs_base = 0;
         self.set_regs(&r)?;
         let mut fp = self.get_fpregs()?;
-        fp.mxcsr = 0x1f80;
+        fp.mxcsr = case.mxcsr;
         for (k, x) in case.xmm.iter().enumerate() {
             for w in 0..4 {
                 fp.xmm_space[4 * k + w] = (x >> (32 * w)) as u32;

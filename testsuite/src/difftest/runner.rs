@@ -65,12 +65,28 @@ pub fn compare(
         let regs: Vec<String> = (0..16)
             .map(|k| format!("{}={:#x}", REG_NAMES[k], case.regs[k]))
             .collect();
+        // The XMM registers the code names, and MXCSR.
+        let text = case.disassemble();
+        let xmm: Vec<String> = (0..16)
+            .filter(|k| {
+                let name = format!("xmm{k}");
+                text.split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|w| w == name)
+            })
+            .map(|k| format!("xmm{k}={:#034x}", case.xmm[k]))
+            .collect();
+        let simd = if xmm.is_empty() {
+            String::new()
+        } else {
+            format!("\ninitial: mxcsr={:#x} {}", case.mxcsr, xmm.join(" "))
+        };
         Some(format!(
-            "{}-bit code:\n{}initial: {} rflags={:#x}\n{}",
+            "{}-bit code:\n{}initial: {} rflags={:#x}{}\n{}",
             case.bitness(),
-            case.disassemble(),
+            text,
             regs.join(" "),
             case.rflags,
+            simd,
             diffs.join("\n")
         ))
     }

@@ -170,6 +170,7 @@ impl SoftRunner {
             data: vec![0; DATA_SIZE],
             instructions: 0,
             xmm: [0; 16],
+            mxcsr: 0x1f80,
         };
         let mut padded = case.code.clone();
         padded.resize(0x1000, 0xf4); // HLT after the bytes
@@ -265,6 +266,7 @@ impl SoftRunner {
         cpu.cr0 |= CR0_MP | CR0_NE;
         cpu.cr4 |= emu_core::interp::simd::CR4_OSFXSR | emu_core::interp::simd::CR4_OSXMMEXCPT;
         cpu.fpu.xmm = case.xmm;
+        cpu.fpu.mxcsr = case.mxcsr;
         cpu
     }
 
@@ -317,6 +319,8 @@ impl SoftRunner {
                 Err(Stop::Fault(f)) => {
                     break match f.vector {
                         vector::DB | vector::BP => Exception::Trap,
+                        // Linux reports #XM as SIGFPE, like #DE.
+                        emu_core::interp::simd::XM => Exception::DivideError,
                         vector::UD => Exception::InvalidOpcode,
                         vector::DE => Exception::DivideError,
                         // Linux reports #BR (BOUND) as SIGSEGV too.

@@ -1,15 +1,18 @@
 //! SSE and SSE2 on XMM registers: the state (`state`), the checks every SSE instruction makes
 //! (CR0.EM, CR4.OSFXSR, CR0.TS, the model's CPUID bits), operand access with the 16-byte
-//! alignment rule, and the instructions implemented so far — data movement, shuffles, the
-//! bitwise operations and SSE2's packed integer arithmetic (`integer`, `moves`), MXCSR and
-//! FXSAVE/FXRSTOR (`fxsave`). Floating-point arithmetic, MMX and the x87 unit come later;
-//! until they do, no model advertises SSE, so guests see none of this (the differential
-//! harness runs it with a model that has the bits).
+//! alignment rule, and the instructions — data movement, shuffles, the bitwise operations
+//! and SSE2's packed integer arithmetic (`integer`, `moves`), floating point on a software
+//! float independent of the host (`float`, `softfp`), MXCSR and FXSAVE/FXRSTOR (`fxsave`).
+//! MMX, RCPPS/RSQRTPS and the x87 unit come later; until the x87 exists no model advertises
+//! FPU/SSE (Linux requires both), so guests see none of this yet; the differential harness
+//! runs it with a model that has the SSE bits.
 
+mod float;
 mod fxsave;
 mod integer;
 pub mod lanes;
 mod moves;
+pub mod softfp;
 pub mod state;
 
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
@@ -18,6 +21,7 @@ use super::fault::{vector, Fault, Result};
 use super::Interp;
 use crate::cpu_model::edx1;
 
+pub use float::XM;
 pub use state::FpuState;
 
 pub const CR0_EM: u64 = 1 << 2;
@@ -54,7 +58,8 @@ fn class(i: &Instruction) -> Option<Class> {
     if m == M::Movnti {
         return Some(Class::Integer);
     }
-    let implemented = integer::handles(m) || moves::handles(m) || fxsave::handles_mxcsr(m);
+    let implemented =
+        integer::handles(m) || moves::handles(m) || float::handles(m) || fxsave::handles_mxcsr(m);
     // MOVSD and CMPSD are string instructions too: only forms with XMM operands are SSE.
     let string_form = matches!(m, M::Movsd | M::Cmpsd)
         && !(0..i.op_count())
@@ -92,6 +97,8 @@ impl Interp {
                     self.ldmxcsr_stmxcsr(i)
                 } else if moves::handles(i.mnemonic()) {
                     self.simd_move(i)
+                } else if float::handles(i.mnemonic()) {
+                    self.simd_float(i)
                 } else {
                     self.simd_integer(i)
                 }
