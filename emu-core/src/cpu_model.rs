@@ -98,7 +98,10 @@ pub const IMPLEMENTED: Features = Features {
         | edx1::PGE
         | edx1::CMOV
         | edx1::PAT
-        | edx1::PSE36,
+        | edx1::PSE36
+        | edx1::FXSR
+        | edx1::SSE
+        | edx1::SSE2,
     ecx1: ecx1::CX16 | ecx1::MOVBE | ecx1::POPCNT | ecx1::HYPERVISOR,
     edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
     ecx81: ecx81::LAHF_LM | ecx81::LZCNT,
@@ -181,17 +184,17 @@ pub static MAX: CpuModel = CpuModel {
     features: IMPLEMENTED,
 };
 
-/// QEMU's default model, as far as it is implemented (no FPU/SSE yet).
+/// QEMU's default model, as far as it is implemented (no x87 FPU yet).
 pub static QEMU64: CpuModel = CpuModel {
     name: "qemu64",
-    description: "QEMU's default 64-bit model (AMD identity), minus the FPU/SSE not yet built",
+    description: "QEMU's default 64-bit model (AMD identity), minus the x87 FPU not yet built",
     vendor: b"AuthenticAMD",
     signature: 0x0006_0fb1,
     max_leaf: 0xd,
     max_ext_leaf: 0x8000_000a,
     brand: "QEMU Virtual CPU version 2.5+",
     features: IMPLEMENTED.and(Features {
-        edx1: P6_EDX1,
+        edx1: P6_EDX1 | edx1::FXSR | edx1::SSE | edx1::SSE2,
         ecx1: ecx1::CX16 | ecx1::HYPERVISOR,
         edx81: edx81::SYSCALL | edx81::NX | edx81::LM,
         ecx81: ecx81::LAHF_LM,
@@ -199,17 +202,17 @@ pub static QEMU64: CpuModel = CpuModel {
     }),
 };
 
-/// A P6-family 32-bit part: PAE, PGE, CMOV, SYSENTER, no long mode.
+/// A P6-family 32-bit part: PAE, PGE, CMOV, SYSENTER, SSE (no SSE2), no long mode.
 pub static PENTIUM3: CpuModel = CpuModel {
     name: "pentium3",
-    description: "Intel Pentium III: 32-bit, PAE, PGE, CMOV, SYSENTER; no long mode",
+    description: "Intel Pentium III: 32-bit, PAE, PGE, CMOV, SYSENTER, SSE; no long mode",
     vendor: b"GenuineIntel",
     signature: 0x0000_0673,
     max_leaf: 2,
     max_ext_leaf: 0,
     brand: "",
     features: IMPLEMENTED.and(Features {
-        edx1: P6_EDX1,
+        edx1: P6_EDX1 | edx1::FXSR | edx1::SSE,
         ecx1: ecx1::HYPERVISOR,
         edx81: 0,
         ecx81: 0,
@@ -266,6 +269,9 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("cmov", Leaf::Edx1, edx1::CMOV),
     ("pat", Leaf::Edx1, edx1::PAT),
     ("pse36", Leaf::Edx1, edx1::PSE36),
+    ("fxsr", Leaf::Edx1, edx1::FXSR),
+    ("sse", Leaf::Edx1, edx1::SSE),
+    ("sse2", Leaf::Edx1, edx1::SSE2),
     ("cx16", Leaf::Ecx1, ecx1::CX16),
     ("movbe", Leaf::Ecx1, ecx1::MOVBE),
     ("popcnt", Leaf::Ecx1, ecx1::POPCNT),

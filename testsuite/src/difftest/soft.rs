@@ -82,6 +82,11 @@ pub fn undefined_flags(executed: &[Instruction]) -> u64 {
 /// Intel and AMD parts give different values).
 fn depends_on_undefined(undef: u64, i: &Instruction, cpu: &Cpu) -> Option<String> {
     use iced_x86::{Mnemonic as M, OpKind};
+    if matches!(i.mnemonic(), M::Rcpps | M::Rcpss | M::Rsqrtps | M::Rsqrtss) {
+        return Some(format!(
+            "{i}: an approximation whose bits each part chooses"
+        ));
+    }
     let read = to_bits(i.rflags_read()) & undef;
     if read != 0 {
         return Some(format!("{i} reads flags {read:#x} left undefined"));
@@ -282,7 +287,6 @@ impl SoftRunner {
             .expect("data page");
         let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
         let mut interp = Interp::new(self.cpu_for(case), mem);
-        interp.model = sse_model();
         let mut executed = Vec::new();
         let (mut undef, mut undefined) = (0u64, None);
         let exception = loop {
@@ -360,20 +364,6 @@ impl SoftRunner {
             executed,
         )
     }
-}
-
-/// The model the harness runs: `max` plus the SSE units that exist so far, which no
-/// public model advertises until the whole SSE family is there.
-fn sse_model() -> &'static emu_core::CpuModel {
-    use emu_core::cpu_model::{edx1, Features, MAX};
-    static MODEL: std::sync::OnceLock<emu_core::CpuModel> = std::sync::OnceLock::new();
-    MODEL.get_or_init(|| emu_core::CpuModel {
-        features: Features {
-            edx1: MAX.features.edx1 | edx1::FXSR | edx1::SSE | edx1::SSE2,
-            ..MAX.features
-        },
-        ..MAX
-    })
 }
 
 /// Which bits of RFLAGS are compared: the arithmetic flags and DF.

@@ -72,6 +72,10 @@ pub fn handles(m: M) -> bool {
             | M::Cvtdq2pd
             | M::Cvtpd2dq
             | M::Cvttpd2dq
+            | M::Rcpps
+            | M::Rcpss
+            | M::Rsqrtps
+            | M::Rsqrtss
     )
 }
 
@@ -87,9 +91,9 @@ fn shape(m: M) -> (Width, bool) {
     match m {
         Addps | Subps | Mulps | Divps | Sqrtps | Minps | Maxps | Cmpps => (Width::Single, true),
         Addpd | Subpd | Mulpd | Divpd | Sqrtpd | Minpd | Maxpd | Cmppd => (Width::Double, true),
-        Addss | Subss | Mulss | Divss | Sqrtss | Minss | Maxss | Cmpss | Comiss | Ucomiss => {
-            (Width::Single, false)
-        }
+        Rcpps | Rsqrtps => (Width::Single, true),
+        Addss | Subss | Mulss | Divss | Sqrtss | Minss | Maxss | Cmpss | Comiss | Ucomiss
+        | Rcpss | Rsqrtss => (Width::Single, false),
         _ => (Width::Double, false),
     }
 }

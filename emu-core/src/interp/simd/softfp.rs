@@ -389,6 +389,61 @@ pub fn sqrt<F: Fmt>(env: &mut Env, a: F) -> F {
     value.scalbn(e / 2 - k)
 }
 
+/// The 12-bit approximations RCPPS and RSQRTPS: the architecture promises a relative error
+/// of at most 1.5 × 2^-12, and parts differ in the exact bits. Here: the correctly rounded
+/// value with its significand cut to 12 bits (relative error below 2^-12, within the bound).
+/// Denormal inputs read as zero and tiny results flush to zero, as on Intel parts; MXCSR is
+/// neither read nor changed.
+fn approx12(x: Single) -> Single {
+    if x.is_denormal() {
+        return zero_like(x);
+    }
+    Single::from_bits(x.to_bits() & !0x7ff)
+}
+
+pub fn rcp(x: Single) -> Single {
+    if x.is_nan() {
+        return quiet(x);
+    }
+    if x.is_zero() || x.is_denormal() {
+        return if x.is_negative() {
+            -Single::INFINITY
+        } else {
+            Single::INFINITY
+        };
+    }
+    approx12(
+        Single::from_u128(1)
+            .value
+            .div_r(x, Round::NearestTiesToEven)
+            .value,
+    )
+}
+
+pub fn rsqrt(x: Single) -> Single {
+    if x.is_nan() {
+        return quiet(x);
+    }
+    if x.is_zero() || x.is_denormal() {
+        return if x.is_negative() {
+            -Single::INFINITY
+        } else {
+            Single::INFINITY
+        };
+    }
+    if x.is_negative() {
+        return Single::from_bits(Single::INDEFINITE);
+    }
+    let mut env = Env::new(0x1f80);
+    let root = sqrt(&mut env, x);
+    approx12(
+        Single::from_u128(1)
+            .value
+            .div_r(root, Round::NearestTiesToEven)
+            .value,
+    )
+}
+
 /// Integer conversion (CVTSS2SI and kin): `truncate` for the CVTT forms, else MXCSR's
 /// rounding. NaN and out-of-range values give the integer indefinite (the sign bit alone)
 /// and raise IE.
@@ -565,6 +620,22 @@ mod tests {
         let mut env = Env::new(0x1f80);
         assert_eq!(bits(sqrt(&mut env, f(4.0))), 2.0f32.to_bits());
         assert_eq!(env.flags, 0);
+    }
+
+    #[test]
+    fn approximations_are_within_the_architectural_bound() {
+        for v in [1.0f32, 3.0, 0.1, 7.5e-30, 123456.0, 2.0e30] {
+            let r = f32::from_bits(bits(rcp(f(v))));
+            assert!(((r * v) - 1.0).abs() <= 1.5 / 4096.0, "rcp {v}: {r}");
+            let q = f32::from_bits(bits(rsqrt(f(v))));
+            assert!(
+                ((q * v.sqrt()) - 1.0).abs() <= 1.5 / 4096.0,
+                "rsqrt {v}: {q}"
+            );
+        }
+        assert_eq!(bits(rcp(f(-0.0))), 0xff80_0000);
+        assert_eq!(bits(rsqrt(f(-1.0))), 0xffc0_0000);
+        assert_eq!(bits(rcp(f(f32::INFINITY))), 0);
     }
 
     #[test]
