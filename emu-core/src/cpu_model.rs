@@ -46,6 +46,9 @@ pub mod edx1 {
 /// Leaf 1 ECX bits.
 pub mod ecx1 {
     pub const CX16: u32 = 1 << 13;
+    pub const XSAVE: u32 = 1 << 26;
+    /// Not a model property: CPUID reports CR4.OSXSAVE here.
+    pub const OSXSAVE: u32 = 1 << 27;
     pub const MOVBE: u32 = 1 << 22;
     pub const POPCNT: u32 = 1 << 23;
     pub const HYPERVISOR: u32 = 1 << 31;
@@ -102,7 +105,7 @@ pub const IMPLEMENTED: Features = Features {
         | edx1::FXSR
         | edx1::SSE
         | edx1::SSE2,
-    ecx1: ecx1::CX16 | ecx1::MOVBE | ecx1::POPCNT | ecx1::HYPERVISOR,
+    ecx1: ecx1::CX16 | ecx1::MOVBE | ecx1::POPCNT | ecx1::XSAVE | ecx1::HYPERVISOR,
     edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
     ecx81: ecx81::LAHF_LM | ecx81::LZCNT,
     ebx7: ebx7::BMI1 | ebx7::BMI2 | ebx7::ADX,
@@ -178,7 +181,7 @@ pub static MAX: CpuModel = CpuModel {
     description: "everything the software CPU implements (default; aliases: ferrite, host)",
     vendor: b"GenuineIntel",
     signature: 0x0003_06a9,
-    max_leaf: 0xb,
+    max_leaf: 0xd,
     max_ext_leaf: 0x8000_0008,
     brand: "Ferrite software CPU (interpreter)",
     features: IMPLEMENTED,
@@ -275,6 +278,7 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("cx16", Leaf::Ecx1, ecx1::CX16),
     ("movbe", Leaf::Ecx1, ecx1::MOVBE),
     ("popcnt", Leaf::Ecx1, ecx1::POPCNT),
+    ("xsave", Leaf::Ecx1, ecx1::XSAVE),
     ("hypervisor", Leaf::Ecx1, ecx1::HYPERVISOR),
     ("syscall", Leaf::Edx81, edx81::SYSCALL),
     ("nx", Leaf::Edx81, edx81::NX),

@@ -197,6 +197,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "acpi: RSDP, root table and MADT: ok", // with -smp 2
         },
         Case {
+            name: "sse-context-switch",
+            build: kernels::sse_context_switch,
+            expect: "sse context switch with FXSAVE and XSAVE: ok",
+        },
+        Case {
             name: "garbage-io",
             build: kernels::garbage_io,
             expect: "garbage I/O survived: ok",

@@ -142,6 +142,18 @@ fn pci_testdev_kernel_passes_under_qemu() {
 }
 
 #[test]
+fn sse_context_switch_kernel_passes_under_qemu() {
+    let Some(bin) = qemu() else { return };
+    let file = harness::temp_kernel("qemu-sse-switch", &kernels::sse_context_switch());
+    let (status, serial) = run_qemu(bin, file.path(), &["-cpu", "max"], 1);
+    assert_eq!(status, 1, "{serial}");
+    assert!(
+        serial.contains("sse context switch with FXSAVE and XSAVE: ok"),
+        "{serial}"
+    );
+}
+
+#[test]
 fn acpi_kernel_passes_under_qemu() {
     let Some(bin) = qemu() else { return };
     let file = harness::temp_kernel("qemu-acpi", &kernels::acpi_rsdp(2));

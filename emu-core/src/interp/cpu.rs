@@ -113,6 +113,8 @@ pub struct Cpu {
     pub msr: Msrs,
     /// x87/SSE state (`simd`).
     pub fpu: super::simd::FpuState,
+    /// XCR0: the state components XSAVE manages (x87 always).
+    pub xcr0: u64,
 }
 
 /// The processor's operating mode, from CR0.PE, EFLAGS.VM, EFER.LMA and CS.L.
@@ -153,6 +155,7 @@ impl Cpu {
             dr: [0, 0, 0, 0, 0xffff_0ff0, 0xffff_0ff0, 0xffff_0ff0, 0x400],
             msr: Msrs::default(),
             fpu: Default::default(),
+            xcr0: super::simd::xsave::XCR0_X87,
         }
     }
 

@@ -6,6 +6,26 @@ use crate::paravirt;
 /// Leaves (EAX, EBX, ECX, EDX) of `model` for `leaf`/`subleaf`; `apic_id` goes into leaf 1 and
 /// 0xB. Leaves past the model's maxima answer like the highest basic leaf, as on Intel parts.
 pub fn cpuid(model: &CpuModel, leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u32, u32, u32) {
+    cpuid_with(
+        model,
+        leaf,
+        subleaf,
+        apic_id,
+        0,
+        super::simd::xsave::XCR0_X87,
+    )
+}
+
+/// [`cpuid`] for a CPU whose CR4 and XCR0 are as given: CR4.OSXSAVE shows in leaf 1 ECX,
+/// and leaf 0xD describes the XSAVE area.
+pub fn cpuid_with(
+    model: &CpuModel,
+    leaf: u32,
+    subleaf: u32,
+    apic_id: u32,
+    cr4: u64,
+    xcr0: u64,
+) -> (u32, u32, u32, u32) {
     let words = |s: &[u8]| {
         let mut b = [0u8; 16];
         b[..s.len().min(16)].copy_from_slice(&s[..s.len().min(16)]);
@@ -29,9 +49,17 @@ pub fn cpuid(model: &CpuModel, leaf: u32, subleaf: u32, apic_id: u32) -> (u32, u
         1 => {
             // EBX: initial APIC ID, one logical processor, CLFLUSH line size 64.
             let ebx = (apic_id << 24) | (1 << 16) | (8 << 8);
-            (model.signature, ebx, f.ecx1, f.edx1)
+            let osxsave = if cr4 & super::simd::xsave::CR4_OSXSAVE != 0 {
+                crate::cpu_model::ecx1::OSXSAVE
+            } else {
+                0
+            };
+            (model.signature, ebx, f.ecx1 | osxsave, f.edx1)
         }
         7 if subleaf == 0 => (0, f.ebx7, 0, 0),
+        0xd if f.ecx1 & crate::cpu_model::ecx1::XSAVE != 0 => {
+            super::simd::xsave::cpuid_leaf_d(subleaf, xcr0)
+        }
         0xb => {
             let kind = if subleaf == 0 { 1 } else { 0 };
             (0, u32::from(subleaf == 0), subleaf | (kind << 8), apic_id)

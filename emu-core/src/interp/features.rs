@@ -91,6 +91,9 @@ impl Interp {
                 allowed |= bit;
             }
         }
+        if m.has_ecx1(crate::cpu_model::ecx1::XSAVE) {
+            allowed |= crate::interp::simd::xsave::CR4_OSXSAVE;
+        }
         allowed
     }
 

@@ -413,11 +413,13 @@ impl Interp {
                 Ok(())
             }
             Mnemonic::Cpuid => {
-                let (a, b, c, d) = super::cpuid::cpuid(
+                let (a, b, c, d) = super::cpuid::cpuid_with(
                     self.model,
                     self.cpu.regs[0] as u32,
                     self.cpu.regs[1] as u32,
                     self.apic_id,
+                    self.cpu.cr4,
+                    self.cpu.xcr0,
                 );
                 self.set_reg(Register::EAX, u64::from(a));
                 self.set_reg(Register::EBX, u64::from(b));

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod modes;
 pub mod outcomes;
 pub mod platform;
+pub mod simd;
 pub mod system;
 
 pub use boot_info::*;
@@ -19,4 +20,5 @@ pub use faults::*;
 pub use modes::*;
 pub use outcomes::*;
 pub use platform::*;
+pub use simd::*;
 pub use system::*;

@@ -33,7 +33,7 @@ impl Interp {
     }
 
     /// How many XMM registers the image holds: 16 in 64-bit mode, else 8.
-    fn fxsave_xmm_count(&self) -> usize {
+    pub(super) fn fxsave_xmm_count(&self) -> usize {
         if self.cpu.mode() == Mode::Long64 {
             16
         } else {
@@ -66,7 +66,7 @@ impl Interp {
         }
     }
 
-    fn fxsave_image(&self, wide: bool) -> [u8; IMAGE] {
+    pub(super) fn fxsave_image(&self, wide: bool) -> [u8; IMAGE] {
         let f = &self.cpu.fpu;
         let mut img = [0u8; IMAGE];
         img[0..2].copy_from_slice(&f.fcw.to_le_bytes());
@@ -93,7 +93,7 @@ impl Interp {
         img
     }
 
-    fn fxrstor_image(&mut self, img: &[u8; IMAGE], wide: bool) {
+    pub(super) fn fxrstor_image(&mut self, img: &[u8; IMAGE], wide: bool) {
         let xmm_count = self.fxsave_xmm_count();
         let f = &mut self.cpu.fpu;
         let u16_at = |o: usize| u16::from_le_bytes([img[o], img[o + 1]]);

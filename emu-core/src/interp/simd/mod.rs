@@ -14,6 +14,7 @@ pub mod lanes;
 mod moves;
 pub mod softfp;
 pub mod state;
+pub mod xsave;
 
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 
@@ -43,6 +44,8 @@ enum Class {
     Fxsr,
     /// MOVNTI: an SSE2 instruction on general registers (no FPU-state checks).
     Integer,
+    /// XSAVE and its kin, XGETBV/XSETBV: the XSAVE bit and CR4.OSXSAVE (checked there).
+    Xsave,
 }
 
 fn class(i: &Instruction) -> Option<Class> {
@@ -57,6 +60,9 @@ fn class(i: &Instruction) -> Option<Class> {
     }
     if m == M::Movnti {
         return Some(Class::Integer);
+    }
+    if xsave::handles(m) {
+        return Some(Class::Xsave);
     }
     let implemented =
         integer::handles(m) || moves::handles(m) || float::handles(m) || fxsave::handles_mxcsr(m);
@@ -89,9 +95,10 @@ impl Interp {
     /// Runs `i` if it is an SSE instruction this unit implements; `None` otherwise.
     pub(crate) fn simd(&mut self, i: &Instruction) -> Option<Result<()>> {
         let class = class(i)?;
-        Some(self.simd_checks(class).and_then(|()| match class {
+        Some(self.simd_checks(class, i).and_then(|()| match class {
             Class::Fxsr => self.fxsave_fxrstor(i),
             Class::Integer => self.movnti(i),
+            Class::Xsave => self.xsave_family(i),
             Class::Sse { .. } => {
                 if fxsave::handles_mxcsr(i.mnemonic()) {
                     self.ldmxcsr_stmxcsr(i)
@@ -108,11 +115,22 @@ impl Interp {
 
     /// The checks in the order the SDM gives them (Vol. 2, 2.5 and Table 23-?): #UD for a
     /// missing feature, CR0.EM or a clear CR4.OSFXSR, then #NM for CR0.TS.
-    fn simd_checks(&self, class: Class) -> Result<()> {
+    fn simd_checks(&self, class: Class, i: &Instruction) -> Result<()> {
         let m = self.model;
         let (cr0, cr4) = (self.cpu.cr0, self.cpu.cr4);
         let nm = || Err(Fault::new(vector::NM).into());
         match class {
+            Class::Xsave => {
+                use crate::cpu_model::ecx1;
+                if !m.has_ecx1(ecx1::XSAVE) || cr4 & xsave::CR4_OSXSAVE == 0 {
+                    return Err(Fault::ud().into());
+                }
+                // XGETBV/XSETBV ignore CR0.TS; the saves and restores raise #NM.
+                let state_access = !matches!(i.mnemonic(), M::Xgetbv | M::Xsetbv);
+                if state_access && cr0 & CR0_TS != 0 {
+                    return nm();
+                }
+            }
             Class::Integer => {
                 if !m.has_edx1(edx1::SSE2) {
                     return Err(Fault::ud().into());
