@@ -44,6 +44,7 @@ fn main() {
         instructions: 0,
         xmm: [0; 16],
         mxcsr: 0x1f80,
+        mm: [0; 8],
     };
     let instructions = 1 + iterations * 7;
 

@@ -33,6 +33,8 @@ pub struct Case {
     /// Initial XMM0–XMM15 and MXCSR.
     pub xmm: [u128; 16],
     pub mxcsr: u32,
+    /// Initial MM0–MM7 (the x87 registers' significands; TOP 0, all tags empty).
+    pub mm: [u64; 8],
 }
 
 /// The state after a run.
@@ -45,6 +47,10 @@ pub struct Outcome {
     pub exception: Exception,
     pub xmm: [u128; 16],
     pub mxcsr: u32,
+    /// ST0–ST7 as FXSAVE stores them (80 bits each), FSW and the abridged tag word.
+    pub st: [[u8; 10]; 8],
+    pub fsw: u16,
+    pub ftw: u8,
     /// Set by the interpreter side when the run depended on something the architecture
     /// leaves undefined (vendors differ there), with what it was: the case is left out.
     pub undefined: Option<String>,

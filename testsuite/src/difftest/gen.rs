@@ -360,6 +360,82 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Cvttpd2dq,
         ],
     ),
+    (
+        "mmx",
+        &[
+            M::Movd,
+            M::Movq,
+            M::Movntq,
+            M::Paddb,
+            M::Paddw,
+            M::Paddd,
+            M::Paddq,
+            M::Psubb,
+            M::Psubw,
+            M::Psubd,
+            M::Psubq,
+            M::Paddsb,
+            M::Paddsw,
+            M::Paddusb,
+            M::Paddusw,
+            M::Psubsb,
+            M::Psubsw,
+            M::Psubusb,
+            M::Psubusw,
+            M::Pmullw,
+            M::Pmulhw,
+            M::Pmulhuw,
+            M::Pmuludq,
+            M::Pmaddwd,
+            M::Pavgb,
+            M::Pavgw,
+            M::Pminub,
+            M::Pmaxub,
+            M::Pminsw,
+            M::Pmaxsw,
+            M::Psadbw,
+            M::Pcmpeqb,
+            M::Pcmpeqw,
+            M::Pcmpeqd,
+            M::Pcmpgtb,
+            M::Pcmpgtw,
+            M::Pcmpgtd,
+            M::Psllw,
+            M::Pslld,
+            M::Psllq,
+            M::Psrlw,
+            M::Psrld,
+            M::Psrlq,
+            M::Psraw,
+            M::Psrad,
+            M::Packsswb,
+            M::Packssdw,
+            M::Packuswb,
+            M::Punpcklbw,
+            M::Punpcklwd,
+            M::Punpckldq,
+            M::Punpckhbw,
+            M::Punpckhwd,
+            M::Punpckhdq,
+            M::Pand,
+            M::Pandn,
+            M::Por,
+            M::Pxor,
+            M::Pshufw,
+            M::Pextrw,
+            M::Pinsrw,
+            M::Pmovmskb,
+            M::Movdq2q,
+            M::Movq2dq,
+            M::Cvtpi2ps,
+            M::Cvtps2pi,
+            M::Cvttps2pi,
+            M::Cvtpi2pd,
+            M::Cvtpd2pi,
+            M::Cvttpd2pi,
+            M::Emms,
+        ],
+    ),
 ];
 
 /// A small deterministic PRNG (xorshift64*): cases are reproducible from their seed.
@@ -466,6 +542,10 @@ fn random_mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
 fn random_xmm(rng: &mut Rng, bits: u32) -> Register {
     let n = if bits == 64 { 16 } else { 8 };
     Register::try_from(Register::XMM0 as usize + rng.below(n) as usize).unwrap_or(Register::XMM0)
+}
+
+fn random_mm(rng: &mut Rng) -> Register {
+    Register::try_from(Register::MM0 as usize + rng.below(8) as usize).unwrap_or(Register::MM0)
 }
 
 /// A 128-bit value whose lanes are often boundary values (0, all ones, sign bits).
@@ -589,6 +669,14 @@ fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
         K::imm8_const_1 => Op::Imm(1),
         K::seg_rBX_al => return Some(Op::Implicit),
         K::xmm_reg | K::xmm_rm => Op::Reg(random_xmm(rng, bits)),
+        K::mm_reg | K::mm_rm => Op::Reg(random_mm(rng)),
+        K::mm_or_mem => {
+            if rng.below(2) == 0 {
+                mem(rng, 8)
+            } else {
+                Op::Reg(random_mm(rng))
+            }
+        }
         K::xmm_or_mem => {
             if rng.below(2) == 0 {
                 mem(rng, 16)
@@ -696,6 +784,9 @@ pub fn codes_for(mnemonics: &[M], bits: u32) -> Vec<Code> {
                             | K::xmm_reg
                             | K::xmm_rm
                             | K::xmm_or_mem
+                            | K::mm_reg
+                            | K::mm_rm
+                            | K::mm_or_mem
                     )
                 })
                 && simd_ok(*c)
@@ -848,6 +939,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         instructions: n,
         xmm,
         mxcsr,
+        mm: std::array::from_fn(|_| rng.value()),
     })
 }
 

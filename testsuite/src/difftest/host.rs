@@ -212,6 +212,15 @@ impl HostOracle {
                 fp.xmm_space[4 * k + w] = (x >> (32 * w)) as u32;
             }
         }
+        fp.cwd = 0x037f;
+        fp.swd = 0;
+        fp.ftw = 0;
+        for (k, v) in case.mm.iter().enumerate() {
+            fp.st_space[4 * k] = *v as u32;
+            fp.st_space[4 * k + 1] = (*v >> 32) as u32;
+            fp.st_space[4 * k + 2] = 0xffff;
+            fp.st_space[4 * k + 3] = 0;
+        }
         self.set_fpregs(&fp)?;
         let effective_flags = self.get_regs()?.eflags;
         // SAFETY: resumes the stopped tracee without delivering a signal.
@@ -252,6 +261,17 @@ impl HostOracle {
                 exception,
                 xmm,
                 mxcsr: fp.mxcsr,
+                st: std::array::from_fn(|k| {
+                    let mut b = [0u8; 10];
+                    for w in 0..3 {
+                        let word = fp.st_space[4 * k + w].to_le_bytes();
+                        let n = if w == 2 { 2 } else { 4 };
+                        b[4 * w..4 * w + n].copy_from_slice(&word[..n]);
+                    }
+                    b
+                }),
+                fsw: fp.swd,
+                ftw: fp.ftw as u8,
                 undefined: None,
             },
             effective_flags,

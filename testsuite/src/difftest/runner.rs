@@ -37,6 +37,17 @@ pub fn compare(
             diffs.push(format!("xmm{k}: host {h:#034x}, interpreter {s:#034x}"));
         }
     }
+    for (k, (h, s)) in host.st.iter().zip(&soft.st).enumerate() {
+        if h != s {
+            diffs.push(format!("st{k}: host {h:02x?}, interpreter {s:02x?}"));
+        }
+    }
+    if (host.fsw, host.ftw) != (soft.fsw, soft.ftw) {
+        diffs.push(format!(
+            "fsw/ftw: host {:#x}/{:#x}, interpreter {:#x}/{:#x}",
+            host.fsw, host.ftw, soft.fsw, soft.ftw
+        ));
+    }
     if host.mxcsr != soft.mxcsr {
         diffs.push(format!(
             "mxcsr: host {:#x}, interpreter {:#x}",
@@ -79,6 +90,15 @@ pub fn compare(
             String::new()
         } else {
             format!("\ninitial: mxcsr={:#x} {}", case.mxcsr, xmm.join(" "))
+        };
+        let mmx: Vec<String> = (0..8)
+            .filter(|k| text.contains(&format!("mm{k}")))
+            .map(|k| format!("mm{k}={:#018x}", case.mm[k]))
+            .collect();
+        let simd = if mmx.is_empty() {
+            simd
+        } else {
+            format!("{simd}\ninitial: {}", mmx.join(" "))
         };
         Some(format!(
             "{}-bit code:\n{}initial: {} rflags={:#x}{}\n{}",

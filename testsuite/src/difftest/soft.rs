@@ -176,6 +176,7 @@ impl SoftRunner {
             instructions: 0,
             xmm: [0; 16],
             mxcsr: 0x1f80,
+            mm: [0; 8],
         };
         let mut padded = case.code.clone();
         padded.resize(0x1000, 0xf4); // HLT after the bytes
@@ -272,6 +273,9 @@ impl SoftRunner {
         cpu.cr4 |= emu_core::interp::simd::CR4_OSFXSR | emu_core::interp::simd::CR4_OSXMMEXCPT;
         cpu.fpu.xmm = case.xmm;
         cpu.fpu.mxcsr = case.mxcsr;
+        for (k, v) in case.mm.iter().enumerate() {
+            cpu.fpu.set_mm(k, *v);
+        }
         cpu
     }
 
@@ -287,6 +291,7 @@ impl SoftRunner {
             .expect("data page");
         let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
         let mut interp = Interp::new(self.cpu_for(case), mem);
+        interp.model = mmx_model();
         let mut executed = Vec::new();
         let (mut undef, mut undefined) = (0u64, None);
         let exception = loop {
@@ -359,11 +364,28 @@ impl SoftRunner {
                 exception,
                 xmm: interp.cpu.fpu.xmm,
                 mxcsr: interp.cpu.fpu.mxcsr,
+                st: std::array::from_fn(|k| interp.cpu.fpu.st[(interp.cpu.fpu.top() + k) & 7]),
+                fsw: interp.cpu.fpu.fsw,
+                ftw: interp.cpu.fpu.ftw,
                 undefined,
             },
             executed,
         )
     }
+}
+
+/// The model the harness runs: `max` plus MMX, which no public model advertises until the
+/// x87 unit it shares registers with exists.
+fn mmx_model() -> &'static emu_core::CpuModel {
+    use emu_core::cpu_model::{edx1, Features, MAX};
+    static MODEL: std::sync::OnceLock<emu_core::CpuModel> = std::sync::OnceLock::new();
+    MODEL.get_or_init(|| emu_core::CpuModel {
+        features: Features {
+            edx1: MAX.features.edx1 | edx1::MMX,
+            ..MAX.features
+        },
+        ..MAX
+    })
 }
 
 /// Which bits of RFLAGS are compared: the arithmetic flags and DF.

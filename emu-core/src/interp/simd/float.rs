@@ -144,7 +144,7 @@ impl Interp {
     }
 
     /// Commits an instruction's MXCSR flags, or faults if one of them is unmasked.
-    fn finish_fp(&mut self, env: &Env) -> Result<()> {
+    pub(super) fn finish_fp(&mut self, env: &Env) -> Result<()> {
         self.cpu.fpu.mxcsr |= env.flags;
         if env.unmasked() != 0 {
             return Err(self.xm_fault());

@@ -84,8 +84,9 @@ impl Interp {
         }
         img[24..28].copy_from_slice(&f.mxcsr.to_le_bytes());
         img[28..32].copy_from_slice(&MXCSR_MASK.to_le_bytes());
-        for (k, st) in f.st.iter().enumerate() {
-            img[32 + 16 * k..42 + 16 * k].copy_from_slice(st);
+        // Slot k holds ST(k), the physical register TOP + k.
+        for k in 0..8 {
+            img[32 + 16 * k..42 + 16 * k].copy_from_slice(&f.st[(f.top() + k) & 7]);
         }
         for (k, x) in f.xmm.iter().enumerate() {
             img[160 + 16 * k..176 + 16 * k].copy_from_slice(&x.to_le_bytes());
@@ -113,8 +114,9 @@ impl Interp {
             f.fds = u16_at(20);
         }
         f.mxcsr = u32_at(24);
+        let top = f.top();
         for k in 0..8 {
-            f.st[k].copy_from_slice(&img[32 + 16 * k..42 + 16 * k]);
+            f.st[(top + k) & 7].copy_from_slice(&img[32 + 16 * k..42 + 16 * k]);
         }
         for k in 0..xmm_count {
             f.xmm[k] = u128::from_le_bytes(

@@ -162,7 +162,15 @@ impl Interp {
         let dst = self.xmm(i, 0);
         let a = self.cpu.fpu.xmm[dst];
         let b = self.simd_read(i, 1)?;
-        let r = match i.mnemonic() {
+        self.cpu.fpu.xmm[dst] = lane_op(i.mnemonic(), a, b);
+        Ok(())
+    }
+}
+
+/// `op(a, b)` for a mnemonic [`handles`] lists: the 128-bit result (MMX uses its low half).
+pub fn lane_op(m: M, a: u128, b: u128) -> u128 {
+    {
+        match m {
             M::Pand | M::Andps | M::Andpd => a & b,
             M::Pandn | M::Andnps | M::Andnpd => !a & b,
             M::Por | M::Orps | M::Orpd => a | b,
@@ -230,9 +238,7 @@ impl Interp {
             M::Punpckhdq | M::Unpckhps => unpack(4, a, b, true),
             M::Punpckhqdq | M::Unpckhpd => unpack(2, a, b, true),
             _ => unreachable!("integer::handles lists every mnemonic here"),
-        };
-        self.cpu.fpu.xmm[dst] = r;
-        Ok(())
+        }
     }
 }
 

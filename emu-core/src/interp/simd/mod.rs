@@ -11,6 +11,7 @@ mod float;
 mod fxsave;
 mod integer;
 pub mod lanes;
+mod mmx;
 mod moves;
 pub mod softfp;
 pub mod state;
@@ -46,15 +47,44 @@ enum Class {
     Integer,
     /// XSAVE and its kin, XGETBV/XSETBV: the XSAVE bit and CR4.OSXSAVE (checked there).
     Xsave,
+    /// An instruction with an MMX register operand; `feature` is the CPUID bit that brought
+    /// it (MMX, or SSE/SSE2 for their additions); `sse` for the SSE conversions, which also
+    /// need CR4.OSFXSR.
+    Mmx { feature: u32, sse: bool },
 }
 
 fn class(i: &Instruction) -> Option<Class> {
-    let has_mmx =
-        (0..i.op_count()).any(|k| i.op_kind(k) == OpKind::Register && i.op_register(k).is_mm());
-    if has_mmx || i.encoding() != iced_x86::EncodingKind::Legacy {
-        return None; // MMX and VEX forms are not implemented yet
+    if i.encoding() != iced_x86::EncodingKind::Legacy {
+        return None; // VEX forms are not implemented yet
     }
     let m = i.mnemonic();
+    // An MMX form by its encoding (an MMX operand may be a memory one).
+    let has_mmx = {
+        use iced_x86::OpCodeOperandKind as K;
+        let op = i.op_code();
+        (0..op.op_count()).any(|k| matches!(op.op_kind(k), K::mm_reg | K::mm_rm | K::mm_or_mem))
+    };
+    if has_mmx || m == M::Emms {
+        use iced_x86::CpuidFeature as F;
+        if m != M::Emms && !mmx::handles(m) {
+            return None;
+        }
+        let features = i.cpuid_features();
+        let feature = if features.contains(&F::SSE2) {
+            edx1::SSE2
+        } else if features.contains(&F::SSE) {
+            edx1::SSE
+        } else if features.iter().all(|f| *f == F::MMX) {
+            edx1::MMX
+        } else {
+            return None; // SSSE3's MMX forms and later
+        };
+        let sse = matches!(
+            m,
+            M::Cvtpi2ps | M::Cvtps2pi | M::Cvttps2pi | M::Cvtpi2pd | M::Cvtpd2pi | M::Cvttpd2pi
+        );
+        return Some(Class::Mmx { feature, sse });
+    }
     if matches!(m, M::Fxsave | M::Fxsave64 | M::Fxrstor | M::Fxrstor64) {
         return Some(Class::Fxsr);
     }
@@ -99,6 +129,12 @@ impl Interp {
             Class::Fxsr => self.fxsave_fxrstor(i),
             Class::Integer => self.movnti(i),
             Class::Xsave => self.xsave_family(i),
+            Class::Mmx { .. } if i.mnemonic() == M::Emms => {
+                // Every register empty; TOP stays.
+                self.cpu.fpu.ftw = 0;
+                Ok(())
+            }
+            Class::Mmx { .. } => self.simd_mmx(i),
             Class::Sse { .. } => {
                 if fxsave::handles_mxcsr(i.mnemonic()) {
                     self.ldmxcsr_stmxcsr(i)
@@ -120,6 +156,14 @@ impl Interp {
         let (cr0, cr4) = (self.cpu.cr0, self.cpu.cr4);
         let nm = || Err(Fault::new(vector::NM).into());
         match class {
+            Class::Mmx { feature, sse } => {
+                if !m.has_edx1(feature) || cr0 & CR0_EM != 0 || (sse && cr4 & CR4_OSFXSR == 0) {
+                    return Err(Fault::ud().into());
+                }
+                if cr0 & CR0_TS != 0 {
+                    return nm();
+                }
+            }
             Class::Xsave => {
                 use crate::cpu_model::ecx1;
                 if !m.has_ecx1(ecx1::XSAVE) || cr4 & xsave::CR4_OSXSAVE == 0 {

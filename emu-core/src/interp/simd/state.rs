@@ -23,8 +23,34 @@ pub struct FpuState {
     pub fcs: u16,
     pub fdp: u64,
     pub fds: u16,
-    /// ST0–ST7 (physical order from the top of stack), 80 bits each.
+    /// The physical registers R0–R7, 80 bits each (ST(i) is R[(TOP + i) mod 8]; MMi is
+    /// the low 64 bits of Ri).
     pub st: [[u8; 10]; 8],
+}
+
+impl FpuState {
+    /// The top-of-stack field of FSW.
+    pub fn top(&self) -> usize {
+        usize::from((self.fsw >> 11) & 7)
+    }
+
+    /// MMi.
+    pub fn mm(&self, i: usize) -> u64 {
+        u64::from_le_bytes(self.st[i][..8].try_into().expect("8 bytes"))
+    }
+
+    /// What every MMX instruction but EMMS does to the x87 state: TOP = 0, all tags valid.
+    pub fn mmx_transition(&mut self) {
+        self.fsw &= !(7 << 11);
+        self.ftw = 0xff;
+    }
+
+    /// Writes MMi: the significand takes the value, sign and exponent become all ones.
+    pub fn set_mm(&mut self, i: usize, v: u64) {
+        self.st[i][..8].copy_from_slice(&v.to_le_bytes());
+        self.st[i][8] = 0xff;
+        self.st[i][9] = 0xff;
+    }
 }
 
 impl Default for FpuState {
