@@ -45,6 +45,7 @@ fn main() {
         xmm: [0; 16],
         mxcsr: 0x1f80,
         mm: [0; 8],
+        fpu: None,
     };
     let instructions = 1 + iterations * 7;
 

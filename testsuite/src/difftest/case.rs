@@ -35,6 +35,18 @@ pub struct Case {
     pub mxcsr: u32,
     /// Initial MM0–MM7 (the x87 registers' significands; TOP 0, all tags empty).
     pub mm: [u64; 8],
+    /// For x87 cases: the whole x87 state to start from instead (replaces `mm`).
+    pub fpu: Option<FpuInit>,
+}
+
+/// An x87 state: control, status (TOP and condition codes), abridged tags (by physical
+/// register) and ST0–ST7 (stack order).
+#[derive(Clone, Debug)]
+pub struct FpuInit {
+    pub fcw: u16,
+    pub fsw: u16,
+    pub ftw: u8,
+    pub st: [[u8; 10]; 8],
 }
 
 /// The state after a run.
@@ -49,6 +61,7 @@ pub struct Outcome {
     pub mxcsr: u32,
     /// ST0–ST7 as FXSAVE stores them (80 bits each), FSW and the abridged tag word.
     pub st: [[u8; 10]; 8],
+    pub fcw: u16,
     pub fsw: u16,
     pub ftw: u8,
     /// Set by the interpreter side when the run depended on something the architecture

@@ -436,6 +436,52 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Emms,
         ],
     ),
+    (
+        "x87",
+        &[
+            M::Fninit,
+            M::Fnclex,
+            M::Wait,
+            M::Fnstsw,
+            M::Fnstcw,
+            M::Fldcw,
+            M::Fld,
+            M::Fst,
+            M::Fstp,
+            M::Fild,
+            M::Fist,
+            M::Fistp,
+            M::Fxch,
+            M::Ffree,
+            M::Fincstp,
+            M::Fdecstp,
+            M::Fldz,
+            M::Fld1,
+            M::Fchs,
+            M::Fabs,
+            M::Ftst,
+            M::Fxam,
+            M::Fnop,
+            M::Fcom,
+            M::Fcomp,
+            M::Fcompp,
+            M::Fucom,
+            M::Fucomp,
+            M::Fucompp,
+            M::Fcomi,
+            M::Fcomip,
+            M::Fucomi,
+            M::Fucomip,
+            M::Fcmovb,
+            M::Fcmove,
+            M::Fcmovbe,
+            M::Fcmovu,
+            M::Fcmovnb,
+            M::Fcmovne,
+            M::Fcmovnbe,
+            M::Fcmovnu,
+        ],
+    ),
 ];
 
 /// A small deterministic PRNG (xorshift64*): cases are reproducible from their seed.
@@ -542,6 +588,60 @@ fn random_mem(rng: &mut Rng, bits: u32) -> MemoryOperand {
 fn random_xmm(rng: &mut Rng, bits: u32) -> Register {
     let n = if bits == 64 { 16 } else { 8 };
     Register::try_from(Register::XMM0 as usize + rng.below(n) as usize).unwrap_or(Register::XMM0)
+}
+
+/// One extended-precision value: zeros, denormals, values near the exponent limits,
+/// infinities, NaNs, small integers and random normals (no unsupported encodings).
+fn random_ext(rng: &mut Rng) -> [u8; 10] {
+    let sign = (rng.below(2) as u128) << 79;
+    let frac = u128::from(rng.next_u64() & !(1 << 63));
+    let int = 1u128 << 63;
+    let with_exp = |e: u128, sig: u128| sign | e << 64 | sig;
+    let v = match rng.below(9) {
+        0 => sign,
+        1 => with_exp(0, frac.max(1)),
+        2 => with_exp(1 + rng.below(3) as u128, int | frac),
+        3 => with_exp(0x7ffe - rng.below(3) as u128, int | frac),
+        4 => with_exp(0x7fff, int),
+        5 => with_exp(0x7fff, int | 1 << 62 | (frac & ((1 << 62) - 1))),
+        6 => with_exp(0x7fff, int | (frac & ((1 << 62) - 1)).max(1)),
+        7 => {
+            // A small integer: exactly representable in every format.
+            let n = 1 + rng.below(1000) as u128;
+            let shift = n.leading_zeros() - 64;
+            with_exp(0x3fff + 63 - u128::from(shift), n << shift)
+        }
+        _ => with_exp(0x3fff - 40 + rng.below(80) as u128, int | frac),
+    };
+    v.to_le_bytes()[..10].try_into().unwrap()
+}
+
+/// An x87 state for a case: some registers in use from TOP down, any rounding and
+/// precision control, exceptions mostly masked, random condition codes.
+fn random_fpu(rng: &mut Rng) -> super::case::FpuInit {
+    let top = rng.below(8) as u16;
+    let used = rng.below(9) as usize;
+    let mut ftw = 0u8;
+    for k in 0..used {
+        ftw |= 1 << ((top as usize + k) & 7);
+    }
+    if rng.below(4) == 0 {
+        ftw = rng.below(256) as u8;
+    }
+    let masks = if rng.below(8) == 0 {
+        rng.below(64) as u16
+    } else {
+        0x3f
+    };
+    let fcw = 0x1040 | masks | (rng.below(4) as u16) << 10 | (rng.below(4) as u16) << 8;
+    let cc = rng.below(16) as u16;
+    let fsw = top << 11 | (cc & 7) << 8 | (cc >> 3) << 14;
+    super::case::FpuInit {
+        fcw: fcw & !0x1000 | 0x0040,
+        fsw,
+        ftw,
+        st: std::array::from_fn(|_| random_ext(rng)),
+    }
 }
 
 fn random_mm(rng: &mut Rng) -> Register {
@@ -670,6 +770,11 @@ fn operand(rng: &mut Rng, kind: K, bits: u32) -> Option<Op> {
         K::seg_rBX_al => return Some(Op::Implicit),
         K::xmm_reg | K::xmm_rm => Op::Reg(random_xmm(rng, bits)),
         K::mm_reg | K::mm_rm => Op::Reg(random_mm(rng)),
+        K::st0 => Op::Reg(Register::ST0),
+        K::sti_opcode => Op::Reg(
+            Register::try_from(Register::ST0 as usize + rng.below(8) as usize)
+                .unwrap_or(Register::ST1),
+        ),
         K::mm_or_mem => {
             if rng.below(2) == 0 {
                 mem(rng, 8)
@@ -787,6 +892,8 @@ pub fn codes_for(mnemonics: &[M], bits: u32) -> Vec<Code> {
                             | K::mm_reg
                             | K::mm_rm
                             | K::mm_or_mem
+                            | K::st0
+                            | K::sti_opcode
                     )
                 })
                 && simd_ok(*c)
@@ -940,6 +1047,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         xmm,
         mxcsr,
         mm: std::array::from_fn(|_| rng.value()),
+        fpu: (class == "x87").then(|| random_fpu(rng)),
     })
 }
 

@@ -221,6 +221,19 @@ impl HostOracle {
             fp.st_space[4 * k + 2] = 0xffff;
             fp.st_space[4 * k + 3] = 0;
         }
+        if let Some(init) = &case.fpu {
+            fp.cwd = init.fcw;
+            fp.swd = init.fsw;
+            fp.ftw = u16::from(init.ftw);
+            for (k, r) in init.st.iter().enumerate() {
+                let mut b = [0u8; 16];
+                b[..10].copy_from_slice(r);
+                for w in 0..4 {
+                    fp.st_space[4 * k + w] =
+                        u32::from_le_bytes(b[4 * w..4 * w + 4].try_into().unwrap());
+                }
+            }
+        }
         self.set_fpregs(&fp)?;
         let effective_flags = self.get_regs()?.eflags;
         // SAFETY: resumes the stopped tracee without delivering a signal.
@@ -270,6 +283,7 @@ impl HostOracle {
                     }
                     b
                 }),
+                fcw: fp.cwd,
                 fsw: fp.swd,
                 ftw: fp.ftw as u8,
                 undefined: None,

@@ -42,10 +42,10 @@ pub fn compare(
             diffs.push(format!("st{k}: host {h:02x?}, interpreter {s:02x?}"));
         }
     }
-    if (host.fsw, host.ftw) != (soft.fsw, soft.ftw) {
+    if (host.fcw, host.fsw, host.ftw) != (soft.fcw, soft.fsw, soft.ftw) {
         diffs.push(format!(
-            "fsw/ftw: host {:#x}/{:#x}, interpreter {:#x}/{:#x}",
-            host.fsw, host.ftw, soft.fsw, soft.ftw
+            "fcw/fsw/ftw: host {:#x}/{:#x}/{:#x}, interpreter {:#x}/{:#x}/{:#x}",
+            host.fcw, host.fsw, host.ftw, soft.fcw, soft.fsw, soft.ftw
         ));
     }
     if host.mxcsr != soft.mxcsr {
@@ -99,6 +99,13 @@ pub fn compare(
             simd
         } else {
             format!("{simd}\ninitial: {}", mmx.join(" "))
+        };
+        let simd = match &case.fpu {
+            None => simd,
+            Some(f) => format!(
+                "{simd}\ninitial: fcw={:#x} fsw={:#x} ftw={:#x} st={:02x?}",
+                f.fcw, f.fsw, f.ftw, f.st
+            ),
         };
         Some(format!(
             "{}-bit code:\n{}initial: {} rflags={:#x}{}\n{}",

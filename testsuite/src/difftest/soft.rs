@@ -177,6 +177,7 @@ impl SoftRunner {
             xmm: [0; 16],
             mxcsr: 0x1f80,
             mm: [0; 8],
+            fpu: None,
         };
         let mut padded = case.code.clone();
         padded.resize(0x1000, 0xf4); // HLT after the bytes
@@ -276,6 +277,15 @@ impl SoftRunner {
         for (k, v) in case.mm.iter().enumerate() {
             cpu.fpu.set_mm(k, *v);
         }
+        if let Some(init) = &case.fpu {
+            cpu.fpu.fcw = init.fcw;
+            cpu.fpu.fsw = init.fsw;
+            cpu.fpu.ftw = init.ftw;
+            let top = cpu.fpu.top();
+            for (k, r) in init.st.iter().enumerate() {
+                cpu.fpu.st[(top + k) & 7] = *r;
+            }
+        }
         cpu
     }
 
@@ -328,8 +338,8 @@ impl SoftRunner {
                 Err(Stop::Fault(f)) => {
                     break match f.vector {
                         vector::DB | vector::BP => Exception::Trap,
-                        // Linux reports #XM as SIGFPE, like #DE.
-                        emu_core::interp::simd::XM => Exception::DivideError,
+                        // Linux reports #XM and #MF as SIGFPE, like #DE.
+                        emu_core::interp::simd::XM | vector::MF => Exception::DivideError,
                         vector::UD => Exception::InvalidOpcode,
                         vector::DE => Exception::DivideError,
                         // Linux reports #BR (BOUND) as SIGSEGV too.
@@ -365,6 +375,7 @@ impl SoftRunner {
                 xmm: interp.cpu.fpu.xmm,
                 mxcsr: interp.cpu.fpu.mxcsr,
                 st: std::array::from_fn(|k| interp.cpu.fpu.st[(interp.cpu.fpu.top() + k) & 7]),
+                fcw: interp.cpu.fpu.fcw,
                 fsw: interp.cpu.fpu.fsw,
                 ftw: interp.cpu.fpu.ftw,
                 undefined,
@@ -374,14 +385,14 @@ impl SoftRunner {
     }
 }
 
-/// The model the harness runs: `max` plus MMX, which no public model advertises until the
-/// x87 unit it shares registers with exists.
+/// The model the harness runs: `max` plus the FPU and MMX, which no public model advertises
+/// until the x87 unit is complete.
 fn mmx_model() -> &'static emu_core::CpuModel {
     use emu_core::cpu_model::{edx1, Features, MAX};
     static MODEL: std::sync::OnceLock<emu_core::CpuModel> = std::sync::OnceLock::new();
     MODEL.get_or_init(|| emu_core::CpuModel {
         features: Features {
-            edx1: MAX.features.edx1 | edx1::MMX,
+            edx1: MAX.features.edx1 | edx1::MMX | edx1::FPU,
             ..MAX.features
         },
         ..MAX

@@ -15,6 +15,7 @@ mod mmx;
 mod moves;
 pub mod softfp;
 pub mod state;
+pub mod x87;
 pub mod xsave;
 
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
@@ -26,6 +27,7 @@ use crate::cpu_model::edx1;
 pub use float::XM;
 pub use state::FpuState;
 
+pub const CR0_MP: u64 = 1 << 1;
 pub const CR0_EM: u64 = 1 << 2;
 pub const CR0_TS: u64 = 1 << 3;
 pub const CR4_OSFXSR: u64 = 1 << 9;
@@ -51,6 +53,8 @@ enum Class {
     /// it (MMX, or SSE/SSE2 for their additions); `sse` for the SSE conversions, which also
     /// need CR4.OSFXSR.
     Mmx { feature: u32, sse: bool },
+    /// An x87 instruction (and WAIT).
+    X87,
 }
 
 fn class(i: &Instruction) -> Option<Class> {
@@ -58,6 +62,9 @@ fn class(i: &Instruction) -> Option<Class> {
         return None; // VEX forms are not implemented yet
     }
     let m = i.mnemonic();
+    if x87::handles(m) {
+        return Some(Class::X87);
+    }
     // An MMX form by its encoding (an MMX operand may be a memory one).
     let has_mmx = {
         use iced_x86::OpCodeOperandKind as K;
@@ -135,6 +142,7 @@ impl Interp {
                 Ok(())
             }
             Class::Mmx { .. } => self.simd_mmx(i),
+            Class::X87 => self.x87(i),
             Class::Sse { .. } => {
                 if fxsave::handles_mxcsr(i.mnemonic()) {
                     self.ldmxcsr_stmxcsr(i)
@@ -156,6 +164,21 @@ impl Interp {
         let (cr0, cr4) = (self.cpu.cr0, self.cpu.cr4);
         let nm = || Err(Fault::new(vector::NM).into());
         match class {
+            Class::X87 => {
+                // WAIT faults only when CR0.MP and TS are both set; the others on EM or TS.
+                if i.mnemonic() == M::Wait {
+                    if cr0 & CR0_MP != 0 && cr0 & CR0_TS != 0 {
+                        return nm();
+                    }
+                } else {
+                    if cr0 & (CR0_EM | CR0_TS) != 0 {
+                        return nm();
+                    }
+                    if !m.has_edx1(edx1::FPU) {
+                        return Err(Fault::ud().into());
+                    }
+                }
+            }
             Class::Mmx { feature, sse } => {
                 if !m.has_edx1(feature) || cr0 & CR0_EM != 0 || (sse && cr4 & CR4_OSFXSR == 0) {
                     return Err(Fault::ud().into());
