@@ -80,12 +80,20 @@ pub fn undefined_flags(executed: &[Instruction]) -> u64 {
 /// reading a flag an earlier instruction left undefined (a branch on OF after a multi-bit
 /// shift), or SHLD/SHRD of a 16-bit operand by more than 16 (result and flags undefined;
 /// Intel and AMD parts give different values).
-fn depends_on_undefined(undef: u64, i: &Instruction, cpu: &Cpu) -> Option<String> {
+fn depends_on_undefined(
+    undef: u64,
+    i: &Instruction,
+    cpu: &Cpu,
+    interp: &mut Interp,
+) -> Option<String> {
     use iced_x86::{Mnemonic as M, OpKind};
     if matches!(i.mnemonic(), M::Rcpps | M::Rcpss | M::Rsqrtps | M::Rsqrtss) {
         return Some(format!(
             "{i}: an approximation whose bits each part chooses"
         ));
+    }
+    if let Some(why) = x87_two_nans(i, interp) {
+        return Some(why);
     }
     let read = to_bits(i.rflags_read()) & undef;
     if read != 0 {
@@ -308,7 +316,8 @@ impl SoftRunner {
             let next = interp.peek_instruction();
             if let Some(i) = &next {
                 if undefined.is_none() {
-                    undefined = depends_on_undefined(undef, i, &interp.cpu);
+                    let cpu = interp.cpu.clone();
+                    undefined = depends_on_undefined(undef, i, &cpu, &mut interp);
                 }
                 undef = flags_after(undef, i);
                 // INT3 at CPL 3: Linux's IDT gate lets it through as #BP (SIGTRAP); the
@@ -383,6 +392,61 @@ impl SoftRunner {
             executed,
         )
     }
+}
+
+/// x87 arithmetic on two NaNs: Intel returns the one with the larger significand, AMD
+/// parts were seen returning ST0's; the interpreter follows Intel's manual.
+fn x87_two_nans(i: &Instruction, interp: &mut Interp) -> Option<String> {
+    use iced_x86::{Mnemonic as M, OpKind};
+    let arith = matches!(
+        i.mnemonic(),
+        M::Fadd
+            | M::Faddp
+            | M::Fsub
+            | M::Fsubp
+            | M::Fsubr
+            | M::Fsubrp
+            | M::Fmul
+            | M::Fmulp
+            | M::Fdiv
+            | M::Fdivp
+            | M::Fdivr
+            | M::Fdivrp
+    );
+    if !arith {
+        return None;
+    }
+    let f = interp.cpu.fpu.clone();
+    let st = |k: usize| -> u128 {
+        let mut b = [0u8; 16];
+        b[..10].copy_from_slice(&f.st[(f.top() + k) & 7]);
+        u128::from_le_bytes(b)
+    };
+    let is_nan80 = |v: u128| (v >> 64) & 0x7fff == 0x7fff && (v as u64) << 1 != 0;
+    let reg = |k: u32| {
+        (k < i.op_count() && i.op_kind(k) == OpKind::Register && i.op_register(k).is_st())
+            .then(|| i.op_register(k) as usize - iced_x86::Register::ST0 as usize)
+    };
+    let (a, b) = if let Some(k) = (0..i.op_count()).find(|&k| Interp::is_mem(i, k)) {
+        let size = i.memory_size().size();
+        let (seg, off) = interp.mem_operand(i, k);
+        let mut buf = [0u8; 8];
+        let linear = interp.seg_linear(seg, off, size as u32, false).ok()?;
+        let priv_ = interp.privilege();
+        interp.read_linear(linear, &mut buf[..size], priv_).ok()?;
+        let raw = u64::from_le_bytes(buf);
+        let nan = match size {
+            4 => (raw >> 23) & 0xff == 0xff && raw & 0x7f_ffff != 0,
+            8 => (raw >> 52) & 0x7ff == 0x7ff && raw & 0xf_ffff_ffff_ffff != 0,
+            _ => false,
+        };
+        (is_nan80(st(0)), nan)
+    } else if i.op_count() == 0 {
+        (is_nan80(st(0)), is_nan80(st(1)))
+    } else {
+        (is_nan80(st(reg(0)?)), is_nan80(st(reg(1)?)))
+    };
+    (a && b).then(|| format!("{i}: two NaN operands (the part picks which comes back)"))
 }
 
 /// The model the harness runs: `max` plus the FPU and MMX, which no public model advertises

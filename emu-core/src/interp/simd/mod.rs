@@ -16,6 +16,7 @@ mod moves;
 pub mod softfp;
 pub mod state;
 pub mod x87;
+mod x87_arith;
 pub mod xsave;
 
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};

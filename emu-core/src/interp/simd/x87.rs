@@ -19,7 +19,7 @@ use crate::interp::fault::{vector, Fault, Result};
 use crate::interp::Interp;
 
 /// FSW bits.
-pub mod sw {
+pub(super) mod sw {
     pub const IE: u16 = 1 << 0;
     pub const DE: u16 = 1 << 1;
     pub const ZE: u16 = 1 << 2;
@@ -37,57 +37,58 @@ pub mod sw {
 }
 
 /// The QNaN floating-point indefinite in extended format.
-const INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
+pub(super) const INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
 
 pub fn handles(m: M) -> bool {
-    matches!(
-        m,
-        M::Fninit
-            | M::Fnclex
-            | M::Wait
-            | M::Fnstsw
-            | M::Fnstcw
-            | M::Fldcw
-            | M::Fld
-            | M::Fst
-            | M::Fstp
-            | M::Fild
-            | M::Fist
-            | M::Fistp
-            | M::Fxch
-            | M::Ffree
-            | M::Fincstp
-            | M::Fdecstp
-            | M::Fldz
-            | M::Fld1
-            | M::Fchs
-            | M::Fabs
-            | M::Ftst
-            | M::Fxam
-            | M::Fnop
-            | M::Fcom
-            | M::Fcomp
-            | M::Fcompp
-            | M::Fucom
-            | M::Fucomp
-            | M::Fucompp
-            | M::Fcomi
-            | M::Fcomip
-            | M::Fucomi
-            | M::Fucomip
-            | M::Fcmovb
-            | M::Fcmove
-            | M::Fcmovbe
-            | M::Fcmovu
-            | M::Fcmovnb
-            | M::Fcmovne
-            | M::Fcmovnbe
-            | M::Fcmovnu
-            | M::Fnstenv
-            | M::Fldenv
-            | M::Fnsave
-            | M::Frstor
-    )
+    super::x87_arith::handles(m)
+        || matches!(
+            m,
+            M::Fninit
+                | M::Fnclex
+                | M::Wait
+                | M::Fnstsw
+                | M::Fnstcw
+                | M::Fldcw
+                | M::Fld
+                | M::Fst
+                | M::Fstp
+                | M::Fild
+                | M::Fist
+                | M::Fistp
+                | M::Fxch
+                | M::Ffree
+                | M::Fincstp
+                | M::Fdecstp
+                | M::Fldz
+                | M::Fld1
+                | M::Fchs
+                | M::Fabs
+                | M::Ftst
+                | M::Fxam
+                | M::Fnop
+                | M::Fcom
+                | M::Fcomp
+                | M::Fcompp
+                | M::Fucom
+                | M::Fucomp
+                | M::Fucompp
+                | M::Fcomi
+                | M::Fcomip
+                | M::Fucomi
+                | M::Fucomip
+                | M::Fcmovb
+                | M::Fcmove
+                | M::Fcmovbe
+                | M::Fcmovu
+                | M::Fcmovnb
+                | M::Fcmovne
+                | M::Fcmovnbe
+                | M::Fcmovnu
+                | M::Fnstenv
+                | M::Fldenv
+                | M::Fnsave
+                | M::Frstor
+        )
 }
 
 /// The control instructions that do not wait for pending exceptions.
@@ -187,6 +188,33 @@ impl Interp {
         }
     }
 
+    pub(super) fn fpu_valid(&self, st: usize) -> bool {
+        self.valid(st)
+    }
+
+    pub(super) fn fpu_get(&self, st: usize) -> u128 {
+        self.st_get(st)
+    }
+
+    pub(super) fn fpu_put(&mut self, st: usize, v: u128) {
+        self.st_set(st, v);
+    }
+
+    pub(super) fn fpu_pop(&mut self) {
+        self.fpop();
+    }
+
+    /// A raw m32/m64/m80 value widened to extended, with the IE/DE its conversion detected.
+    pub(super) fn x87_widen(&self, raw: u128, size: u32) -> (u128, u16) {
+        let mut fsw = 0;
+        let v = match size {
+            4 => widen(Single::from_bits(raw), 23, 32, &mut fsw),
+            8 => widen(Double::from_bits(raw), 52, 64, &mut fsw),
+            _ => raw,
+        };
+        (v, fsw)
+    }
+
     fn phys(&self, st: usize) -> usize {
         (self.cpu.fpu.top() + st) & 7
     }
@@ -220,7 +248,7 @@ impl Interp {
     /// instruction); returns whether the instruction still delivers its result: not after an
     /// unmasked invalid-operation, denormal or divide-by-zero exception (detected before the
     /// computation), but after unmasked precision ones, which come after it.
-    fn fpu_raise(&mut self, raised: u16) -> bool {
+    pub(super) fn fpu_raise(&mut self, raised: u16) -> bool {
         let f = &mut self.cpu.fpu;
         f.fsw |= raised & 0x7f;
         let unmasked = raised & 0x3f & !f.fcw;
@@ -391,6 +419,9 @@ impl Interp {
                         | M::Fcmovnu
                 ) {
                     self.cpu.fpu.fsw &= !sw::C1;
+                }
+                if super::x87_arith::handles(m) {
+                    return self.x87_arith(i);
                 }
                 self.x87_data(i)
             }
