@@ -510,6 +510,22 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Fstp,
         ],
     ),
+    (
+        "x87-misc",
+        &[
+            M::Fldpi,
+            M::Fldl2e,
+            M::Fldl2t,
+            M::Fldlg2,
+            M::Fldln2,
+            M::Ficom,
+            M::Ficomp,
+            M::Fxtract,
+            M::Fscale,
+            M::Fld,
+            M::Fstp,
+        ],
+    ),
 ];
 
 /// A small deterministic PRNG (xorshift64*): cases are reproducible from their seed.
@@ -1079,7 +1095,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         // exercised by the x87 class on exact operations.
         fpu: class
             .starts_with("x87")
-            .then(|| random_fpu(rng, class == "x87-arith")),
+            .then(|| random_fpu(rng, class != "x87")),
     })
 }
 

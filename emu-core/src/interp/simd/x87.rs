@@ -61,6 +61,15 @@ pub fn handles(m: M) -> bool {
                 | M::Fdecstp
                 | M::Fldz
                 | M::Fld1
+                | M::Fldpi
+                | M::Fldl2e
+                | M::Fldl2t
+                | M::Fldlg2
+                | M::Fldln2
+                | M::Ficom
+                | M::Ficomp
+                | M::Fxtract
+                | M::Fscale
                 | M::Fchs
                 | M::Fabs
                 | M::Ftst
@@ -477,6 +486,38 @@ impl Interp {
                 self.fpush(0x3fff_8000_0000_0000_0000);
                 Ok(())
             }
+            M::Fldpi | M::Fldl2e | M::Fldl2t | M::Fldlg2 | M::Fldln2 => {
+                // The constants to 64 bits, truncated, with whether the bits beyond make
+                // round-to-nearest go up; RC picks the neighbour (PC does not apply).
+                let (exp, sig, nearest_up): (u128, u64, bool) = match m {
+                    M::Fldpi => (0x4000, 0xc90f_daa2_2168_c234, true),
+                    M::Fldl2e => (0x3fff, 0xb8aa_3b29_5c17_f0bb, true),
+                    M::Fldl2t => (0x4000, 0xd49a_784b_cd1b_8afe, false),
+                    M::Fldlg2 => (0x3ffd, 0x9a20_9a84_fbcf_f798, true),
+                    _ => (0x3ffe, 0xb172_17f7_d1cf_79ab, true),
+                };
+                let up = match (self.cpu.fpu.fcw >> 10) & 3 {
+                    0 => nearest_up,
+                    2 => true,
+                    _ => false,
+                };
+                let sig = sig + u64::from(up);
+                self.fpush(exp << 64 | u128::from(sig));
+                Ok(())
+            }
+            M::Ficom | M::Ficomp => {
+                let size = i.memory_size().size() as u32;
+                let raw = self.fpu_read(i, size)?;
+                let v = match size {
+                    2 => i128::from(raw as u16 as i16),
+                    _ => i128::from(raw as u32 as i32),
+                };
+                let src = (bits80(Ext::from_i128(v).value), 0);
+                let pops = usize::from(m == M::Ficomp);
+                self.fpu_compare_with(Some(src), 0, false, pops, false)
+            }
+            M::Fxtract => self.fxtract(),
+            M::Fscale => self.fscale(),
             M::Fst | M::Fstp => {
                 let pop = m == M::Fstp;
                 if mem {
@@ -853,6 +894,115 @@ impl Interp {
             }
         }
         Some(r.value.to_bits())
+    }
+
+    /// FXTRACT: ST0 becomes its exponent (as a value) and its significand is pushed.
+    fn fxtract(&mut self) -> Result<()> {
+        // An empty ST0, or no room for the push: one stack fault, and (masked) ST0 and the
+        // pushed register both hold the indefinite.
+        let overflow = self.cpu.fpu.ftw & (1 << ((self.cpu.fpu.top() + 7) & 7)) != 0;
+        if !self.valid(0) || overflow {
+            let ok = if self.valid(0) {
+                self.cpu.fpu.fsw |= sw::C1;
+                self.fpu_raise(sw::IE | sw::SF)
+            } else {
+                self.underflow()
+            };
+            if ok {
+                self.st_set(0, INDEFINITE);
+                let top = (self.cpu.fpu.top() + 7) & 7;
+                self.set_top(top);
+                self.st_set(0, INDEFINITE);
+            }
+            return Ok(());
+        }
+        let v = self.st_get(0);
+        let x = ext(v);
+        let sign = v & (1 << 79);
+        let (exponent, significand) = if unsupported(v) || x.is_signaling() {
+            if !self.fpu_raise(sw::IE) {
+                return Ok(());
+            }
+            let q = if unsupported(v) {
+                INDEFINITE
+            } else {
+                v | 1 << 62
+            };
+            (q, q)
+        } else if x.is_nan() {
+            (v, v)
+        } else if x.is_infinite() {
+            (0x7fff_8000_0000_0000_0000, v)
+        } else if x.is_zero() {
+            // Divide-by-zero: the exponent of zero is -infinity.
+            if !self.fpu_raise(sw::ZE) {
+                return Ok(());
+            }
+            (0xffff_8000_0000_0000_0000, v)
+        } else {
+            if denormal(v) && !self.fpu_raise(sw::DE) {
+                return Ok(());
+            }
+            let e = x.ilogb();
+            let sig = x.scalbn(-e);
+            (
+                bits80(Ext::from_i128(i128::from(e)).value),
+                sign | (bits80(sig) & !(1 << 79)),
+            )
+        };
+        self.st_set(0, exponent);
+        self.fpush(significand);
+        Ok(())
+    }
+
+    /// FSCALE: ST0 × 2^trunc(ST1), rounded as PC and RC say.
+    fn fscale(&mut self) -> Result<()> {
+        if !self.valid(0) || !self.valid(1) {
+            if self.underflow() {
+                self.st_set(0, INDEFINITE);
+            }
+            return Ok(());
+        }
+        let (a, b) = (self.st_get(0), self.st_get(1));
+        let (x, y) = (ext(a), ext(b));
+        let r = if unsupported(a) || unsupported(b) {
+            self.fpu_raise(sw::IE).then_some(INDEFINITE)
+        } else if x.is_nan() || y.is_nan() {
+            if (x.is_signaling() || y.is_signaling()) && !self.fpu_raise(sw::IE) {
+                None
+            } else {
+                Some(super::x87_arith::nan_pick(a, b))
+            }
+        } else if y.is_infinite() {
+            // ×2^+inf: infinity (0 is invalid); ×2^-inf: zero (infinity is invalid).
+            let grow = !y.is_negative();
+            if (grow && x.is_zero()) || (!grow && x.is_infinite()) {
+                self.fpu_raise(sw::IE).then_some(INDEFINITE)
+            } else if x.is_zero() || x.is_infinite() {
+                Some(a)
+            } else if (denormal(a) || denormal(b)) && !self.fpu_raise(sw::DE) {
+                None
+            } else if grow {
+                Some(a & (1 << 79) | 0x7fff_8000_0000_0000_0000)
+            } else {
+                Some(a & (1 << 79))
+            }
+        } else if (denormal(a) || denormal(b)) && !self.fpu_raise(sw::DE) {
+            None
+        } else if x.is_zero() || x.is_infinite() {
+            Some(a)
+        } else {
+            let mut exact = false;
+            let n = y
+                .to_i128_r(32, Round::TowardZero, &mut exact)
+                .value
+                .clamp(-40_000, 40_000) as i32;
+            self.x87_scale(x, n)
+        };
+        if let Some(r) = r {
+            self.st_set(0, r);
+        }
+        Ok(())
     }
 
     /// The full 16-bit tag word (2 bits per physical register).

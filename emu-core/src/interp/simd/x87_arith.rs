@@ -71,7 +71,7 @@ fn quiet(v: u128) -> u128 {
 
 /// x87's NaN rule (SDM Vol. 1, Table 4-7): a QNaN over an SNaN, else the larger
 /// significand; the result quieted.
-fn nan_pick(a: u128, b: u128) -> u128 {
+pub(super) fn nan_pick(a: u128, b: u128) -> u128 {
     let (an, bn) = (ext(a).is_nan(), ext(b).is_nan());
     let pick = match (an, bn) {
         (true, false) => a,
@@ -442,6 +442,52 @@ impl Interp {
             return Ok((bits80(Ext::from_i128(v).value), 0));
         }
         Ok(self.x87_widen(raw, size))
+    }
+
+    /// `x` × 2^`n` rounded as FCW says, as FSCALE computes it: a product by powers of two of
+    /// at most 2^±16000 each (all but the last exact while in range; `n` is clamped to where
+    /// the result is out of range anyway).
+    pub(super) fn x87_scale(&mut self, x: Ext, n: i32) -> Option<u128> {
+        // 2^e for e down to -16445 (the smallest denormal).
+        let pow = |e: i32| {
+            if e >= -16382 {
+                ext(((e + 16383) as u128) << 64 | 1 << 63)
+            } else {
+                ext(1u128 << (e + 16445).max(0))
+            }
+        };
+        // Exact steps of at most 2^±16000 toward the final exponent (stopping at the
+        // smallest normal going down), then one rounded step.
+        let e = x.ilogb();
+        let exact_part = if n >= 0 { n } else { (e + n).max(-16382) - e };
+        let mut steps = Vec::new();
+        let mut left = exact_part;
+        while left.abs() > 16000 {
+            let step = 16000 * left.signum();
+            steps.push(step);
+            left -= step;
+        }
+        steps.push(left);
+        let rest = n - exact_part;
+        if rest != 0 {
+            steps.push(rest.max(-16445));
+        }
+        let overflowed = n > 0 && x.ilogb().saturating_add(n) >= 16384;
+        // FSCALE rounds to the full 64 bits whatever FCW.PC says.
+        let fcw = self.cpu.fpu.fcw;
+        self.cpu.fpu.fcw |= 3 << 8;
+        let r = self.x87_round(
+            |r| {
+                let (last, first) = steps.split_last().expect("a step");
+                let v = first
+                    .iter()
+                    .fold(x, |v, &e| v.mul_r(pow(e), Round::TowardZero).value);
+                v.mul_r(pow(*last), r)
+            },
+            overflowed,
+        );
+        self.cpu.fpu.fcw = fcw;
+        r
     }
 
     fn x87_unary(&mut self, m: M) -> Result<()> {
