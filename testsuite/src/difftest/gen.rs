@@ -522,6 +522,8 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Ficomp,
             M::Fxtract,
             M::Fscale,
+            M::Fprem,
+            M::Fprem1,
             M::Fld,
             M::Fstp,
         ],

@@ -70,6 +70,8 @@ pub fn handles(m: M) -> bool {
                 | M::Ficomp
                 | M::Fxtract
                 | M::Fscale
+                | M::Fprem
+                | M::Fprem1
                 | M::Fchs
                 | M::Fabs
                 | M::Ftst
@@ -112,8 +114,15 @@ fn ext(bits: u128) -> Ext {
     Ext::from_bits(bits)
 }
 
+/// The 80-bit encoding of `x`, with a smallest-exponent value that has its integer bit
+/// encoded as the normal number it is (apfloat can produce the pseudo-denormal form).
 fn bits80(x: Ext) -> u128 {
-    x.to_bits() & ((1u128 << 80) - 1)
+    let v = x.to_bits() & ((1u128 << 80) - 1);
+    if (v >> 64) & 0x7fff == 0 && (v >> 63) & 1 == 1 {
+        v | 1 << 64
+    } else {
+        v
+    }
 }
 
 fn reg_bytes(v: u128) -> [u8; 10] {
@@ -517,6 +526,7 @@ impl Interp {
                 self.fpu_compare_with(Some(src), 0, false, pops, false)
             }
             M::Fxtract => self.fxtract(),
+            M::Fprem | M::Fprem1 => self.fprem(m == M::Fprem1),
             M::Fscale => self.fscale(),
             M::Fst | M::Fstp => {
                 let pop = m == M::Fstp;
@@ -952,6 +962,145 @@ impl Interp {
         };
         self.st_set(0, exponent);
         self.fpush(significand);
+        Ok(())
+    }
+
+    /// FPREM/FPREM1: ST0 becomes its remainder by ST1 (quotient truncated, or rounded to
+    /// nearest-even for FPREM1), exactly, with the quotient's low three bits in C0, C3, C1
+    /// and C2 clear. When the exponents differ by 64 or more the reduction is partial: ST0 is
+    /// reduced by a multiple of ST1 × 2^(D−N) and C2 is set (N = 32 + D mod 32 here; the
+    /// manual leaves N to the implementation).
+    fn fprem(&mut self, nearest: bool) -> Result<()> {
+        // C2 (incomplete reduction) is clear unless a partial remainder says otherwise.
+        self.cpu.fpu.fsw &= !sw::C2;
+        if !self.valid(0) || !self.valid(1) {
+            if self.underflow() {
+                self.st_set(0, INDEFINITE);
+            }
+            return Ok(());
+        }
+        let (a, b) = (self.st_get(0), self.st_get(1));
+        let (x, y) = (ext(a), ext(b));
+        let set_cc = |f: &mut super::state::FpuState, c2: bool, q: u64| {
+            f.fsw &= !(sw::C0 | sw::C1 | sw::C2 | sw::C3);
+            if c2 {
+                f.fsw |= sw::C2;
+            }
+            if q & 4 != 0 {
+                f.fsw |= sw::C0;
+            }
+            if q & 2 != 0 {
+                f.fsw |= sw::C3;
+            }
+            if q & 1 != 0 {
+                f.fsw |= sw::C1;
+            }
+        };
+        if unsupported(a) || unsupported(b) {
+            if self.fpu_raise(sw::IE) {
+                self.st_set(0, INDEFINITE);
+            }
+            return Ok(());
+        }
+        if x.is_nan() || y.is_nan() {
+            if (x.is_signaling() || y.is_signaling()) && !self.fpu_raise(sw::IE) {
+                return Ok(());
+            }
+            self.st_set(0, super::x87_arith::nan_pick(a, b));
+            return Ok(());
+        }
+        if x.is_infinite() || y.is_zero() {
+            if self.fpu_raise(sw::IE) {
+                self.st_set(0, INDEFINITE);
+            }
+            return Ok(());
+        }
+        if (denormal(a) || denormal(b)) && !self.fpu_raise(sw::DE) {
+            return Ok(());
+        }
+        if x.is_zero() || y.is_infinite() {
+            // ST0 unchanged (a pseudo-denormal comes back in its normal encoding).
+            self.st_set(0, bits80(x));
+            set_cc(&mut self.cpu.fpu, false, 0);
+            return Ok(());
+        }
+        // a = ma × 2^ea, b = mb × 2^eb with 64-bit integer significands.
+        let parts = |v: u128| -> (u128, i32) {
+            let field = ((v >> 64) & 0x7fff) as i32;
+            let sig = v as u64 as u128;
+            let e = if field == 0 {
+                1 - 16383 - 63
+            } else {
+                field - 16383 - 63
+            };
+            // Normalize denormals so the exponent difference is the true one.
+            let shift = sig.leading_zeros() as i32 - 64;
+            (sig << shift, e - shift)
+        };
+        let ((ma, ea), (mb, eb)) = (parts(a), parts(b));
+        let d = ea - eb;
+        let negative = (a >> 79) & 1 == 1;
+        let (r, e_r, q, partial) = if d >= 64 {
+            // Partial: reduce by ST1 × 2^(d - n).
+            let n = 32 + d % 32;
+            let scale = d - n;
+            let num = ma << n;
+            let q = num / mb;
+            (num - q * mb, eb + scale, q as u64, true)
+        } else if d >= 0 {
+            let num = ma << d;
+            (num % mb, eb, (num / mb) as u64, false)
+        } else {
+            // |ST0| < |ST1|: quotient 0 (FPREM1 may still round it to 1 below).
+            (ma, ea, 0, false)
+        };
+        // FPREM1 rounds the quotient to nearest: take one more ST1 when the remainder is
+        // more than half of it (or exactly half with an odd quotient).
+        let (mut r, mut e_r, mut q, mut flip) = (r, e_r, q, false);
+        if nearest && !partial {
+            // Compare 2r with mb at a common exponent.
+            let (r2, b2) = if e_r >= eb {
+                let s = (e_r - eb) as u32;
+                if s >= 64 {
+                    (u128::MAX, mb)
+                } else {
+                    ((r << s) << 1, mb)
+                }
+            } else {
+                let s = (eb - e_r) as u32;
+                if s >= 64 {
+                    (r << 1, u128::MAX)
+                } else {
+                    (r << 1, mb << s)
+                }
+            };
+            if r2 > b2 || (r2 == b2 && q & 1 == 1) {
+                // New remainder: mb·2^eb − r·2^e_r, at the smaller exponent.
+                let e = e_r.min(eb);
+                let big = mb << (eb - e) as u32;
+                let small = r << (e_r - e) as u32;
+                r = big - small;
+                e_r = e;
+                q = q.wrapping_add(1);
+                flip = true;
+            }
+        }
+        let sign = negative != flip;
+        let mag = if r == 0 {
+            0
+        } else {
+            let v = Ext::from_u128(r).value.scalbn(e_r);
+            bits80(v) & !(1 << 79)
+        };
+        let result = mag | u128::from(sign) << 79;
+        // An exact result that is tiny is an underflow only when UE is unmasked.
+        if mag != 0 && (mag >> 64) & 0x7fff == 0 && self.cpu.fpu.fcw & sw::UE == 0 {
+            self.fpu_raise(sw::UE);
+        }
+        self.st_set(0, result);
+        // A partial reduction reports no quotient bits (as AMD parts do; Intel leaves them
+        // undefined).
+        set_cc(&mut self.cpu.fpu, partial, if partial { 0 } else { q });
         Ok(())
     }
 

@@ -53,8 +53,15 @@ fn ext(bits: u128) -> Ext {
     Ext::from_bits(bits)
 }
 
+/// The 80-bit encoding of `x`, with a smallest-exponent value that has its integer bit
+/// encoded as the normal number it is (apfloat can produce the pseudo-denormal form).
 fn bits80(x: Ext) -> u128 {
-    x.to_bits() & ((1u128 << 80) - 1)
+    let v = x.to_bits() & ((1u128 << 80) - 1);
+    if (v >> 64) & 0x7fff == 0 && (v >> 63) & 1 == 1 {
+        v | 1 << 64
+    } else {
+        v
+    }
 }
 
 fn unsupported(v: u128) -> bool {
