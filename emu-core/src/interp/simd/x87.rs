@@ -110,13 +110,13 @@ fn non_waiting(m: M) -> bool {
     )
 }
 
-fn ext(bits: u128) -> Ext {
+pub(super) fn ext(bits: u128) -> Ext {
     Ext::from_bits(bits)
 }
 
 /// The 80-bit encoding of `x`, with a smallest-exponent value that has its integer bit
 /// encoded as the normal number it is (apfloat can produce the pseudo-denormal form).
-fn bits80(x: Ext) -> u128 {
+pub(super) fn bits80(x: Ext) -> u128 {
     let v = x.to_bits() & ((1u128 << 80) - 1);
     if (v >> 64) & 0x7fff == 0 && (v >> 63) & 1 == 1 {
         v | 1 << 64
@@ -148,12 +148,12 @@ fn st_index(i: &Instruction, k: u32) -> usize {
 
 /// An encoding the x87 does not support as an operand (an unnormal, a pseudo-infinity or a
 /// pseudo-NaN: a non-zero exponent with the integer bit clear). Using one is invalid.
-fn unsupported(v: u128) -> bool {
+pub(super) fn unsupported(v: u128) -> bool {
     (v >> 64) & 0x7fff != 0 && (v >> 63) & 1 == 0
 }
 
 /// A denormal operand, pseudo-denormals (integer bit set) included: DE.
-fn denormal(v: u128) -> bool {
+pub(super) fn denormal(v: u128) -> bool {
     (v >> 64) & 0x7fff == 0 && v as u64 != 0
 }
 

@@ -11,7 +11,7 @@ use iced_x86::{Instruction, Mnemonic as M, OpKind};
 use rustc_apfloat::ieee::X87DoubleExtended as Ext;
 use rustc_apfloat::{Float, Round, Status, StatusAnd};
 
-use super::x87::{sw, INDEFINITE};
+use super::x87::{bits80, denormal, ext, sw, unsupported, INDEFINITE};
 use crate::interp::fault::Result;
 use crate::interp::Interp;
 
@@ -47,29 +47,6 @@ enum Op {
     Sub,
     Mul,
     Div,
-}
-
-fn ext(bits: u128) -> Ext {
-    Ext::from_bits(bits)
-}
-
-/// The 80-bit encoding of `x`, with a smallest-exponent value that has its integer bit
-/// encoded as the normal number it is (apfloat can produce the pseudo-denormal form).
-fn bits80(x: Ext) -> u128 {
-    let v = x.to_bits() & ((1u128 << 80) - 1);
-    if (v >> 64) & 0x7fff == 0 && (v >> 63) & 1 == 1 {
-        v | 1 << 64
-    } else {
-        v
-    }
-}
-
-fn unsupported(v: u128) -> bool {
-    (v >> 64) & 0x7fff != 0 && (v >> 63) & 1 == 0
-}
-
-fn denormal(v: u128) -> bool {
-    (v >> 64) & 0x7fff == 0 && v as u64 != 0
 }
 
 fn quiet(v: u128) -> u128 {
