@@ -46,6 +46,7 @@ pub mod edx1 {
 
 /// Leaf 1 ECX bits.
 pub mod ecx1 {
+    pub const SSE3: u32 = 1 << 0;
     pub const CX16: u32 = 1 << 13;
     pub const XSAVE: u32 = 1 << 26;
     /// Not a model property: CPUID reports CR4.OSXSAVE here.

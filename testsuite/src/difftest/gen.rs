@@ -337,6 +337,12 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Comisd,
             M::Ucomiss,
             M::Ucomisd,
+            // Part-specific approximations: run (so the interpreter's side is exercised),
+            // then left out of the comparison.
+            M::Rcpps,
+            M::Rcpss,
+            M::Rsqrtps,
+            M::Rsqrtss,
         ],
     ),
     (
@@ -526,6 +532,22 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Fprem1,
             M::Fld,
             M::Fstp,
+        ],
+    ),
+    (
+        "sse3",
+        &[
+            M::Addsubps,
+            M::Addsubpd,
+            M::Haddps,
+            M::Haddpd,
+            M::Hsubps,
+            M::Hsubpd,
+            M::Movddup,
+            M::Movshdup,
+            M::Movsldup,
+            M::Lddqu,
+            M::Fisttp,
         ],
     ),
 ];
@@ -879,12 +901,14 @@ fn simd_ok(c: Code) -> bool {
     let simd = features.iter().any(|f| {
         matches!(
             f,
-            F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::AVX
+            F::FPU | F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::AVX | F::D3NOW
         )
     });
     !simd
         || c.op_code().encoding() == iced_x86::EncodingKind::Legacy
-            && features.iter().all(|f| matches!(f, F::SSE | F::SSE2))
+            && features
+                .iter()
+                .all(|f| matches!(f, F::FPU | F::CMOV | F::MMX | F::SSE | F::SSE2 | F::SSE3))
 }
 
 /// The encodings of `mnemonics` valid in `bits`-bit code with operands the generator fills.
@@ -1074,7 +1098,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     } else {
         0
     };
-    let float = matches!(class, "sse-float" | "sse-cvt");
+    let float = matches!(class, "sse-float" | "sse-cvt" | "sse3");
     let xmm = std::array::from_fn(|_| {
         if float {
             random_float_xmm(rng)
@@ -1095,9 +1119,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         mm: std::array::from_fn(|_| rng.value()),
         // Arithmetic cases keep exceptions masked: unmasked ones (the biased results, #MF) are
         // exercised by the x87 class on exact operations.
-        fpu: class
-            .starts_with("x87")
-            .then(|| random_fpu(rng, class != "x87")),
+        fpu: (class.starts_with("x87") || class == "sse3").then(|| random_fpu(rng, class != "x87")),
     })
 }
 

@@ -204,6 +204,8 @@ impl SoftRunner {
             cpu.seg[emu_core::interp::cpu::sreg::SS] = ss;
         }
         let mut interp = Interp::new(cpu, mem);
+        // Every unit the interpreter has, advertised or not, gets the random bytes.
+        interp.model = mmx_model();
         for _ in 0..max_steps {
             match interp.execute_one() {
                 Ok(()) => {}
@@ -449,14 +451,15 @@ fn x87_two_nans(i: &Instruction, interp: &mut Interp) -> Option<String> {
     (a && b).then(|| format!("{i}: two NaN operands (the part picks which comes back)"))
 }
 
-/// The model the harness runs: `max` plus the FPU and MMX, which no public model advertises
-/// until the x87 unit is complete.
+/// The model the harness runs: `max` plus the FPU, MMX and SSE3, which no public model
+/// advertises until the x87 unit is complete.
 fn mmx_model() -> &'static emu_core::CpuModel {
     use emu_core::cpu_model::{edx1, Features, MAX};
     static MODEL: std::sync::OnceLock<emu_core::CpuModel> = std::sync::OnceLock::new();
     MODEL.get_or_init(|| emu_core::CpuModel {
         features: Features {
             edx1: MAX.features.edx1 | edx1::MMX | edx1::FPU,
+            ecx1: MAX.features.ecx1 | emu_core::cpu_model::ecx1::SSE3,
             ..MAX.features
         },
         ..MAX

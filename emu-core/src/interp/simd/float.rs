@@ -76,6 +76,12 @@ pub fn handles(m: M) -> bool {
             | M::Rcpss
             | M::Rsqrtps
             | M::Rsqrtss
+            | M::Addsubps
+            | M::Addsubpd
+            | M::Haddps
+            | M::Haddpd
+            | M::Hsubps
+            | M::Hsubpd
     )
 }
 
@@ -91,7 +97,8 @@ fn shape(m: M) -> (Width, bool) {
     match m {
         Addps | Subps | Mulps | Divps | Sqrtps | Minps | Maxps | Cmpps => (Width::Single, true),
         Addpd | Subpd | Mulpd | Divpd | Sqrtpd | Minpd | Maxpd | Cmppd => (Width::Double, true),
-        Rcpps | Rsqrtps => (Width::Single, true),
+        Rcpps | Rsqrtps | Addsubps | Haddps | Hsubps => (Width::Single, true),
+        Addsubpd | Haddpd | Hsubpd => (Width::Double, true),
         Addss | Subss | Mulss | Divss | Sqrtss | Minss | Maxss | Cmpss | Comiss | Ucomiss
         | Rcpss | Rsqrtss => (Width::Single, false),
         _ => (Width::Double, false),
@@ -223,6 +230,58 @@ impl Interp {
                     Width::Double => d(softfp::sqrt(&mut env, f64_of(y))),
                 })
             }
+            M::Rcpps | M::Rcpss | M::Rsqrtps | M::Rsqrtss => {
+                let recip = matches!(m, M::Rcpps | M::Rcpss);
+                per_lane(w, packed, a, b, |_, y| {
+                    s(if recip {
+                        softfp::rcp(f32_of(y))
+                    } else {
+                        softfp::rsqrt(f32_of(y))
+                    })
+                })
+            }
+            M::Addsubps | M::Addsubpd => {
+                // Even lanes subtract, odd lanes add.
+                let mut k = 0;
+                per_lane(w, true, a, b, |x, y| {
+                    let op = if k % 2 == 0 { Op::Sub } else { Op::Add };
+                    k += 1;
+                    match w {
+                        Width::Single => s(softfp::arith(&mut env, op, f32_of(x), f32_of(y))),
+                        Width::Double => d(softfp::arith(&mut env, op, f64_of(x), f64_of(y))),
+                    }
+                })
+            }
+            M::Haddps | M::Hsubps | M::Haddpd | M::Hsubpd => {
+                // Adjacent pairs of the destination, then of the source.
+                let op = if matches!(m, M::Haddps | M::Haddpd) {
+                    Op::Add
+                } else {
+                    Op::Sub
+                };
+                match w {
+                    Width::Single => {
+                        let (la, lb) = (lanes::<4>(a), lanes::<4>(b));
+                        let pairs = [
+                            (la[0], la[1]),
+                            (la[2], la[3]),
+                            (lb[0], lb[1]),
+                            (lb[2], lb[3]),
+                        ];
+                        join::<4>(
+                            pairs
+                                .map(|(x, y)| s(softfp::arith(&mut env, op, f32_of(x), f32_of(y)))),
+                        )
+                    }
+                    Width::Double => {
+                        let (la, lb) = (lanes::<2>(a), lanes::<2>(b));
+                        join::<2>(
+                            [(la[0], la[1]), (lb[0], lb[1])]
+                                .map(|(x, y)| d(softfp::arith(&mut env, op, f64_of(x), f64_of(y)))),
+                        )
+                    }
+                }
+            }
             M::Minps
             | M::Minpd
             | M::Minss
@@ -312,7 +371,9 @@ impl Interp {
                     std::array::from_fn(|k| softfp::to_int(&mut env, f64_of(l[k]), 32, truncate));
                 join::<4>([lo[0], lo[1], 0, 0])
             }
-            _ => unreachable!("float::handles lists every mnemonic here"),
+            // `handles` and this match list the same mnemonics; should they ever disagree, the
+            // guest gets #UD rather than the host a panic.
+            _ => return Err(crate::interp::fault::Fault::ud().into()),
         };
         self.finish_fp(&env)?;
         self.cpu.fpu.xmm[dst] = r;

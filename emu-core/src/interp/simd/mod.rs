@@ -40,10 +40,17 @@ pub fn xmm_index(r: Register) -> Option<usize> {
 }
 
 /// What kind of instruction the SIMD unit runs, for its checks.
+/// A CPUID feature bit: leaf 1 EDX or ECX.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Feature {
+    Edx1(u32),
+    Ecx1(u32),
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Class {
-    /// An SSE or SSE2 instruction on XMM registers.
-    Sse { sse2: bool },
+    /// An SSE, SSE2 or SSE3 instruction on XMM registers; the CPUID bit it needs.
+    Sse { feature: Feature },
     /// FXSAVE/FXRSTOR: only CR0.TS/EM and the FXSR bit matter.
     Fxsr,
     /// MOVNTI: an SSE2 instruction on general registers (no FPU-state checks).
@@ -115,12 +122,20 @@ fn class(i: &Instruction) -> Option<Class> {
     // implemented yet.
     use iced_x86::CpuidFeature as F;
     let features = i.cpuid_features();
-    if features.iter().any(|f| !matches!(f, F::SSE | F::SSE2)) {
+    if features
+        .iter()
+        .any(|f| !matches!(f, F::SSE | F::SSE2 | F::SSE3))
+    {
         return None;
     }
-    Some(Class::Sse {
-        sse2: features.contains(&F::SSE2),
-    })
+    let feature = if features.contains(&F::SSE3) {
+        Feature::Ecx1(crate::cpu_model::ecx1::SSE3)
+    } else if features.contains(&F::SSE2) {
+        Feature::Edx1(edx1::SSE2)
+    } else {
+        Feature::Edx1(edx1::SSE)
+    };
+    Some(Class::Sse { feature })
 }
 
 /// MOVUPS and its kin take any address; every other legacy SSE instruction with a 128-bit
@@ -175,7 +190,9 @@ impl Interp {
                     if cr0 & (CR0_EM | CR0_TS) != 0 {
                         return nm();
                     }
-                    if !m.has_edx1(edx1::FPU) {
+                    if !m.has_edx1(edx1::FPU)
+                        || (i.mnemonic() == M::Fisttp && !m.has_ecx1(crate::cpu_model::ecx1::SSE3))
+                    {
                         return Err(Fault::ud().into());
                     }
                 }
@@ -212,9 +229,12 @@ impl Interp {
                     return nm();
                 }
             }
-            Class::Sse { sse2 } => {
-                let feature = if sse2 { edx1::SSE2 } else { edx1::SSE };
-                if !m.has_edx1(feature) || cr0 & CR0_EM != 0 || cr4 & CR4_OSFXSR == 0 {
+            Class::Sse { feature } => {
+                let has = match feature {
+                    Feature::Edx1(b) => m.has_edx1(b),
+                    Feature::Ecx1(b) => m.has_ecx1(b),
+                };
+                if !has || cr0 & CR0_EM != 0 || cr4 & CR4_OSFXSR == 0 {
                     return Err(Fault::ud().into());
                 }
                 if cr0 & CR0_TS != 0 {

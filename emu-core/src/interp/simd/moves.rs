@@ -40,6 +40,10 @@ pub fn handles(m: M) -> bool {
             | M::Pmovmskb
             | M::Movmskps
             | M::Movmskpd
+            | M::Movddup
+            | M::Movshdup
+            | M::Movsldup
+            | M::Lddqu
     )
 }
 
@@ -137,6 +141,16 @@ impl Interp {
                         let mut l = lanes::<8>(old);
                         l[k] = (src & 0xffff) as u64;
                         join::<8>(l)
+                    }
+                    // SSE3's duplicating moves.
+                    M::Movddup => (src & LOW64) | (src << 64),
+                    M::Movshdup => {
+                        let l = lanes::<4>(src);
+                        join::<4>([l[1], l[1], l[3], l[3]])
+                    }
+                    M::Movsldup => {
+                        let l = lanes::<4>(src);
+                        join::<4>([l[0], l[0], l[2], l[2]])
                     }
                     // Whole-register moves.
                     _ => src,

@@ -55,6 +55,7 @@ pub fn handles(m: M) -> bool {
                 | M::Fild
                 | M::Fist
                 | M::Fistp
+                | M::Fisttp
                 | M::Fxch
                 | M::Ffree
                 | M::Fincstp
@@ -570,10 +571,10 @@ impl Interp {
                 }
                 Ok(())
             }
-            M::Fist | M::Fistp => {
+            M::Fist | M::Fistp | M::Fisttp => {
                 let size = i.memory_size().size() as u32;
                 self.probe_store(i, size)?;
-                let pop = m == M::Fistp;
+                let pop = m != M::Fist;
                 let indefinite = 1u128 << (8 * size - 1);
                 let out = match self.operand_st(0) {
                     None => {
@@ -585,7 +586,13 @@ impl Interp {
                     Some(v) => {
                         let x = ext(v);
                         let mut exact = false;
-                        let r = x.to_i128_r(8 * size as usize, self.fpu_round(), &mut exact);
+                        // FISTTP (SSE3) truncates whatever RC says.
+                        let round = if m == M::Fisttp {
+                            Round::TowardZero
+                        } else {
+                            self.fpu_round()
+                        };
+                        let r = x.to_i128_r(8 * size as usize, round, &mut exact);
                         if x.is_nan() || unsupported(v) || r.status.contains(Status::INVALID_OP) {
                             if !self.fpu_raise(sw::IE) {
                                 return Ok(());
