@@ -201,36 +201,25 @@ impl Interp {
         let a = self.cpu.fpu.xmm[dst];
         let b = self.simd_read(i, 1)?;
         let (w, packed) = shape(m);
-        let arith = |op| {
-            move |env: &mut Env, x: u64, y: u64| match w {
-                Width::Single => s(softfp::arith(env, op, f32_of(x), f32_of(y))),
-                Width::Double => d(softfp::arith(env, op, f64_of(x), f64_of(y))),
-            }
+        let binary_op = match m {
+            M::Addps | M::Addpd | M::Addss | M::Addsd => Some(Op::Add),
+            M::Subps | M::Subpd | M::Subss | M::Subsd => Some(Op::Sub),
+            M::Mulps | M::Mulpd | M::Mulss | M::Mulsd => Some(Op::Mul),
+            M::Divps | M::Divpd | M::Divss | M::Divsd => Some(Op::Div),
+            _ => None,
         };
-        let r = match m {
-            M::Addps | M::Addpd | M::Addss | M::Addsd => {
-                let f = arith(Op::Add);
-                per_lane(w, packed, a, b, |x, y| f(&mut env, x, y))
-            }
-            M::Subps | M::Subpd | M::Subss | M::Subsd => {
-                let f = arith(Op::Sub);
-                per_lane(w, packed, a, b, |x, y| f(&mut env, x, y))
-            }
-            M::Mulps | M::Mulpd | M::Mulss | M::Mulsd => {
-                let f = arith(Op::Mul);
-                per_lane(w, packed, a, b, |x, y| f(&mut env, x, y))
-            }
-            M::Divps | M::Divpd | M::Divss | M::Divsd => {
-                let f = arith(Op::Div);
-                per_lane(w, packed, a, b, |x, y| f(&mut env, x, y))
-            }
-            M::Sqrtps | M::Sqrtpd | M::Sqrtss | M::Sqrtsd => {
+        let r = match (m, binary_op) {
+            (_, Some(op)) => per_lane(w, packed, a, b, |x, y| match w {
+                Width::Single => s(softfp::arith(&mut env, op, f32_of(x), f32_of(y))),
+                Width::Double => d(softfp::arith(&mut env, op, f64_of(x), f64_of(y))),
+            }),
+            (M::Sqrtps | M::Sqrtpd | M::Sqrtss | M::Sqrtsd, None) => {
                 per_lane(w, packed, a, b, |_, y| match w {
                     Width::Single => s(softfp::sqrt(&mut env, f32_of(y))),
                     Width::Double => d(softfp::sqrt(&mut env, f64_of(y))),
                 })
             }
-            M::Rcpps | M::Rcpss | M::Rsqrtps | M::Rsqrtss => {
+            (M::Rcpps | M::Rcpss | M::Rsqrtps | M::Rsqrtss, None) => {
                 let recip = matches!(m, M::Rcpps | M::Rcpss);
                 per_lane(w, packed, a, b, |_, y| {
                     s(if recip {
@@ -240,7 +229,7 @@ impl Interp {
                     })
                 })
             }
-            M::Addsubps | M::Addsubpd => {
+            (M::Addsubps | M::Addsubpd, None) => {
                 // Even lanes subtract, odd lanes add.
                 let mut k = 0;
                 per_lane(w, true, a, b, |x, y| {
@@ -252,7 +241,7 @@ impl Interp {
                     }
                 })
             }
-            M::Haddps | M::Hsubps | M::Haddpd | M::Hsubpd => {
+            (M::Haddps | M::Hsubps | M::Haddpd | M::Hsubpd, None) => {
                 // Adjacent pairs of the destination, then of the source.
                 let op = if matches!(m, M::Haddps | M::Haddpd) {
                     Op::Add
@@ -282,21 +271,24 @@ impl Interp {
                     }
                 }
             }
-            M::Minps
-            | M::Minpd
-            | M::Minss
-            | M::Minsd
-            | M::Maxps
-            | M::Maxpd
-            | M::Maxss
-            | M::Maxsd => {
+            (
+                M::Minps
+                | M::Minpd
+                | M::Minss
+                | M::Minsd
+                | M::Maxps
+                | M::Maxpd
+                | M::Maxss
+                | M::Maxsd,
+                None,
+            ) => {
                 let max = matches!(m, M::Maxps | M::Maxpd | M::Maxss | M::Maxsd);
                 per_lane(w, packed, a, b, |x, y| match w {
                     Width::Single => s(softfp::min_max(&mut env, max, f32_of(x), f32_of(y))),
                     Width::Double => d(softfp::min_max(&mut env, max, f64_of(x), f64_of(y))),
                 })
             }
-            M::Cmpps | M::Cmppd | M::Cmpss | M::Cmpsd => {
+            (M::Cmpps | M::Cmppd | M::Cmpss | M::Cmpsd, None) => {
                 let pred = i.immediate8();
                 per_lane(w, packed, a, b, |x, y| {
                     let t = match w {
@@ -310,7 +302,7 @@ impl Interp {
                     }
                 })
             }
-            M::Cvtsi2ss | M::Cvtsi2sd => {
+            (M::Cvtsi2ss | M::Cvtsi2sd, None) => {
                 let v = match i.memory_size().size() {
                     0 if i.op_register(1).size() == 8 => b as u64 as i64,
                     8 => b as u64 as i64,
@@ -324,47 +316,47 @@ impl Interp {
                     (a & !(u64::MAX as u128)) | u128::from(d(x))
                 }
             }
-            M::Cvtss2sd => {
+            (M::Cvtss2sd, None) => {
                 let x: Double = softfp::convert(&mut env, f32_of(b as u64));
                 (a & !(u64::MAX as u128)) | u128::from(d(x))
             }
-            M::Cvtsd2ss => {
+            (M::Cvtsd2ss, None) => {
                 let x: Single = softfp::convert(&mut env, f64_of(b as u64));
                 (a & !0xffff_ffff) | u128::from(s(x))
             }
-            M::Cvtps2pd => {
+            (M::Cvtps2pd, None) => {
                 let l = lanes::<4>(b);
                 join::<2>(std::array::from_fn(|k| {
                     d(softfp::convert::<Single, Double>(&mut env, f32_of(l[k])))
                 }))
             }
-            M::Cvtpd2ps => {
+            (M::Cvtpd2ps, None) => {
                 let l = lanes::<2>(b);
                 let lo: [u64; 2] = std::array::from_fn(|k| {
                     s(softfp::convert::<Double, Single>(&mut env, f64_of(l[k])))
                 });
                 join::<4>([lo[0], lo[1], 0, 0])
             }
-            M::Cvtdq2ps => {
+            (M::Cvtdq2ps, None) => {
                 let l = lanes::<4>(b);
                 join::<4>(std::array::from_fn(|k| {
                     s(softfp::from_int(&mut env, i64::from(l[k] as u32 as i32)))
                 }))
             }
-            M::Cvtdq2pd => {
+            (M::Cvtdq2pd, None) => {
                 let l = lanes::<4>(b);
                 join::<2>(std::array::from_fn(|k| {
                     d(softfp::from_int(&mut env, i64::from(l[k] as u32 as i32)))
                 }))
             }
-            M::Cvtps2dq | M::Cvttps2dq => {
+            (M::Cvtps2dq | M::Cvttps2dq, None) => {
                 let truncate = m == M::Cvttps2dq;
                 let l = lanes::<4>(b);
                 join::<4>(std::array::from_fn(|k| {
                     softfp::to_int(&mut env, f32_of(l[k]), 32, truncate)
                 }))
             }
-            M::Cvtpd2dq | M::Cvttpd2dq => {
+            (M::Cvtpd2dq | M::Cvttpd2dq, None) => {
                 let truncate = m == M::Cvttpd2dq;
                 let l = lanes::<2>(b);
                 let lo: [u64; 2] =
