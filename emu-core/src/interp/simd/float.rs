@@ -164,7 +164,7 @@ impl Interp {
         let mut env = Env::new(self.cpu.fpu.mxcsr);
         match m {
             M::Comiss | M::Ucomiss | M::Comisd | M::Ucomisd => {
-                let a = self.cpu.fpu.xmm[self.xmm(i, 0)] as u64;
+                let a = self.cpu.fpu.xmm[self.xmm(i, 0)?] as u64;
                 let b = self.simd_read(i, 1)? as u64;
                 let signaling = matches!(m, M::Comiss | M::Comisd);
                 let (zf, pf, cf) = if matches!(m, M::Comiss | M::Ucomiss) {
@@ -197,7 +197,7 @@ impl Interp {
             }
             _ => {}
         }
-        let dst = self.xmm(i, 0);
+        let dst = self.xmm(i, 0)?;
         let a = self.cpu.fpu.xmm[dst];
         let b = self.simd_read(i, 1)?;
         let (w, packed) = shape(m);

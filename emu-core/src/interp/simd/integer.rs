@@ -4,7 +4,7 @@
 use iced_x86::{Instruction, Mnemonic as M};
 
 use super::lanes::{self, join, map2, pack, shift, sx, unpack, ShiftKind};
-use crate::interp::fault::Result;
+use crate::interp::fault::{Fault, Result};
 use crate::interp::Interp;
 
 pub fn handles(m: M) -> bool {
@@ -159,17 +159,18 @@ fn xmm_count(v: u128) -> u64 {
 
 impl Interp {
     pub(super) fn simd_integer(&mut self, i: &Instruction) -> Result<()> {
-        let dst = self.xmm(i, 0);
+        let dst = self.xmm(i, 0)?;
         let a = self.cpu.fpu.xmm[dst];
         let b = self.simd_read(i, 1)?;
-        self.cpu.fpu.xmm[dst] = lane_op(i.mnemonic(), a, b);
+        self.cpu.fpu.xmm[dst] = lane_op(i.mnemonic(), a, b).ok_or_else(Fault::ud)?;
         Ok(())
     }
 }
 
-/// `op(a, b)` for a mnemonic [`handles`] lists: the 128-bit result (MMX uses its low half).
-pub fn lane_op(m: M, a: u128, b: u128) -> u128 {
-    {
+/// `op(a, b)` for a mnemonic [`handles`] lists: the 128-bit result (MMX uses its low half);
+/// `None` for any other mnemonic.
+pub fn lane_op(m: M, a: u128, b: u128) -> Option<u128> {
+    Some({
         match m {
             M::Pand | M::Andps | M::Andpd => a & b,
             M::Pandn | M::Andnps | M::Andnpd => !a & b,
@@ -237,9 +238,9 @@ pub fn lane_op(m: M, a: u128, b: u128) -> u128 {
             M::Punpckhwd => unpack(8, a, b, true),
             M::Punpckhdq | M::Unpckhps => unpack(4, a, b, true),
             M::Punpckhqdq | M::Unpckhpd => unpack(2, a, b, true),
-            _ => unreachable!("integer::handles lists every mnemonic here"),
+            _ => return None,
         }
-    }
+    })
 }
 
 #[cfg(test)]

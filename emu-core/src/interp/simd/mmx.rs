@@ -12,7 +12,7 @@ use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 use super::lanes::{join, lanes, pack, shift, unpack, ShiftKind};
 use super::softfp::{self, f32_of, f64_of, Env};
 use super::xmm_index;
-use crate::interp::fault::Result;
+use crate::interp::fault::{Fault, Result};
 use crate::interp::Interp;
 
 pub fn mm_index(r: Register) -> Option<usize> {
@@ -89,7 +89,7 @@ impl Interp {
             M::Movq2dq => {
                 let v = self.mmx_read(i, 1)?;
                 self.cpu.fpu.mmx_transition();
-                let d = self.xmm(i, 0);
+                let d = self.xmm(i, 0)?;
                 self.cpu.fpu.xmm[d] = u128::from(v);
                 return Ok(());
             }
@@ -154,7 +154,10 @@ impl Interp {
                 (shift(n, a128, b, kind) & LOW64) as u64
             }
             // The lane-wise operations: the XMM implementation on the low half.
-            _ => (super::integer::lane_op(m, a128, b128) & LOW64) as u64,
+            _ => match super::integer::lane_op(m, a128, b128) {
+                Some(r) => (r & LOW64) as u64,
+                None => return Err(Fault::ud().into()),
+            },
         };
         self.cpu.fpu.mmx_transition();
         self.cpu.fpu.set_mm(d, r);
@@ -165,7 +168,7 @@ impl Interp {
     fn mmx_to_float(&mut self, i: &Instruction) -> Result<()> {
         let src_mm = i.op_kind(1) == OpKind::Register;
         let v = self.mmx_read(i, 1)?;
-        let d = self.xmm(i, 0);
+        let d = self.xmm(i, 0)?;
         let old = self.cpu.fpu.xmm[d];
         let mut env = Env::new(self.cpu.fpu.mxcsr);
         let ints = [v as u32 as i32, (v >> 32) as u32 as i32];
@@ -193,9 +196,11 @@ impl Interp {
     /// CVT(T)PS2PI/CVT(T)PD2PI: two floats to 32-bit integers in an MMX register.
     fn float_to_mmx(&mut self, i: &Instruction) -> Result<()> {
         let m = i.mnemonic();
-        let d = mm_index(i.op_register(0)).expect("an MMX destination");
+        let d = mm_index(i.op_register(0)).ok_or_else(Fault::ud)?;
         let src = match i.op_kind(1) {
-            OpKind::Register => self.cpu.fpu.xmm[xmm_index(i.op_register(1)).expect("XMM")],
+            OpKind::Register => {
+                self.cpu.fpu.xmm[xmm_index(i.op_register(1)).ok_or_else(Fault::ud)?]
+            }
             _ => self.simd_read(i, 1)?,
         };
         let mut env = Env::new(self.cpu.fpu.mxcsr);

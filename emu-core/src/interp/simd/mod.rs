@@ -248,6 +248,10 @@ impl Interp {
     /// The linear address of memory operand `k`, `size` bytes, checked for the segment and,
     /// where the instruction wants it, 16-byte alignment.
     fn simd_linear(&mut self, i: &Instruction, k: u32, size: u32, write: bool) -> Result<u64> {
+        // Operand sizes come from the decoder: 1 to 16 bytes for everything routed here.
+        if !(1..=16).contains(&size) {
+            return Err(Fault::ud().into());
+        }
         let (seg, off) = self.mem_operand(i, k);
         let linear = self.seg_linear(seg, off, size, write)?;
         if size == 16 && !unaligned_ok(i.mnemonic()) && linear & 15 != 0 {
@@ -293,8 +297,9 @@ impl Interp {
         }
     }
 
-    fn xmm(&self, i: &Instruction, k: u32) -> usize {
-        xmm_index(i.op_register(k)).expect("an XMM operand")
+    /// The XMM register of operand `k` (#UD should an encoding ever put something else there).
+    fn xmm(&self, i: &Instruction, k: u32) -> Result<usize> {
+        xmm_index(i.op_register(k)).ok_or_else(|| Fault::ud().into())
     }
 
     /// MOVNTI m32/m64, r: a store with a non-temporal hint.

@@ -63,12 +63,12 @@ impl Interp {
         let dst_is_xmm = i.op_kind(0) == OpKind::Register && xmm_index(i.op_register(0)).is_some();
         match m {
             M::Pextrw => {
-                let v = self.cpu.fpu.xmm[self.xmm(i, 1)];
+                let v = self.cpu.fpu.xmm[self.xmm(i, 1)?];
                 let w = lanes::<8>(v)[(i.immediate8() & 7) as usize];
                 self.write_op(i, 0, w)
             }
             M::Pmovmskb | M::Movmskps | M::Movmskpd => {
-                let v = self.cpu.fpu.xmm[self.xmm(i, 1)];
+                let v = self.cpu.fpu.xmm[self.xmm(i, 1)?];
                 let n = match m {
                     M::Pmovmskb => 16,
                     M::Movmskps => 4,
@@ -79,7 +79,7 @@ impl Interp {
             }
             _ if !dst_is_xmm => {
                 // A store (or a GPR destination): the low bytes of the XMM source.
-                let v = self.cpu.fpu.xmm[self.xmm(i, 1)];
+                let v = self.cpu.fpu.xmm[self.xmm(i, 1)?];
                 let v = match m {
                     M::Movhps | M::Movhpd => v >> 64,
                     _ => v,
@@ -92,7 +92,7 @@ impl Interp {
                 }
             }
             _ => {
-                let d = self.xmm(i, 0);
+                let d = self.xmm(i, 0)?;
                 let old = self.cpu.fpu.xmm[d];
                 let src_is_mem = Self::is_mem(i, 1);
                 let src = self.simd_read(i, 1)?;

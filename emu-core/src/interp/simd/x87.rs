@@ -311,6 +311,9 @@ impl Interp {
     }
 
     fn fpu_read(&mut self, i: &Instruction, size: u32) -> Result<u128> {
+        if !(1..=16).contains(&size) {
+            return Err(Fault::ud().into());
+        }
         let (seg, off) = self.mem_operand(i, 0);
         let linear = self.seg_linear(seg, off, size, false)?;
         let mut b = [0u8; 16];
@@ -320,6 +323,9 @@ impl Interp {
     }
 
     fn fpu_write(&mut self, i: &Instruction, size: u32, v: u128) -> Result<()> {
+        if !(1..=16).contains(&size) {
+            return Err(Fault::ud().into());
+        }
         let (seg, off) = self.mem_operand(i, 0);
         let linear = self.seg_linear(seg, off, size, true)?;
         let priv_ = self.privilege();
@@ -367,6 +373,9 @@ impl Interp {
     /// Checks that a memory destination of `size` bytes can be written, before anything is
     /// computed: a store's page fault comes before its floating-point exceptions.
     fn probe_store(&mut self, i: &Instruction, size: u32) -> Result<()> {
+        if !(1..=16).contains(&size) {
+            return Err(Fault::ud().into());
+        }
         let (seg, off) = self.mem_operand(i, 0);
         let linear = self.seg_linear(seg, off, size, true)?;
         let priv_ = self.privilege();

@@ -412,6 +412,9 @@ impl Interp {
         size: u32,
         integer: bool,
     ) -> Result<(u128, u16)> {
+        if !(1..=16).contains(&size) {
+            return Err(crate::interp::fault::Fault::ud().into());
+        }
         let (seg, off) = self.mem_operand(i, k);
         let linear = self.seg_linear(seg, off, size, false)?;
         let mut b = [0u8; 16];
