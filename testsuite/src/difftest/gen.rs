@@ -530,6 +530,8 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Fscale,
             M::Fprem,
             M::Fprem1,
+            M::Fbld,
+            M::Fbstp,
             M::Fld,
             M::Fstp,
         ],
@@ -1091,6 +1093,13 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     for chunk in data.chunks_mut(8) {
         let v = rng.value().to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
+    }
+    // Half the x87-misc cases get a data page of valid packed-BCD bytes, for FBLD.
+    if class == "x87-misc" && rng.below(2) == 0 {
+        for b in data.iter_mut() {
+            let n = *b % 100;
+            *b = (n / 10) << 4 | (n % 10);
+        }
     }
     let status = rng.next_u64() & 0x8d5; // CF PF AF ZF SF OF
     let df = if class == "string" && rng.below(2) == 0 {

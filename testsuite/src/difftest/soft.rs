@@ -95,6 +95,9 @@ fn depends_on_undefined(
     if let Some(why) = x87_two_nans(i, interp) {
         return Some(why);
     }
+    if let Some(why) = bad_bcd(i, interp) {
+        return Some(why);
+    }
     let read = to_bits(i.rflags_read()) & undef;
     if read != 0 {
         return Some(format!("{i} reads flags {read:#x} left undefined"));
@@ -449,6 +452,20 @@ fn x87_two_nans(i: &Instruction, interp: &mut Interp) -> Option<String> {
         (is_nan80(st(reg(0)?)), is_nan80(st(reg(1)?)))
     };
     (a && b).then(|| format!("{i}: two NaN operands (the part picks which comes back)"))
+}
+
+/// FBLD of a packed BCD value with a digit above 9: undefined.
+fn bad_bcd(i: &Instruction, interp: &mut Interp) -> Option<String> {
+    if i.mnemonic() != iced_x86::Mnemonic::Fbld {
+        return None;
+    }
+    let (seg, off) = interp.mem_operand(i, 0);
+    let linear = interp.seg_linear(seg, off, 10, false).ok()?;
+    let mut buf = [0u8; 10];
+    let priv_ = interp.privilege();
+    interp.read_linear(linear, &mut buf, priv_).ok()?;
+    let bad = buf[..9].iter().any(|b| b & 0xf > 9 || b >> 4 > 9);
+    bad.then(|| format!("{i}: a BCD digit above 9"))
 }
 
 /// The model the harness runs: `max` plus the FPU, MMX and SSE3, which no public model

@@ -73,6 +73,8 @@ pub fn handles(m: M) -> bool {
                 | M::Fscale
                 | M::Fprem
                 | M::Fprem1
+                | M::Fbld
+                | M::Fbstp
                 | M::Fchs
                 | M::Fabs
                 | M::Ftst
@@ -536,6 +538,8 @@ impl Interp {
                 self.fpu_compare_with(Some(src), 0, false, pops, false)
             }
             M::Fxtract => self.fxtract(),
+            M::Fbld => self.fbld(i),
+            M::Fbstp => self.fbstp(i),
             M::Fprem | M::Fprem1 => self.fprem(m == M::Fprem1),
             M::Fscale => self.fscale(),
             M::Fst | M::Fstp => {
@@ -920,6 +924,85 @@ impl Interp {
             }
         }
         Some(r.value.to_bits())
+    }
+
+    /// FBLD: an 18-digit packed BCD integer (digits low first, the sign in bit 79) pushed as
+    /// an exact value. Digits above 9 are undefined by the manual; they count with their
+    /// nibble value here.
+    fn fbld(&mut self, i: &Instruction) -> Result<()> {
+        let raw = self.fpu_read(i, 10)?;
+        let magnitude = (0..18)
+            .rev()
+            .fold(0i128, |acc, k| acc * 10 + ((raw >> (4 * k)) & 0xf) as i128);
+        let v = if (raw >> 79) & 1 == 1 {
+            -magnitude
+        } else {
+            magnitude
+        };
+        let mut bits = bits80(Ext::from_i128(v).value);
+        if v == 0 && (raw >> 79) & 1 == 1 {
+            bits |= 1 << 79; // -0
+        }
+        let overflow = self.cpu.fpu.ftw & (1 << ((self.cpu.fpu.top() + 7) & 7)) != 0;
+        if overflow {
+            self.cpu.fpu.fsw |= sw::C1;
+            if self.fpu_raise(sw::IE | sw::SF) {
+                let top = (self.cpu.fpu.top() + 7) & 7;
+                self.set_top(top);
+                self.st_set(0, INDEFINITE);
+            }
+            return Ok(());
+        }
+        self.fpush(bits);
+        Ok(())
+    }
+
+    /// FBSTP: ST0 rounded to an integer (RC) and stored as 18-digit packed BCD, then popped;
+    /// a NaN, an infinity or a magnitude of 10^18 or more is invalid (masked: the BCD
+    /// indefinite).
+    fn fbstp(&mut self, i: &Instruction) -> Result<()> {
+        const BCD_INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
+        self.probe_store(i, 10)?;
+        let Some(v) = self.operand_st(0) else {
+            if self.cpu.fpu.fsw & sw::ES == 0 {
+                self.fpu_write(i, 10, BCD_INDEFINITE)?;
+                self.fpop();
+            }
+            return Ok(());
+        };
+        let x = ext(v);
+        let mut exact = false;
+        let r = x.to_i128_r(64, self.fpu_round(), &mut exact);
+        let limit = 1_000_000_000_000_000_000i128;
+        let out = if unsupported(v)
+            || x.is_nan()
+            || x.is_infinite()
+            || r.status.contains(Status::INVALID_OP)
+            || r.value.abs() >= limit
+        {
+            if !self.fpu_raise(sw::IE) {
+                return Ok(());
+            }
+            BCD_INDEFINITE
+        } else {
+            if r.status.contains(Status::INEXACT) {
+                self.fpu_raise(sw::PE);
+                let back = Ext::from_i128(r.value).value;
+                if back.abs() > x.abs() {
+                    self.cpu.fpu.fsw |= sw::C1;
+                }
+            }
+            let mut n = r.value.unsigned_abs();
+            let mut bcd = 0u128;
+            for k in 0..18 {
+                bcd |= (n % 10) << (4 * k);
+                n /= 10;
+            }
+            bcd | u128::from(x.is_negative()) << 79
+        };
+        self.fpu_write(i, 10, out)?;
+        self.fpop();
+        Ok(())
     }
 
     /// FXTRACT: ST0 becomes its exponent (as a value) and its significand is pushed.
