@@ -537,6 +537,19 @@ pub const CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "x87-trans",
+        &[
+            M::F2xm1,
+            M::Fyl2x,
+            M::Fyl2xp1,
+            M::Fptan,
+            M::Fpatan,
+            M::Fsin,
+            M::Fcos,
+            M::Fsincos,
+        ],
+    ),
+    (
         "sse3",
         &[
             M::Addsubps,
@@ -688,7 +701,7 @@ fn random_ext(rng: &mut Rng) -> [u8; 10] {
 
 /// An x87 state for a case: some registers in use from TOP down, any rounding and
 /// precision control, exceptions mostly masked, random condition codes.
-fn random_fpu(rng: &mut Rng, all_masked: bool) -> super::case::FpuInit {
+fn random_fpu(rng: &mut Rng, all_masked: bool, trans: bool) -> super::case::FpuInit {
     let top = rng.below(8) as u16;
     let used = rng.below(9) as usize;
     let mut ftw = 0u8;
@@ -710,8 +723,48 @@ fn random_fpu(rng: &mut Rng, all_masked: bool) -> super::case::FpuInit {
         fcw: fcw & !0x1000 | 0x0040,
         fsw,
         ftw,
-        st: std::array::from_fn(|_| random_ext(rng)),
+        st: std::array::from_fn(|_| {
+            if trans {
+                random_trans_ext(rng)
+            } else {
+                random_ext(rng)
+            }
+        }),
     }
+}
+
+/// An operand for the transcendental instructions: the special values, values inside
+/// F2XM1's and FYL2XP1's domains down to the tiny, large ones up past the trigonometric
+/// range (2^63), values near multiples of π/2 (where reduction matters) and near 1 (where
+/// logarithms cancel).
+fn random_trans_ext(rng: &mut Rng) -> [u8; 10] {
+    let sign = (rng.below(2) as u128) << 79;
+    let sig = u128::from(rng.next_u64() | 1 << 63);
+    let with_exp = |e: u128, sig: u128| sign | e << 64 | sig;
+    let v = match rng.below(10) {
+        0..=2 => return random_ext(rng),
+        3..=5 => with_exp(0x3ffe - rng.below(66) as u128, sig),
+        6 => with_exp(1 + rng.below(0x3fff) as u128, sig),
+        7 => with_exp(0x3fff + rng.below(70) as u128, sig),
+        8 => {
+            let k = 1 + rng.below(2000);
+            let x = k as f64 * std::f64::consts::FRAC_PI_2;
+            let b = x.to_bits();
+            let e = ((b >> 52) & 0x7ff) as u128 - 1023 + 0x3fff;
+            let s = u128::from((b << 11) | 1 << 63) ^ u128::from(rng.below(1 << 16));
+            with_exp(e, s)
+        }
+        _ => {
+            // 1 ± a few ulps or a small amount.
+            let d = u128::from(rng.below(1 << 20));
+            if rng.below(2) == 0 {
+                with_exp(0x3fff, 1 << 63 | d)
+            } else {
+                with_exp(0x3ffe, u128::from(u64::MAX) - d)
+            }
+        }
+    };
+    v.to_le_bytes()[..10].try_into().unwrap()
 }
 
 fn random_mm(rng: &mut Rng) -> Register {
@@ -1031,7 +1084,13 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     if class != "string" && codes.is_empty() {
         return None;
     }
-    let n = 1 + rng.below(max_len as u64) as usize;
+    // A transcendental result is compared to within an ulp (parts differ in the last bit),
+    // so its case holds that one instruction: nothing downstream amplifies the difference.
+    let n = if class == "x87-trans" {
+        1
+    } else {
+        1 + rng.below(max_len as u64) as usize
+    };
     let mut code = Vec::new();
     for _ in 0..n {
         let bytes = if class == "string" {
@@ -1127,8 +1186,15 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
         mxcsr,
         mm: std::array::from_fn(|_| rng.value()),
         // Arithmetic cases keep exceptions masked: unmasked ones (the biased results, #MF) are
-        // exercised by the x87 class on exact operations.
-        fpu: (class.starts_with("x87") || class == "sse3").then(|| random_fpu(rng, class != "x87")),
+        // exercised by the x87 class on exact operations and by the transcendental class
+        // (one instruction per case, so the pending #MF does not end it early).
+        fpu: (class.starts_with("x87") || class == "sse3").then(|| {
+            random_fpu(
+                rng,
+                !matches!(class, "x87" | "x87-trans"),
+                class == "x87-trans",
+            )
+        }),
     })
 }
 

@@ -98,6 +98,9 @@ fn depends_on_undefined(
     if let Some(why) = bad_bcd(i, interp) {
         return Some(why);
     }
+    if let Some(why) = trans_out_of_domain(i, interp) {
+        return Some(why);
+    }
     let read = to_bits(i.rflags_read()) & undef;
     if read != 0 {
         return Some(format!("{i} reads flags {read:#x} left undefined"));
@@ -417,6 +420,9 @@ fn x87_two_nans(i: &Instruction, interp: &mut Interp) -> Option<String> {
             | M::Fdivp
             | M::Fdivr
             | M::Fdivrp
+            | M::Fyl2x
+            | M::Fyl2xp1
+            | M::Fpatan
     );
     if !arith {
         return None;
@@ -452,6 +458,31 @@ fn x87_two_nans(i: &Instruction, interp: &mut Interp) -> Option<String> {
         (is_nan80(st(reg(0)?)), is_nan80(st(reg(1)?)))
     };
     (a && b).then(|| format!("{i}: two NaN operands (the part picks which comes back)"))
+}
+
+/// F2XM1 outside −1…+1 and FYL2XP1 outside ±(1 − √2/2): the result is undefined (the
+/// manual says so; parts compute different things there).
+fn trans_out_of_domain(i: &Instruction, interp: &Interp) -> Option<String> {
+    use iced_x86::Mnemonic as M;
+    let f = &interp.cpu.fpu;
+    let top = f.top();
+    if f.ftw & (1 << top) == 0 {
+        return None; // a stack underflow, defined
+    }
+    let mut b = [0u8; 16];
+    b[..10].copy_from_slice(&f.st[top]);
+    let v = u128::from_le_bytes(b);
+    let exp = (v >> 64) & 0x7fff;
+    let sig = v as u64;
+    let nan = exp == 0x7fff && sig << 1 != 0;
+    let out = match i.mnemonic() {
+        // |x| > 1 (infinities are defined: +inf and −1).
+        M::F2xm1 => exp != 0x7fff && (exp > 0x3fff || (exp == 0x3fff && sig != 1 << 63)),
+        // |x| > 1 − √2/2 = 0.29289321881345247559… (0x3ffd 95f6_1998_0c43_36f7…).
+        M::Fyl2xp1 => !nan && (exp > 0x3ffd || (exp == 0x3ffd && sig > 0x95f6_1998_0c43_36f7)),
+        _ => false,
+    };
+    out.then(|| format!("{i}: an operand outside the instruction's domain"))
 }
 
 /// FBLD of a packed BCD value with a digit above 9: undefined.

@@ -15,8 +15,10 @@ mod mmx;
 mod moves;
 pub mod softfp;
 pub mod state;
+mod wide;
 pub mod x87;
 mod x87_arith;
+mod x87_trans;
 pub mod xsave;
 
 use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};

@@ -41,6 +41,7 @@ pub(super) const INDEFINITE: u128 = 0xffff_c000_0000_0000_0000;
 
 pub fn handles(m: M) -> bool {
     super::x87_arith::handles(m)
+        || super::x87_trans::handles(m)
         || matches!(
             m,
             M::Fninit
@@ -280,14 +281,14 @@ impl Interp {
     }
 
     /// A stack underflow (reading an empty register): IE and SF with C1 = 0.
-    fn underflow(&mut self) -> bool {
+    pub(super) fn underflow(&mut self) -> bool {
         self.cpu.fpu.fsw &= !sw::C1;
         self.fpu_raise(sw::IE | sw::SF)
     }
 
     /// Pushes `v` (a push onto a valid register is a stack overflow: IE, SF, C1 = 1; masked,
     /// the indefinite is pushed).
-    fn fpush(&mut self, v: u128) {
+    pub(super) fn fpush(&mut self, v: u128) {
         let new_top = (self.cpu.fpu.top() + 7) & 7;
         if self.cpu.fpu.ftw & (1 << new_top) != 0 {
             self.cpu.fpu.fsw |= sw::C1;
@@ -299,6 +300,14 @@ impl Interp {
             return;
         }
         self.set_top(new_top);
+        self.st_set(0, v);
+    }
+
+    /// Pushes `v` whatever the register below TOP holds (a stack fault's masked response,
+    /// already accounted for).
+    pub(super) fn fpush_unchecked(&mut self, v: u128) {
+        let top = (self.cpu.fpu.top() + 7) & 7;
+        self.set_top(top);
         self.st_set(0, v);
     }
 
@@ -452,6 +461,9 @@ impl Interp {
                 }
                 if super::x87_arith::handles(m) {
                     return self.x87_arith(i);
+                }
+                if super::x87_trans::handles(m) {
+                    return self.x87_trans(m);
                 }
                 self.x87_data(i)
             }

@@ -147,7 +147,11 @@ impl Interp {
     /// FCW says; sets PE/OE/UE and C1. `overflowed` says whether the exact result reaches
     /// 2^16384 (apfloat cannot tell that from a value just below it under directed
     /// rounding). `None` if an unmasked exception suppresses the result.
-    fn x87_round(&mut self, f: impl Fn(Round) -> StatusAnd<Ext>, overflowed: bool) -> Option<u128> {
+    pub(super) fn x87_round(
+        &mut self,
+        f: impl Fn(Round) -> StatusAnd<Ext>,
+        overflowed: bool,
+    ) -> Option<u128> {
         let rc = self.rc();
         let bits = self.pc_bits();
         let tz = f(Round::TowardZero);
