@@ -2,8 +2,8 @@
 //!
 //! A model fixes the identity CPUID reports (vendor, family/model/stepping, brand) and which
 //! features exist. A model never advertises more than the interpreter implements: each model's
-//! feature bits are its real CPU's bits intersected with [`IMPLEMENTED`], so `-cpu pentium` has
-//! no FPU bit until the x87 unit exists. A feature a model lacks is also absent in behaviour:
+//! feature bits are its real CPU's bits intersected with [`IMPLEMENTED`], so a model whose real
+//! part has SSSE3 shows none until the interpreter has it. A feature a model lacks is also absent in behaviour:
 //! its instructions raise #UD and its control bits (CR4, EFER) raise #GP, as on the real part,
 //! so software that probes by trying sees the same CPU that CPUID describes.
 
@@ -93,7 +93,9 @@ const P6_EDX1: u32 = edx1::FPU
 
 /// Everything the interpreter implements; no model advertises a bit outside this set.
 pub const IMPLEMENTED: Features = Features {
-    edx1: edx1::PSE
+    edx1: edx1::FPU
+        | edx1::MMX
+        | edx1::PSE
         | edx1::TSC
         | edx1::MSR
         | edx1::PAE
@@ -107,7 +109,7 @@ pub const IMPLEMENTED: Features = Features {
         | edx1::FXSR
         | edx1::SSE
         | edx1::SSE2,
-    ecx1: ecx1::CX16 | ecx1::MOVBE | ecx1::POPCNT | ecx1::XSAVE | ecx1::HYPERVISOR,
+    ecx1: ecx1::SSE3 | ecx1::CX16 | ecx1::MOVBE | ecx1::POPCNT | ecx1::XSAVE | ecx1::HYPERVISOR,
     edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
     ecx81: ecx81::LAHF_LM | ecx81::LZCNT,
     ebx7: ebx7::BMI1 | ebx7::BMI2 | ebx7::ADX,
@@ -189,18 +191,18 @@ pub static MAX: CpuModel = CpuModel {
     features: IMPLEMENTED,
 };
 
-/// QEMU's default model, as far as it is implemented (no x87 FPU yet).
+/// QEMU's default model.
 pub static QEMU64: CpuModel = CpuModel {
     name: "qemu64",
-    description: "QEMU's default 64-bit model (AMD identity), minus the x87 FPU not yet built",
+    description: "QEMU's default 64-bit model (AMD identity): x87, MMX, SSE to SSE3, long mode",
     vendor: b"AuthenticAMD",
     signature: 0x0006_0fb1,
     max_leaf: 0xd,
     max_ext_leaf: 0x8000_000a,
     brand: "QEMU Virtual CPU version 2.5+",
     features: IMPLEMENTED.and(Features {
-        edx1: P6_EDX1 | edx1::FXSR | edx1::SSE | edx1::SSE2,
-        ecx1: ecx1::CX16 | ecx1::HYPERVISOR,
+        edx1: P6_EDX1 | edx1::MMX | edx1::FXSR | edx1::SSE | edx1::SSE2,
+        ecx1: ecx1::SSE3 | ecx1::CX16 | ecx1::HYPERVISOR,
         edx81: edx81::SYSCALL | edx81::NX | edx81::LM,
         ecx81: ecx81::LAHF_LM,
         ebx7: 0,
@@ -217,7 +219,7 @@ pub static PENTIUM3: CpuModel = CpuModel {
     max_ext_leaf: 0,
     brand: "",
     features: IMPLEMENTED.and(Features {
-        edx1: P6_EDX1 | edx1::FXSR | edx1::SSE,
+        edx1: P6_EDX1 | edx1::MMX | edx1::FXSR | edx1::SSE,
         ecx1: ecx1::HYPERVISOR,
         edx81: 0,
         ecx81: 0,
@@ -263,6 +265,7 @@ pub static I486: CpuModel = CpuModel {
 
 /// QEMU's names for the feature bits Ferrite implements, with where each bit lives.
 pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
+    ("fpu", Leaf::Edx1, edx1::FPU),
     ("pse", Leaf::Edx1, edx1::PSE),
     ("tsc", Leaf::Edx1, edx1::TSC),
     ("msr", Leaf::Edx1, edx1::MSR),
@@ -274,9 +277,12 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("cmov", Leaf::Edx1, edx1::CMOV),
     ("pat", Leaf::Edx1, edx1::PAT),
     ("pse36", Leaf::Edx1, edx1::PSE36),
+    ("mmx", Leaf::Edx1, edx1::MMX),
     ("fxsr", Leaf::Edx1, edx1::FXSR),
     ("sse", Leaf::Edx1, edx1::SSE),
     ("sse2", Leaf::Edx1, edx1::SSE2),
+    ("pni", Leaf::Ecx1, ecx1::SSE3),
+    ("sse3", Leaf::Ecx1, ecx1::SSE3),
     ("cx16", Leaf::Ecx1, ecx1::CX16),
     ("movbe", Leaf::Ecx1, ecx1::MOVBE),
     ("popcnt", Leaf::Ecx1, ecx1::POPCNT),

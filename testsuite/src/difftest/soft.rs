@@ -211,7 +211,7 @@ impl SoftRunner {
         }
         let mut interp = Interp::new(cpu, mem);
         // Every unit the interpreter has, advertised or not, gets the random bytes.
-        interp.model = mmx_model();
+        interp.model = &emu_core::cpu_model::MAX;
         for _ in 0..max_steps {
             match interp.execute_one() {
                 Ok(()) => {}
@@ -317,7 +317,7 @@ impl SoftRunner {
             .expect("data page");
         let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
         let mut interp = Interp::new(self.cpu_for(case), mem);
-        interp.model = mmx_model();
+        interp.model = &emu_core::cpu_model::MAX;
         let mut executed = Vec::new();
         let (mut undef, mut undefined) = (0u64, None);
         let exception = loop {
@@ -497,21 +497,6 @@ fn bad_bcd(i: &Instruction, interp: &mut Interp) -> Option<String> {
     interp.read_linear(linear, &mut buf, priv_).ok()?;
     let bad = buf[..9].iter().any(|b| b & 0xf > 9 || b >> 4 > 9);
     bad.then(|| format!("{i}: a BCD digit above 9"))
-}
-
-/// The model the harness runs: `max` plus the FPU, MMX and SSE3, which no public model
-/// advertises until the x87 unit is complete.
-fn mmx_model() -> &'static emu_core::CpuModel {
-    use emu_core::cpu_model::{edx1, Features, MAX};
-    static MODEL: std::sync::OnceLock<emu_core::CpuModel> = std::sync::OnceLock::new();
-    MODEL.get_or_init(|| emu_core::CpuModel {
-        features: Features {
-            edx1: MAX.features.edx1 | edx1::MMX | edx1::FPU,
-            ecx1: MAX.features.ecx1 | emu_core::cpu_model::ecx1::SSE3,
-            ..MAX.features
-        },
-        ..MAX
-    })
 }
 
 /// Which bits of RFLAGS are compared: the arithmetic flags and DF.

@@ -2,10 +2,9 @@
 //! (CR0.EM, CR4.OSFXSR, CR0.TS, the model's CPUID bits), operand access with the 16-byte
 //! alignment rule, and the instructions — data movement, shuffles, the bitwise operations
 //! and SSE2's packed integer arithmetic (`integer`, `moves`), floating point on a software
-//! float independent of the host (`float`, `softfp`), MXCSR and FXSAVE/FXRSTOR (`fxsave`).
-//! MMX, RCPPS/RSQRTPS and the x87 unit come later; until the x87 exists no model advertises
-//! FPU/SSE (Linux requires both), so guests see none of this yet; the differential harness
-//! runs it with a model that has the SSE bits.
+//! float independent of the host (`float`, `softfp`), MXCSR and FXSAVE/FXRSTOR (`fxsave`),
+//! XSAVE (`xsave`), MMX (`mmx`), and the x87 unit (`x87`, `x87_arith`, `x87_trans`, with the
+//! 128-bit working float `wide`).
 
 mod float;
 mod fxsave;

@@ -1,9 +1,9 @@
-//! The x87 unit, first part: the register stack (TOP, tags, stack faults), control and status
-//! words, the environment and save images, and every instruction whose result needs no
-//! arithmetic rounding beyond conversions — loads and stores of all formats, integer loads and
-//! stores, constants 0 and 1, exchanges, sign changes, comparisons, classification, FCMOVcc.
-//! Arithmetic (FADD…FDIV, FSQRT, FPREM, FSCALE, FRNDINT) and the transcendental instructions
-//! come next; until then no model advertises the FPU.
+//! The x87 unit: the register stack (TOP, tags, stack faults), control and status words, the
+//! environment and save images, and every instruction whose result needs no arithmetic
+//! rounding beyond conversions — loads and stores of all formats, integer and BCD loads and
+//! stores, the constants, exchanges, sign changes, comparisons, classification, FCMOVcc,
+//! FXTRACT, FPREM, FSCALE. Arithmetic lives in `x87_arith`, the transcendental instructions
+//! in `x87_trans`.
 //!
 //! Values are rustc_apfloat's X87DoubleExtended, so nothing depends on the host's FPU.
 //! Exceptions: a masked one sets its FSW flag and the instruction delivers the masked response
