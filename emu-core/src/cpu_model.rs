@@ -47,6 +47,7 @@ pub mod edx1 {
 /// Leaf 1 ECX bits.
 pub mod ecx1 {
     pub const SSE3: u32 = 1 << 0;
+    pub const SSSE3: u32 = 1 << 9;
     pub const CX16: u32 = 1 << 13;
     pub const XSAVE: u32 = 1 << 26;
     /// Not a model property: CPUID reports CR4.OSXSAVE here.
@@ -109,7 +110,13 @@ pub const IMPLEMENTED: Features = Features {
         | edx1::FXSR
         | edx1::SSE
         | edx1::SSE2,
-    ecx1: ecx1::SSE3 | ecx1::CX16 | ecx1::MOVBE | ecx1::POPCNT | ecx1::XSAVE | ecx1::HYPERVISOR,
+    ecx1: ecx1::SSE3
+        | ecx1::SSSE3
+        | ecx1::CX16
+        | ecx1::MOVBE
+        | ecx1::POPCNT
+        | ecx1::XSAVE
+        | ecx1::HYPERVISOR,
     edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
     ecx81: ecx81::LAHF_LM | ecx81::LZCNT,
     ebx7: ebx7::BMI1 | ebx7::BMI2 | ebx7::ADX,
@@ -283,6 +290,7 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("sse2", Leaf::Edx1, edx1::SSE2),
     ("pni", Leaf::Ecx1, ecx1::SSE3),
     ("sse3", Leaf::Ecx1, ecx1::SSE3),
+    ("ssse3", Leaf::Ecx1, ecx1::SSSE3),
     ("cx16", Leaf::Ecx1, ecx1::CX16),
     ("movbe", Leaf::Ecx1, ecx1::MOVBE),
     ("popcnt", Leaf::Ecx1, ecx1::POPCNT),

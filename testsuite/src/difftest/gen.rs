@@ -537,6 +537,29 @@ pub const CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "ssse3",
+        &[
+            M::Pshufb,
+            M::Phaddw,
+            M::Phaddd,
+            M::Phaddsw,
+            M::Phsubw,
+            M::Phsubd,
+            M::Phsubsw,
+            M::Pmaddubsw,
+            M::Pmulhrsw,
+            M::Psignb,
+            M::Psignw,
+            M::Psignd,
+            M::Pabsb,
+            M::Pabsw,
+            M::Pabsd,
+            M::Palignr,
+            M::Movdqa,
+            M::Movq,
+        ],
+    ),
+    (
         "x87-trans",
         &[
             M::F2xm1,
@@ -961,9 +984,12 @@ fn simd_ok(c: Code) -> bool {
     });
     !simd
         || c.op_code().encoding() == iced_x86::EncodingKind::Legacy
-            && features
-                .iter()
-                .all(|f| matches!(f, F::FPU | F::CMOV | F::MMX | F::SSE | F::SSE2 | F::SSE3))
+            && features.iter().all(|f| {
+                matches!(
+                    f,
+                    F::FPU | F::CMOV | F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3
+                )
+            })
 }
 
 /// The encodings of `mnemonics` valid in `bits`-bit code with operands the generator fills.

@@ -22,6 +22,7 @@ pub fn mm_index(r: Register) -> Option<usize> {
 /// Whether `i` (already known to have an MMX operand) is implemented here.
 pub fn handles(m: M) -> bool {
     super::integer::handles(m) && !is_xmm_only(m)
+        || super::ssse3::handles(m)
         || matches!(
             m,
             M::Movd
@@ -152,6 +153,13 @@ impl Interp {
                     _ => (4, ShiftKind::Arith),
                 };
                 (shift(n, a128, b, kind) & LOW64) as u64
+            }
+            _ if super::ssse3::handles(m) => {
+                let imm = if i.op_count() > 2 { i.immediate8() } else { 0 };
+                match super::ssse3::op(m, a128, b128, imm, 8) {
+                    Some(r) => (r & LOW64) as u64,
+                    None => return Err(Fault::ud().into()),
+                }
             }
             // The lane-wise operations: the XMM implementation on the low half.
             _ => match super::integer::lane_op(m, a128, b128) {

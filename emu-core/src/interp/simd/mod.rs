@@ -13,6 +13,7 @@ pub mod lanes;
 mod mmx;
 mod moves;
 pub mod softfp;
+mod ssse3;
 pub mod state;
 mod wide;
 pub mod x87;
@@ -59,9 +60,9 @@ enum Class {
     /// XSAVE and its kin, XGETBV/XSETBV: the XSAVE bit and CR4.OSXSAVE (checked there).
     Xsave,
     /// An instruction with an MMX register operand; `feature` is the CPUID bit that brought
-    /// it (MMX, or SSE/SSE2 for their additions); `sse` for the SSE conversions, which also
-    /// need CR4.OSFXSR.
-    Mmx { feature: u32, sse: bool },
+    /// it (MMX, or SSE/SSE2/SSSE3 for their additions); `sse` for the SSE conversions, which
+    /// also need CR4.OSFXSR.
+    Mmx { feature: Feature, sse: bool },
     /// An x87 instruction (and WAIT).
     X87,
 }
@@ -86,14 +87,16 @@ fn class(i: &Instruction) -> Option<Class> {
             return None;
         }
         let features = i.cpuid_features();
-        let feature = if features.contains(&F::SSE2) {
-            edx1::SSE2
+        let feature = if features.contains(&F::SSSE3) {
+            Feature::Ecx1(crate::cpu_model::ecx1::SSSE3)
+        } else if features.contains(&F::SSE2) {
+            Feature::Edx1(edx1::SSE2)
         } else if features.contains(&F::SSE) {
-            edx1::SSE
+            Feature::Edx1(edx1::SSE)
         } else if features.iter().all(|f| *f == F::MMX) {
-            edx1::MMX
+            Feature::Edx1(edx1::MMX)
         } else {
-            return None; // SSSE3's MMX forms and later
+            return None;
         };
         let sse = matches!(
             m,
@@ -110,8 +113,11 @@ fn class(i: &Instruction) -> Option<Class> {
     if xsave::handles(m) {
         return Some(Class::Xsave);
     }
-    let implemented =
-        integer::handles(m) || moves::handles(m) || float::handles(m) || fxsave::handles_mxcsr(m);
+    let implemented = integer::handles(m)
+        || moves::handles(m)
+        || float::handles(m)
+        || ssse3::handles(m)
+        || fxsave::handles_mxcsr(m);
     // MOVSD and CMPSD are string instructions too: only forms with XMM operands are SSE.
     let string_form = matches!(m, M::Movsd | M::Cmpsd)
         && !(0..i.op_count())
@@ -125,11 +131,13 @@ fn class(i: &Instruction) -> Option<Class> {
     let features = i.cpuid_features();
     if features
         .iter()
-        .any(|f| !matches!(f, F::SSE | F::SSE2 | F::SSE3))
+        .any(|f| !matches!(f, F::SSE | F::SSE2 | F::SSE3 | F::SSSE3))
     {
         return None;
     }
-    let feature = if features.contains(&F::SSE3) {
+    let feature = if features.contains(&F::SSSE3) {
+        Feature::Ecx1(crate::cpu_model::ecx1::SSSE3)
+    } else if features.contains(&F::SSE3) {
         Feature::Ecx1(crate::cpu_model::ecx1::SSE3)
     } else if features.contains(&F::SSE2) {
         Feature::Edx1(edx1::SSE2)
@@ -167,6 +175,8 @@ impl Interp {
                     self.simd_move(i)
                 } else if float::handles(i.mnemonic()) {
                     self.simd_float(i)
+                } else if ssse3::handles(i.mnemonic()) {
+                    self.simd_ssse3(i)
                 } else {
                     self.simd_integer(i)
                 }
@@ -199,7 +209,11 @@ impl Interp {
                 }
             }
             Class::Mmx { feature, sse } => {
-                if !m.has_edx1(feature) || cr0 & CR0_EM != 0 || (sse && cr4 & CR4_OSFXSR == 0) {
+                let has = match feature {
+                    Feature::Edx1(b) => m.has_edx1(b),
+                    Feature::Ecx1(b) => m.has_ecx1(b),
+                };
+                if !has || cr0 & CR0_EM != 0 || (sse && cr4 & CR4_OSFXSR == 0) {
                     return Err(Fault::ud().into());
                 }
                 if cr0 & CR0_TS != 0 {
