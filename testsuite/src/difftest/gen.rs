@@ -486,6 +486,10 @@ pub const CLASSES: &[(&str, &[M])] = &[
             M::Fcmovne,
             M::Fcmovnbe,
             M::Fcmovnu,
+            M::Fnstenv,
+            M::Fldenv,
+            M::Fnsave,
+            M::Frstor,
         ],
     ),
     (

@@ -215,6 +215,11 @@ impl HostOracle {
         fp.cwd = 0x037f;
         fp.swd = 0;
         fp.ftw = 0;
+        // The last-instruction pointers start at zero, as on the interpreter's side (FNSTENV
+        // stores them).
+        fp.fop = 0;
+        fp.rip = 0;
+        fp.rdp = 0;
         for (k, v) in case.mm.iter().enumerate() {
             fp.st_space[4 * k] = *v as u32;
             fp.st_space[4 * k + 1] = (*v >> 32) as u32;

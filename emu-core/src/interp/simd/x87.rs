@@ -14,7 +14,7 @@ use iced_x86::{Instruction, Mnemonic as M, OpKind, Register};
 use rustc_apfloat::ieee::{Double, Single, X87DoubleExtended as Ext};
 use rustc_apfloat::{Float, FloatConvert, Round, Status};
 
-use crate::interp::cpu::flags;
+use crate::interp::cpu::{flags, sreg, Mode};
 use crate::interp::fault::{vector, Fault, Result};
 use crate::interp::Interp;
 
@@ -104,6 +104,11 @@ pub fn handles(m: M) -> bool {
                 | M::Fnsave
                 | M::Frstor
         )
+}
+
+/// The control instructions, which leave the last-instruction pointers alone.
+fn is_control(m: M) -> bool {
+    non_waiting(m) || matches!(m, M::Wait | M::Fldcw | M::Fldenv | M::Frstor)
 }
 
 /// The control instructions that do not wait for pending exceptions.
@@ -377,8 +382,43 @@ impl Interp {
         let r = self.x87_inner(i);
         if r.is_err() {
             self.cpu.fpu = saved;
+        } else if !is_control(m) {
+            self.note_pointers(i);
         }
         r
+    }
+
+    /// Records the last non-control instruction for FNSTENV/FNSAVE/FXSAVE: its address (CS
+    /// and offset), its opcode (the escape byte's low three bits and the ModR/M byte) and, if
+    /// it has one, its memory operand (segment and offset; instructions without one leave the
+    /// data pointer alone, as the parts do).
+    fn note_pointers(&mut self, i: &Instruction) {
+        let cs = self.cpu.seg[sreg::CS];
+        let mut bytes = [0u8; 15];
+        let len = i.len().min(15);
+        let priv_ = self.privilege();
+        let linear = cs.base.wrapping_add(i.ip());
+        let fop = match self.read_linear(linear, &mut bytes[..len], priv_) {
+            // The escape byte (D8–DF) follows the prefixes, none of which look like one.
+            Ok(()) => bytes[..len]
+                .iter()
+                .position(|b| (0xd8..=0xdf).contains(b))
+                .and_then(|k| {
+                    let modrm = *bytes[..len].get(k + 1)?;
+                    Some(u16::from(bytes[k] & 7) << 8 | u16::from(modrm))
+                })
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        let f = &mut self.cpu.fpu;
+        f.fop = fop;
+        f.fip = i.ip();
+        f.fcs = cs.selector;
+        if let Some(k) = (0..i.op_count()).find(|&k| Self::is_mem(i, k)) {
+            let (seg, off) = self.mem_operand(i, k);
+            self.cpu.fpu.fdp = off;
+            self.cpu.fpu.fds = self.cpu.seg[seg].selector;
+        }
     }
 
     /// Checks that a memory destination of `size` bytes can be written, before anything is
@@ -1278,7 +1318,8 @@ impl Interp {
         })
     }
 
-    /// FNSTENV/FNSAVE, protected-mode layout (14 bytes with a 16-bit operand size, else 28);
+    /// FNSTENV/FNSAVE (14 bytes with a 16-bit operand size, else 28; the protected-mode or
+    /// the real-mode layout);
     /// FNSAVE adds ST0–ST7 and then initializes the unit; FNSTENV masks all exceptions.
     fn fpu_store_env(&mut self, i: &Instruction, save: bool) -> Result<()> {
         let small = i.code().op_code().operand_size() == 16;
@@ -1307,14 +1348,31 @@ impl Interp {
             u64::from(tw) | if small { 0 } else { 0xffff_0000 },
             small,
         );
-        word(&mut img, f.fip, small);
-        word(&mut img, u64::from(f.fcs) | u64::from(f.fop) << 16, small);
-        word(&mut img, f.fdp, small);
-        word(
-            &mut img,
-            u64::from(f.fds) | if small { 0 } else { 0xffff_0000 },
-            small,
-        );
+        if matches!(self.cpu.mode(), Mode::Real | Mode::Virtual8086) {
+            // Real-mode layout: linear instruction and data addresses, the opcode beside the
+            // instruction address's high bits (SDM Vol. 1, figures 8-10 and 8-12).
+            let ip = (u64::from(f.fcs) << 4).wrapping_add(f.fip) & 0xffff_ffff;
+            let dp = (u64::from(f.fds) << 4).wrapping_add(f.fdp) & 0xffff_ffff;
+            let (hi_ip, hi_dp) = if small {
+                ((ip >> 16) & 0xf, (dp >> 16) & 0xf)
+            } else {
+                (ip >> 16, dp >> 16)
+            };
+            let reserved = if small { 0 } else { 0xffff_0000 };
+            word(&mut img, ip & 0xffff | reserved, small);
+            word(&mut img, hi_ip << 12 | u64::from(f.fop & 0x7ff), small);
+            word(&mut img, dp & 0xffff | reserved, small);
+            word(&mut img, hi_dp << 12, small);
+        } else {
+            word(&mut img, f.fip, small);
+            word(&mut img, u64::from(f.fcs) | u64::from(f.fop) << 16, small);
+            word(&mut img, f.fdp, small);
+            word(
+                &mut img,
+                u64::from(f.fds) | if small { 0 } else { 0xffff_0000 },
+                small,
+            );
+        }
         if save {
             for k in 0..8 {
                 img.extend_from_slice(&f.st[(f.top() + k) & 7]);
@@ -1335,7 +1393,10 @@ impl Interp {
             f.fdp = 0;
             f.fds = 0;
         } else {
+            // Every exception masked: none is pending any more (ES and B clear, as the parts
+            // show).
             self.cpu.fpu.fcw |= 0x3f;
+            self.cpu.fpu.fsw &= !(sw::ES | sw::B);
         }
         Ok(())
     }
@@ -1350,6 +1411,7 @@ impl Interp {
         let priv_ = self.privilege();
         self.read_linear(linear, &mut img, priv_)?;
         let step = if small { 2 } else { 4 };
+        let real = matches!(self.cpu.mode(), Mode::Real | Mode::Virtual8086);
         let field = |k: usize| -> u64 {
             let o = k * step;
             if small {
@@ -1371,11 +1433,27 @@ impl Interp {
                 t | 1 << p
             }
         });
-        f.fip = field(3);
-        f.fcs = field(4) as u16;
-        f.fop = (field(4) >> 16) as u16 & 0x7ff;
-        f.fdp = field(5);
-        f.fds = field(6) as u16;
+        if real {
+            // Linear addresses: kept as offsets with zero selectors.
+            let hi = |v: u64| {
+                if small {
+                    (v >> 12) & 0xf
+                } else {
+                    (v >> 12) & 0xffff
+                }
+            };
+            f.fip = (field(3) & 0xffff) | hi(field(4)) << 16;
+            f.fcs = 0;
+            f.fop = field(4) as u16 & 0x7ff;
+            f.fdp = (field(5) & 0xffff) | hi(field(6)) << 16;
+            f.fds = 0;
+        } else {
+            f.fip = field(3);
+            f.fcs = field(4) as u16;
+            f.fop = (field(4) >> 16) as u16 & 0x7ff;
+            f.fdp = field(5);
+            f.fds = field(6) as u16;
+        }
         if restore {
             let top = f.top();
             for k in 0..8 {
