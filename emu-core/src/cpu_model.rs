@@ -48,6 +48,7 @@ pub mod edx1 {
 pub mod ecx1 {
     pub const SSE3: u32 = 1 << 0;
     pub const SSSE3: u32 = 1 << 9;
+    pub const SSE41: u32 = 1 << 19;
     pub const CX16: u32 = 1 << 13;
     pub const XSAVE: u32 = 1 << 26;
     /// Not a model property: CPUID reports CR4.OSXSAVE here.
@@ -112,6 +113,7 @@ pub const IMPLEMENTED: Features = Features {
         | edx1::SSE2,
     ecx1: ecx1::SSE3
         | ecx1::SSSE3
+        | ecx1::SSE41
         | ecx1::CX16
         | ecx1::MOVBE
         | ecx1::POPCNT
@@ -291,6 +293,8 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("pni", Leaf::Ecx1, ecx1::SSE3),
     ("sse3", Leaf::Ecx1, ecx1::SSE3),
     ("ssse3", Leaf::Ecx1, ecx1::SSSE3),
+    ("sse4.1", Leaf::Ecx1, ecx1::SSE41),
+    ("sse4_1", Leaf::Ecx1, ecx1::SSE41),
     ("cx16", Leaf::Ecx1, ecx1::CX16),
     ("movbe", Leaf::Ecx1, ecx1::MOVBE),
     ("popcnt", Leaf::Ecx1, ecx1::POPCNT),

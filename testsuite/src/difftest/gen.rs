@@ -564,6 +564,67 @@ pub const CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "sse41",
+        &[
+            M::Pblendw,
+            M::Blendps,
+            M::Blendpd,
+            M::Blendvps,
+            M::Blendvpd,
+            M::Pblendvb,
+            M::Packusdw,
+            M::Pcmpeqq,
+            M::Pmaxsb,
+            M::Pmaxsd,
+            M::Pmaxuw,
+            M::Pmaxud,
+            M::Pminsb,
+            M::Pminsd,
+            M::Pminuw,
+            M::Pminud,
+            M::Pmuldq,
+            M::Pmulld,
+            M::Phminposuw,
+            M::Mpsadbw,
+            M::Ptest,
+            M::Pmovsxbw,
+            M::Pmovsxbd,
+            M::Pmovsxbq,
+            M::Pmovsxwd,
+            M::Pmovsxwq,
+            M::Pmovsxdq,
+            M::Pmovzxbw,
+            M::Pmovzxbd,
+            M::Pmovzxbq,
+            M::Pmovzxwd,
+            M::Pmovzxwq,
+            M::Pmovzxdq,
+            M::Pextrb,
+            M::Pextrw,
+            M::Pextrd,
+            M::Pextrq,
+            M::Pinsrb,
+            M::Pinsrd,
+            M::Pinsrq,
+            M::Extractps,
+            M::Insertps,
+            M::Movntdqa,
+        ],
+    ),
+    (
+        "sse41-float",
+        &[
+            M::Roundps,
+            M::Roundpd,
+            M::Roundss,
+            M::Roundsd,
+            M::Dpps,
+            M::Dppd,
+            M::Blendvps,
+            M::Movaps,
+        ],
+    ),
+    (
         "x87-trans",
         &[
             M::F2xm1,
@@ -1196,7 +1257,7 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     } else {
         0
     };
-    let float = matches!(class, "sse-float" | "sse-cvt" | "sse3");
+    let float = matches!(class, "sse-float" | "sse-cvt" | "sse3" | "sse41-float");
     let xmm = std::array::from_fn(|_| {
         if float {
             random_float_xmm(rng)

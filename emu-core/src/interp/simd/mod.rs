@@ -13,6 +13,8 @@ pub mod lanes;
 mod mmx;
 mod moves;
 pub mod softfp;
+mod sse41;
+mod sse41_float;
 mod ssse3;
 pub mod state;
 mod wide;
@@ -117,6 +119,8 @@ fn class(i: &Instruction) -> Option<Class> {
         || moves::handles(m)
         || float::handles(m)
         || ssse3::handles(m)
+        || sse41::handles(m)
+        || sse41_float::handles(m)
         || fxsave::handles_mxcsr(m);
     // MOVSD and CMPSD are string instructions too: only forms with XMM operands are SSE.
     let string_form = matches!(m, M::Movsd | M::Cmpsd)
@@ -131,11 +135,13 @@ fn class(i: &Instruction) -> Option<Class> {
     let features = i.cpuid_features();
     if features
         .iter()
-        .any(|f| !matches!(f, F::SSE | F::SSE2 | F::SSE3 | F::SSSE3))
+        .any(|f| !matches!(f, F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1))
     {
         return None;
     }
-    let feature = if features.contains(&F::SSSE3) {
+    let feature = if features.contains(&F::SSE4_1) {
+        Feature::Ecx1(crate::cpu_model::ecx1::SSE41)
+    } else if features.contains(&F::SSSE3) {
         Feature::Ecx1(crate::cpu_model::ecx1::SSSE3)
     } else if features.contains(&F::SSE3) {
         Feature::Ecx1(crate::cpu_model::ecx1::SSE3)
@@ -168,8 +174,14 @@ impl Interp {
             }
             Class::Mmx { .. } => self.simd_mmx(i),
             Class::X87 => self.x87(i),
-            Class::Sse { .. } => {
-                if fxsave::handles_mxcsr(i.mnemonic()) {
+            Class::Sse { feature } => {
+                let sse41 = feature == Feature::Ecx1(crate::cpu_model::ecx1::SSE41);
+                if sse41 && sse41_float::handles(i.mnemonic()) {
+                    self.simd_sse41_float(i)
+                } else if sse41 {
+                    // Includes PEXTRW's SSE4.1 form with a memory destination.
+                    self.simd_sse41(i)
+                } else if fxsave::handles_mxcsr(i.mnemonic()) {
                     self.ldmxcsr_stmxcsr(i)
                 } else if moves::handles(i.mnemonic()) {
                     self.simd_move(i)
