@@ -49,6 +49,7 @@ pub mod ecx1 {
     pub const SSE3: u32 = 1 << 0;
     pub const SSSE3: u32 = 1 << 9;
     pub const SSE41: u32 = 1 << 19;
+    pub const SSE42: u32 = 1 << 20;
     pub const CX16: u32 = 1 << 13;
     pub const XSAVE: u32 = 1 << 26;
     /// Not a model property: CPUID reports CR4.OSXSAVE here.
@@ -114,6 +115,7 @@ pub const IMPLEMENTED: Features = Features {
     ecx1: ecx1::SSE3
         | ecx1::SSSE3
         | ecx1::SSE41
+        | ecx1::SSE42
         | ecx1::CX16
         | ecx1::MOVBE
         | ecx1::POPCNT
@@ -295,6 +297,8 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("ssse3", Leaf::Ecx1, ecx1::SSSE3),
     ("sse4.1", Leaf::Ecx1, ecx1::SSE41),
     ("sse4_1", Leaf::Ecx1, ecx1::SSE41),
+    ("sse4.2", Leaf::Ecx1, ecx1::SSE42),
+    ("sse4_2", Leaf::Ecx1, ecx1::SSE42),
     ("cx16", Leaf::Ecx1, ecx1::CX16),
     ("movbe", Leaf::Ecx1, ecx1::MOVBE),
     ("popcnt", Leaf::Ecx1, ecx1::POPCNT),

@@ -625,6 +625,17 @@ pub const CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "sse42",
+        &[
+            M::Pcmpestri,
+            M::Pcmpestrm,
+            M::Pcmpistri,
+            M::Pcmpistrm,
+            M::Pcmpgtq,
+            M::Crc32,
+        ],
+    ),
+    (
         "x87-trans",
         &[
             M::F2xm1,
@@ -919,6 +930,25 @@ fn random_float_xmm(rng: &mut Rng) -> u128 {
             v | u128::from(random_float_lane(rng, 64)) << (64 * k)
         })
     }
+}
+
+/// An XMM value shaped like string data for PCMPxSTRx: bytes (or words) from a small
+/// alphabet, so that elements match, with a zero terminator somewhere half the time.
+fn random_string_xmm(rng: &mut Rng) -> u128 {
+    let alphabet = [b'a', b'b', b'c', b'z', 0x80, 0xff];
+    let mut v: u128 = (0..16).fold(0, |v, k| {
+        let b = if rng.below(8) == 0 {
+            rng.below(256) as u8
+        } else {
+            alphabet[rng.below(alphabet.len() as u64) as usize]
+        };
+        v | u128::from(b) << (8 * k)
+    });
+    if rng.below(2) == 0 {
+        let at = rng.below(16) as u32;
+        v &= !(0xffff << (8 * at));
+    }
+    v
 }
 
 /// MXCSR for a float case: all exceptions masked, any rounding mode, sometimes DAZ and FTZ,
@@ -1261,10 +1291,23 @@ pub fn generate(rng: &mut Rng, class: &str, compat: bool, max_len: usize) -> Opt
     let xmm = std::array::from_fn(|_| {
         if float {
             random_float_xmm(rng)
+        } else if class == "sse42" && rng.below(4) != 0 {
+            random_string_xmm(rng)
         } else {
             random_xmm_value(rng)
         }
     });
+    if class == "sse42" {
+        // Explicit string lengths (EAX, EDX): mostly small, of either sign.
+        for r in [0, 2] {
+            if rng.below(4) != 0 {
+                regs[r] = (rng.below(41) as i64 - 20) as u64;
+                if compat {
+                    regs[r] &= 0xffff_ffff;
+                }
+            }
+        }
+    }
     let mxcsr = if float { random_mxcsr(rng) } else { 0x1f80 };
     Some(Case {
         code,

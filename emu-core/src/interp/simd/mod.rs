@@ -15,6 +15,7 @@ mod moves;
 pub mod softfp;
 mod sse41;
 mod sse41_float;
+mod sse42;
 mod ssse3;
 pub mod state;
 mod wide;
@@ -59,6 +60,8 @@ enum Class {
     Fxsr,
     /// MOVNTI: an SSE2 instruction on general registers (no FPU-state checks).
     Integer,
+    /// CRC32: SSE4.2's instruction on general registers (no FPU-state checks).
+    Crc32,
     /// XSAVE and its kin, XGETBV/XSETBV: the XSAVE bit and CR4.OSXSAVE (checked there).
     Xsave,
     /// An instruction with an MMX register operand; `feature` is the CPUID bit that brought
@@ -112,6 +115,9 @@ fn class(i: &Instruction) -> Option<Class> {
     if m == M::Movnti {
         return Some(Class::Integer);
     }
+    if m == M::Crc32 {
+        return Some(Class::Crc32);
+    }
     if xsave::handles(m) {
         return Some(Class::Xsave);
     }
@@ -121,6 +127,7 @@ fn class(i: &Instruction) -> Option<Class> {
         || ssse3::handles(m)
         || sse41::handles(m)
         || sse41_float::handles(m)
+        || sse42::handles(m)
         || fxsave::handles_mxcsr(m);
     // MOVSD and CMPSD are string instructions too: only forms with XMM operands are SSE.
     let string_form = matches!(m, M::Movsd | M::Cmpsd)
@@ -133,13 +140,17 @@ fn class(i: &Instruction) -> Option<Class> {
     // implemented yet.
     use iced_x86::CpuidFeature as F;
     let features = i.cpuid_features();
-    if features
-        .iter()
-        .any(|f| !matches!(f, F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1))
-    {
+    if features.iter().any(|f| {
+        !matches!(
+            f,
+            F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2
+        )
+    }) {
         return None;
     }
-    let feature = if features.contains(&F::SSE4_1) {
+    let feature = if features.contains(&F::SSE4_2) {
+        Feature::Ecx1(crate::cpu_model::ecx1::SSE42)
+    } else if features.contains(&F::SSE4_1) {
         Feature::Ecx1(crate::cpu_model::ecx1::SSE41)
     } else if features.contains(&F::SSSE3) {
         Feature::Ecx1(crate::cpu_model::ecx1::SSSE3)
@@ -156,7 +167,17 @@ fn class(i: &Instruction) -> Option<Class> {
 /// MOVUPS and its kin take any address; every other legacy SSE instruction with a 128-bit
 /// memory operand wants it 16-byte aligned (#GP otherwise).
 fn unaligned_ok(m: M) -> bool {
-    matches!(m, M::Movups | M::Movupd | M::Movdqu | M::Lddqu)
+    matches!(
+        m,
+        M::Movups
+            | M::Movupd
+            | M::Movdqu
+            | M::Lddqu
+            | M::Pcmpestri
+            | M::Pcmpestrm
+            | M::Pcmpistri
+            | M::Pcmpistrm
+    )
 }
 
 impl Interp {
@@ -166,6 +187,7 @@ impl Interp {
         Some(self.simd_checks(class, i).and_then(|()| match class {
             Class::Fxsr => self.fxsave_fxrstor(i),
             Class::Integer => self.movnti(i),
+            Class::Crc32 => self.crc32(i),
             Class::Xsave => self.xsave_family(i),
             Class::Mmx { .. } if i.mnemonic() == M::Emms => {
                 // Every register empty; TOP stays.
@@ -176,7 +198,9 @@ impl Interp {
             Class::X87 => self.x87(i),
             Class::Sse { feature } => {
                 let sse41 = feature == Feature::Ecx1(crate::cpu_model::ecx1::SSE41);
-                if sse41 && sse41_float::handles(i.mnemonic()) {
+                if feature == Feature::Ecx1(crate::cpu_model::ecx1::SSE42) {
+                    self.simd_sse42(i)
+                } else if sse41 && sse41_float::handles(i.mnemonic()) {
                     self.simd_sse41_float(i)
                 } else if sse41 {
                     // Includes PEXTRW's SSE4.1 form with a memory destination.
@@ -245,6 +269,11 @@ impl Interp {
             }
             Class::Integer => {
                 if !m.has_edx1(edx1::SSE2) {
+                    return Err(Fault::ud().into());
+                }
+            }
+            Class::Crc32 => {
+                if !m.has_ecx1(crate::cpu_model::ecx1::SSE42) {
                     return Err(Fault::ud().into());
                 }
             }
