@@ -47,6 +47,8 @@ pub mod edx1 {
 /// Leaf 1 ECX bits.
 pub mod ecx1 {
     pub const SSE3: u32 = 1 << 0;
+    pub const PCLMULQDQ: u32 = 1 << 1;
+    pub const AES: u32 = 1 << 25;
     pub const SSSE3: u32 = 1 << 9;
     pub const SSE41: u32 = 1 << 19;
     pub const SSE42: u32 = 1 << 20;
@@ -116,6 +118,8 @@ pub const IMPLEMENTED: Features = Features {
         | ecx1::SSSE3
         | ecx1::SSE41
         | ecx1::SSE42
+        | ecx1::AES
+        | ecx1::PCLMULQDQ
         | ecx1::CX16
         | ecx1::MOVBE
         | ecx1::POPCNT
@@ -299,6 +303,8 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("sse4_1", Leaf::Ecx1, ecx1::SSE41),
     ("sse4.2", Leaf::Ecx1, ecx1::SSE42),
     ("sse4_2", Leaf::Ecx1, ecx1::SSE42),
+    ("aes", Leaf::Ecx1, ecx1::AES),
+    ("pclmulqdq", Leaf::Ecx1, ecx1::PCLMULQDQ),
     ("cx16", Leaf::Ecx1, ecx1::CX16),
     ("movbe", Leaf::Ecx1, ecx1::MOVBE),
     ("popcnt", Leaf::Ecx1, ecx1::POPCNT),

@@ -30,6 +30,47 @@ fn random_bytes_never_panic_the_interpreter() {
     assert!(executed > 1000, "the fuzzer barely executed anything");
 }
 
+/// Random bytes behind the SIMD and x87 escapes (0F, 0F 38, 0F 3A with the 66/F2/F3
+/// prefixes, D8–DF), where byte-level fuzzing rarely lands: every SSE-family and x87
+/// instruction the decoder knows reaches the interpreter with random operands.
+#[test]
+fn random_simd_and_x87_encodings_never_panic_the_interpreter() {
+    let runner = SoftRunner::new();
+    let rounds: u32 = std::env::var("FERRITE_FUZZ_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4000);
+    let mut rng = Rng::new(0x51d);
+    let escapes: [&[u8]; 12] = [
+        &[0x0f],
+        &[0x66, 0x0f],
+        &[0xf2, 0x0f],
+        &[0xf3, 0x0f],
+        &[0x0f, 0x38],
+        &[0x66, 0x0f, 0x38],
+        &[0xf2, 0x0f, 0x38],
+        &[0x66, 0x0f, 0x3a],
+        &[0x0f, 0x3a],
+        &[0x66, 0x48, 0x0f, 0x3a],
+        &[0xd9],
+        &[0xdd],
+    ];
+    let mut executed = 0;
+    for round in 0..rounds {
+        let mut code = Vec::new();
+        for _ in 0..1 + rng.below(4) {
+            code.extend_from_slice(escapes[rng.below(escapes.len() as u64) as usize]);
+            let tail = 1 + rng.below(6);
+            code.extend((0..tail).map(|_| rng.next_u64() as u8));
+        }
+        let compat = round % 2 == 1;
+        let cpl0 = round % 4 >= 2;
+        executed += runner.run_bytes(&code, compat, cpl0, 50);
+    }
+    eprintln!("simd fuzz: {executed} instructions completed over {rounds} snippets");
+    assert!(executed > 1000, "the fuzzer barely executed anything");
+}
+
 /// System registers loaded with extreme values, then used: selector and address arithmetic
 /// on them must wrap as the hardware's does, never overflow in the host.
 #[test]

@@ -636,6 +636,18 @@ pub const CLASSES: &[(&str, &[M])] = &[
         ],
     ),
     (
+        "aes",
+        &[
+            M::Aesenc,
+            M::Aesenclast,
+            M::Aesdec,
+            M::Aesdeclast,
+            M::Aesimc,
+            M::Aeskeygenassist,
+            M::Pclmulqdq,
+        ],
+    ),
+    (
         "x87-trans",
         &[
             M::F2xm1,
@@ -1082,7 +1094,17 @@ fn simd_ok(c: Code) -> bool {
             && features.iter().all(|f| {
                 matches!(
                     f,
-                    F::FPU | F::CMOV | F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3
+                    F::FPU
+                        | F::CMOV
+                        | F::MMX
+                        | F::SSE
+                        | F::SSE2
+                        | F::SSE3
+                        | F::SSSE3
+                        | F::SSE4_1
+                        | F::SSE4_2
+                        | F::AES
+                        | F::PCLMULQDQ
                 )
             })
 }

@@ -6,6 +6,8 @@
 //! XSAVE (`xsave`), MMX (`mmx`), and the x87 unit (`x87`, `x87_arith`, `x87_trans`, with the
 //! 128-bit working float `wide`).
 
+mod aes;
+mod clmul;
 mod float;
 mod fxsave;
 mod integer;
@@ -128,6 +130,8 @@ fn class(i: &Instruction) -> Option<Class> {
         || sse41::handles(m)
         || sse41_float::handles(m)
         || sse42::handles(m)
+        || aes::handles(m)
+        || m == M::Pclmulqdq
         || fxsave::handles_mxcsr(m);
     // MOVSD and CMPSD are string instructions too: only forms with XMM operands are SSE.
     let string_form = matches!(m, M::Movsd | M::Cmpsd)
@@ -143,12 +147,16 @@ fn class(i: &Instruction) -> Option<Class> {
     if features.iter().any(|f| {
         !matches!(
             f,
-            F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2
+            F::SSE | F::SSE2 | F::SSE3 | F::SSSE3 | F::SSE4_1 | F::SSE4_2 | F::AES | F::PCLMULQDQ
         )
     }) {
         return None;
     }
-    let feature = if features.contains(&F::SSE4_2) {
+    let feature = if features.contains(&F::AES) {
+        Feature::Ecx1(crate::cpu_model::ecx1::AES)
+    } else if features.contains(&F::PCLMULQDQ) {
+        Feature::Ecx1(crate::cpu_model::ecx1::PCLMULQDQ)
+    } else if features.contains(&F::SSE4_2) {
         Feature::Ecx1(crate::cpu_model::ecx1::SSE42)
     } else if features.contains(&F::SSE4_1) {
         Feature::Ecx1(crate::cpu_model::ecx1::SSE41)
@@ -198,7 +206,11 @@ impl Interp {
             Class::X87 => self.x87(i),
             Class::Sse { feature } => {
                 let sse41 = feature == Feature::Ecx1(crate::cpu_model::ecx1::SSE41);
-                if feature == Feature::Ecx1(crate::cpu_model::ecx1::SSE42) {
+                if feature == Feature::Ecx1(crate::cpu_model::ecx1::AES) {
+                    self.simd_aes(i)
+                } else if feature == Feature::Ecx1(crate::cpu_model::ecx1::PCLMULQDQ) {
+                    self.pclmulqdq(i)
+                } else if feature == Feature::Ecx1(crate::cpu_model::ecx1::SSE42) {
                     self.simd_sse42(i)
                 } else if sse41 && sse41_float::handles(i.mnemonic()) {
                     self.simd_sse41_float(i)
