@@ -202,6 +202,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "sse context switch with FXSAVE and XSAVE: ok",
         },
         Case {
+            name: "simd-bad-state",
+            build: kernels::simd_bad_state,
+            expect: "simd bad state gets #GP: ok",
+        },
+        Case {
             name: "garbage-io",
             build: kernels::garbage_io,
             expect: "garbage I/O survived: ok",

@@ -32,3 +32,12 @@ fn sse_state_survives_a_context_switch_with_fxsave_and_xsave() {
             .contains("sse context switch with FXSAVE and XSAVE: ok"));
     }
 }
+
+#[test]
+fn malformed_simd_state_gets_gp() {
+    let file = harness::temp_kernel("simd-bad-state", &kernels::simd_bad_state());
+    let (cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    let out = harness::run(&cfg, &cap, Duration::from_secs(60)).expect("VM runs");
+    assert!(out.passed(), "{:?} {}", out.exit, out.serial);
+    assert!(out.serial.contains("simd bad state gets #GP: ok"));
+}

@@ -3,9 +3,9 @@
 
 use iced_x86::code_asm::*;
 
-use crate::kit::{check, Code, Kernel, PASS};
+use crate::kit::{check, sel, Code, Kernel, IDT_ADDR, PASS};
 
-use super::common::enter_long_mode;
+use super::common::{enter_long_mode, install_exception_handlers64};
 
 /// Scratch memory (identity-mapped, zero at boot): the two tasks' register patterns, their
 /// MXCSR values, a zero block, and the save areas (FXSAVE 16-byte, XSAVE 64-byte aligned).
@@ -19,6 +19,9 @@ const ST_A: u32 = 0x30_0400;
 const ST_B: u32 = 0x30_0500;
 const ST_OUT: u32 = 0x30_0600;
 const FCW_OUT: u32 = 0x30_0700;
+const GP_HIT: u32 = 0x30_0800;
+const GP_ERR: u32 = 0x30_0808;
+const GP_RESUME: u32 = 0x30_0810;
 const FXSAVE_AREA: u32 = 0x30_1000;
 const XSAVE_AREA: u32 = 0x30_2000;
 
@@ -211,6 +214,144 @@ pub fn sse_context_switch() -> Vec<u8> {
             19,
         );
         c.print("x87 and sse context switch with FXSAVE and XSAVE: ok\n");
+        c.exit(PASS);
+    })
+}
+
+/// Turns SSE and XSAVE on: CR0.EM and TS clear, MP set; CR4.OSFXSR, OSXMMEXCPT, OSXSAVE;
+/// XCR0 = x87|SSE.
+fn enable_sse_and_xsave(c: &mut Code) {
+    check(c.a.mov(rax, cr0));
+    check(c.a.and(rax, !0xci32));
+    check(c.a.or(rax, 2));
+    check(c.a.mov(cr0, rax));
+    check(c.a.mov(rax, cr4));
+    check(c.a.or(eax, (1 << 9) | (1 << 10) | (1 << 18)));
+    check(c.a.mov(cr4, rax));
+    check(c.a.xor(ecx, ecx));
+    check(c.a.xor(edx, edx));
+    check(c.a.mov(eax, 3));
+    check(c.a.xsetbv());
+}
+
+/// Runs `emit` and checks it raises #GP(0) (through the handler [`simd_bad_state`] installs);
+/// failures exit with `code` (no fault) or `code + 1` (a non-zero error code).
+fn expect_gp(c: &mut Code, what: &str, emit: &dyn Fn(&mut Code), code: u32) {
+    let resume = c.sym();
+    let r = c.addr(resume);
+    check(c.a.mov(qword_ptr(GP_RESUME), r as i32));
+    check(c.a.mov(qword_ptr(GP_HIT), 0));
+    emit(c);
+    c.print(&format!("simd-bad-state: {what}: no #GP\n"));
+    c.exit(code);
+    c.bind(resume);
+    check(c.a.cmp(qword_ptr(GP_ERR), 0));
+    c.fail_unless_zero(
+        &format!("simd-bad-state: {what}: #GP error code not 0\n"),
+        code + 1,
+    );
+}
+
+/// Malformed SIMD state from the guest gets the architectural #GP(0), and the state is left
+/// as it was: reserved MXCSR bits through LDMXCSR and through an FXRSTOR image, XRSTOR of a
+/// component XCR0 does not enable, of a header with reserved bytes set, and of a misaligned
+/// area, and XSETBV of an XCR0 without x87 or with an unsupported component.
+pub fn simd_bad_state() -> Vec<u8> {
+    Kernel::build(|k| {
+        enter_long_mode(k);
+        let c = &mut k.c64;
+        super::common::skip_if_pvm(
+            c,
+            "SKIP: PVM runs kernel mode through KVM's instruction emulator, which lacks XGETBV \
+             and the SSE instructions\n",
+        );
+        install_exception_handlers64(c);
+        // #GP: record the error code, resume at [GP_RESUME].
+        let gp = c.sym();
+        let h = c.addr(gp);
+        let at = IDT_ADDR + 13 * 16;
+        check(c.a.mov(dword_ptr(at), (h & 0xffff) | (u32::from(sel::CODE64) << 16)));
+        check(c.a.mov(dword_ptr(at + 4), (h & 0xffff_0000) | 0x8e00));
+        let mut over = c.label();
+        check(c.a.jmp(over));
+        c.bind(gp);
+        check(c.a.pop(rax));
+        check(c.a.mov(qword_ptr(GP_ERR), rax));
+        check(c.a.mov(qword_ptr(GP_HIT), 1));
+        check(c.a.mov(rax, qword_ptr(GP_RESUME)));
+        check(c.a.mov(qword_ptr(rsp), rax));
+        check(c.a.iretq());
+        c.here(&mut over);
+        enable_sse_and_xsave(c);
+        check(c.a.mov(dword_ptr(MXCSR_A), 0x1f80u32));
+        check(c.a.ldmxcsr(dword_ptr(MXCSR_A)));
+        // LDMXCSR with bit 16 (reserved on every part without DAZ's neighbours) set.
+        check(c.a.mov(dword_ptr(MXCSR_B), 0x1_1f80u32));
+        expect_gp(
+            c,
+            "LDMXCSR reserved bit",
+            &|c| check(c.a.ldmxcsr(dword_ptr(MXCSR_B))),
+            2,
+        );
+        // FXRSTOR of an image whose MXCSR has bit 31 set.
+        check(c.a.fxsave64(ptr(FXSAVE_AREA)));
+        check(c.a.mov(dword_ptr(FXSAVE_AREA + 24), 0x8000_1f80u32));
+        expect_gp(
+            c,
+            "FXRSTOR reserved MXCSR bit",
+            &|c| check(c.a.fxrstor64(ptr(FXSAVE_AREA))),
+            4,
+        );
+        // XRSTOR: XSTATE_BV naming AVX, which XCR0 does not enable.
+        let xrstor = |c: &mut Code, area: u32| {
+            check(c.a.mov(eax, 3));
+            check(c.a.xor(edx, edx));
+            check(c.a.xrstor64(ptr(area)));
+        };
+        check(c.a.mov(eax, 3));
+        check(c.a.xor(edx, edx));
+        check(c.a.xsave64(ptr(XSAVE_AREA)));
+        check(c.a.mov(qword_ptr(XSAVE_AREA + 512), 7));
+        expect_gp(
+            c,
+            "XRSTOR of a component XCR0 lacks",
+            &|c| xrstor(c, XSAVE_AREA),
+            6,
+        );
+        // XRSTOR: a reserved header byte set.
+        check(c.a.mov(qword_ptr(XSAVE_AREA + 512), 3));
+        check(c.a.mov(qword_ptr(XSAVE_AREA + 512 + 24), 1));
+        expect_gp(
+            c,
+            "XRSTOR with reserved header bytes",
+            &|c| xrstor(c, XSAVE_AREA),
+            8,
+        );
+        check(c.a.mov(qword_ptr(XSAVE_AREA + 512 + 24), 0));
+        // XRSTOR of an area that is not 64-byte aligned.
+        expect_gp(c, "XRSTOR misaligned", &|c| xrstor(c, XSAVE_AREA + 16), 10);
+        // XSETBV: x87 cleared; an unsupported component (AVX without its state here).
+        let xsetbv = |v: u32| {
+            move |c: &mut Code| {
+                check(c.a.xor(ecx, ecx));
+                check(c.a.xor(edx, edx));
+                check(c.a.mov(eax, v));
+                check(c.a.xsetbv());
+            }
+        };
+        expect_gp(c, "XSETBV without x87", &xsetbv(2), 12);
+        expect_gp(c, "XSETBV of a reserved bit", &xsetbv(3 | 1 << 10), 14);
+        // Nothing changed: MXCSR and XCR0 as before.
+        check(c.a.stmxcsr(dword_ptr(MXCSR_OUT)));
+        check(c.a.cmp(dword_ptr(MXCSR_OUT), 0x1f80));
+        c.fail_unless_zero("simd-bad-state: MXCSR changed by a faulting load\n", 16);
+        check(c.a.xor(ecx, ecx));
+        check(c.a.xgetbv());
+        check(c.a.cmp(eax, 3));
+        c.fail_unless_zero("simd-bad-state: XCR0 changed by a faulting XSETBV\n", 17);
+        // And a well-formed XRSTOR still works.
+        xrstor(c, XSAVE_AREA);
+        c.print("simd bad state gets #GP: ok\n");
         c.exit(PASS);
     })
 }
