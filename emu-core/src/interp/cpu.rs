@@ -37,6 +37,8 @@ pub mod flags {
 pub mod msr {
     pub const TSC: u32 = 0x10;
     pub const APIC_BASE: u32 = 0x1b;
+    /// IA32_BIOS_SIGN_ID: the microcode revision (high half) after a CPUID(1).
+    pub const UCODE_REV: u32 = 0x8b;
     pub const SYSENTER_CS: u32 = 0x174;
     pub const SYSENTER_ESP: u32 = 0x175;
     pub const SYSENTER_EIP: u32 = 0x176;

@@ -263,6 +263,8 @@ impl Interp {
         Ok(match index {
             msr::TSC => self.tsc(),
             msr::APIC_BASE => m.apic_base,
+            // Microcode revision 1 (as QEMU reports): Linux reads it on Intel models.
+            msr::UCODE_REV => 1 << 32,
             msr::SYSENTER_CS => m.sysenter_cs,
             msr::SYSENTER_ESP => m.sysenter_esp,
             msr::SYSENTER_EIP => m.sysenter_eip,
@@ -299,6 +301,8 @@ impl Interp {
         match index {
             msr::TSC => self.cpu.msr.tsc_offset = v.wrapping_sub(self.tsc_raw()),
             msr::APIC_BASE => self.cpu.msr.apic_base = v,
+            // Writing it (software clears it before CPUID) changes nothing here.
+            msr::UCODE_REV => {}
             msr::SYSENTER_CS => self.cpu.msr.sysenter_cs = v & 0xffff,
             msr::SYSENTER_ESP => self.cpu.msr.sysenter_esp = canonical_or_gp(v)?,
             msr::SYSENTER_EIP => self.cpu.msr.sysenter_eip = canonical_or_gp(v)?,
