@@ -6,6 +6,7 @@
 
 pub mod a20;
 pub mod bus;
+pub mod clock;
 pub mod cmos;
 pub mod debug_exit;
 pub mod debugcon;
@@ -16,6 +17,8 @@ pub mod pc_testdev;
 pub mod pci;
 pub mod pci_bars;
 pub mod pci_testdev;
+pub mod pic;
+pub mod pit;
 pub mod post;
 pub mod serial;
 pub mod system;
