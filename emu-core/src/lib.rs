@@ -7,6 +7,7 @@
 
 pub mod cpu_model;
 pub mod interp;
+pub mod interrupts;
 pub mod paravirt;
 pub mod platform;
 pub mod soft_vcpu;
@@ -14,6 +15,7 @@ pub mod state;
 pub mod vcpu;
 
 pub use cpu_model::CpuModel;
+pub use interrupts::Interrupts;
 pub use platform::Platform;
 pub use soft_vcpu::SoftVcpu;
 pub use state::{CpuState, DescriptorTable, Segment};

@@ -13,7 +13,7 @@ use crate::interp::memory::PhysMem;
 use crate::interp::Interp;
 use crate::state::CpuState;
 use crate::vcpu::{Vcpu, VcpuError, VcpuExit, VcpuKicker};
-use crate::Platform;
+use crate::{Interrupts, Platform};
 
 /// Instructions between two looks at the kick flag.
 const BATCH: u32 = 256;
@@ -38,14 +38,33 @@ impl SoftKicker {
         self.kicked.swap(false, Ordering::AcqRel)
     }
 
-    /// Sleeps until kicked (nothing else can wake a halted CPU yet).
+    /// Sleeps until kicked (nothing else can wake a halted CPU without an interrupt
+    /// controller).
     fn wait(&self) {
         let mut g = self.lock.lock();
         while !self.kicked.load(Ordering::Acquire) {
             self.wake.wait_for(&mut g, Duration::from_millis(100));
         }
     }
+
+    /// Sleeps at most `timeout`, or until kicked or [`SoftKicker::notify`]d.
+    fn sleep(&self, timeout: Duration) {
+        let mut g = self.lock.lock();
+        if !self.kicked.load(Ordering::Acquire) {
+            self.wake.wait_for(&mut g, timeout);
+        }
+    }
+
+    /// Wakes a halted CPU to look at its interrupt line again (not a kick: `run` goes on).
+    pub fn notify(&self) {
+        let _g = self.lock.lock();
+        self.wake.notify_all();
+    }
 }
+
+/// The longest a halted CPU sleeps before looking at its interrupt line again (a device
+/// on another thread normally wakes it sooner through [`SoftKicker::notify`]).
+const MAX_HALT_SLEEP: Duration = Duration::from_millis(50);
 
 pub struct SoftVcpu {
     interp: Interp,
@@ -82,6 +101,53 @@ impl SoftVcpu {
         self
     }
 
+    /// Connects the platform's interrupt controller and timers (the boot CPU's INTR line).
+    pub fn with_interrupts(mut self, irq: Arc<dyn Interrupts>) -> Self {
+        self.interp.irq = Some(irq);
+        self
+    }
+
+    /// The kicker, concretely: a device thread uses [`SoftKicker::notify`] to wake the CPU.
+    pub fn soft_kicker(&self) -> Arc<SoftKicker> {
+        self.kicker.clone()
+    }
+
+    /// Takes a pending external interrupt if the CPU can (IF set, no STI/MOV SS shadow).
+    fn take_interrupt(&mut self) -> Result<bool, Stop> {
+        let Some(ic) = &self.interp.irq else {
+            return Ok(false);
+        };
+        if !ic.pending() || !self.interp.cpu.flag(flags::IF) || self.interp.interrupt_shadow {
+            return Ok(false);
+        }
+        let vector = ic.acknowledge();
+        self.interp.interrupt(vector)?;
+        Ok(true)
+    }
+
+    /// HLT with interrupts enabled: sleeps until an interrupt is pending (a timer's deadline
+    /// or a device's line) or the machine kicks the CPU. Returns whether it was kicked.
+    fn halt(&mut self) -> bool {
+        let Some(ic) = self.interp.irq.clone() else {
+            self.kicker.wait();
+            return true;
+        };
+        loop {
+            if self.kicker.take() {
+                return true;
+            }
+            let next = ic.poll();
+            if ic.pending() {
+                return false;
+            }
+            let now = ic.now_ns();
+            let wait = next.map_or(MAX_HALT_SLEEP, |t| {
+                Duration::from_nanos(t.saturating_sub(now)).min(MAX_HALT_SLEEP)
+            });
+            self.kicker.sleep(wait);
+        }
+    }
+
     pub fn stats(&self) -> &crate::interp::Stats {
         &self.interp.stats
     }
@@ -111,18 +177,24 @@ impl Vcpu for SoftVcpu {
             if self.kicker.take() {
                 return Ok(VcpuExit::Interrupted);
             }
+            if let Some(ic) = &self.interp.irq {
+                ic.poll();
+            }
             for _ in 0..BATCH {
-                match self.interp.step() {
+                let stepped = match self.take_interrupt() {
+                    Ok(true) => Ok(()),
+                    Ok(false) => self.interp.step(),
+                    Err(e) => Err(e),
+                };
+                match stepped {
                     Ok(()) => {}
                     Err(Stop::Halt) => {
                         if !self.interp.cpu.flag(flags::IF) {
                             return Ok(VcpuExit::Halted);
                         }
-                        // Interrupts are enabled but no interrupt controller exists yet:
-                        // sleep until the machine wants the CPU.
-                        self.kicker.wait();
-                        self.kicker.take();
-                        return Ok(VcpuExit::Interrupted);
+                        if self.halt() {
+                            return Ok(VcpuExit::Interrupted);
+                        }
                     }
                     Err(Stop::Shutdown) => return Ok(VcpuExit::Shutdown),
                     Err(Stop::Fault(f)) | Err(Stop::Trap(f)) => {

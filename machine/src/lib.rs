@@ -12,6 +12,7 @@ pub mod firmware;
 pub mod io;
 pub mod kvm;
 pub mod memory;
+pub mod soft_irq;
 pub mod vm;
 
 pub use accel::{Accel, KvmKind};

@@ -171,16 +171,55 @@ impl Vm {
             Backend::Software => None,
         };
         let control = Arc::new(VmControl::new());
-        // Interrupt lines: KVM's in-kernel PIC/IOAPIC; the software CPU has no interrupt
-        // controller yet, so its lines go nowhere.
+        // Interrupt lines: KVM's in-kernel PIC/IOAPIC, or the software CPU's 8259 pair (with
+        // the 8254 on IRQ 0).
+        let soft_irq = kvm
+            .is_none()
+            .then(|| crate::soft_irq::SoftIrqChip::new(Arc::new(devices::clock::HostClock::new())));
         let irq = |gsi: u32| -> Arc<dyn devices::IrqLine> {
-            match &kvm {
-                Some(k) => k.irq_line(gsi),
-                None => Arc::new(devices::irq::NoIrq),
+            match (&kvm, &soft_irq) {
+                (Some(k), _) => k.irq_line(gsi),
+                (None, Some(chip)) => chip.line(gsi),
+                (None, None) => Arc::new(devices::irq::NoIrq),
             }
         };
 
         let mut pio = Bus::new();
+        if let Some(chip) = &soft_irq {
+            let ports: Arc<Mutex<dyn BusDevice>> =
+                Arc::new(Mutex::new(crate::soft_irq::ChipPorts(chip.clone())));
+            add(
+                &mut pio,
+                ports.clone(),
+                devices::pic::MASTER_PORT,
+                2,
+                "8259 PIC",
+            )?;
+            add(
+                &mut pio,
+                ports.clone(),
+                devices::pic::SLAVE_PORT,
+                2,
+                "8259 PIC",
+            )?;
+            add(
+                &mut pio,
+                ports.clone(),
+                devices::pic::ELCR_PORT,
+                2,
+                "8259 ELCR",
+            )?;
+            add(
+                &mut pio,
+                ports,
+                crate::soft_irq::FERR_PORT,
+                1,
+                "FPU error port",
+            )?;
+            let pit: Arc<Mutex<dyn BusDevice>> = chip.pit();
+            add(&mut pio, pit.clone(), devices::pit::PIT_PORT, 4, "8254 PIT")?;
+            add(&mut pio, pit, devices::pit::PORT_61, 1, "port 0x61")?;
+        }
         let mut serial_inputs = Vec::new();
         for (i, out) in cfg.serials.iter().enumerate() {
             let Some(out) = out else {
@@ -320,10 +359,18 @@ impl Vm {
             let mut v: Box<dyn Vcpu> = match &kvm {
                 Some(k) => Box::new(k.create_vcpu(id, buses.clone())?),
                 // KVM does not model the A20 gate; the software CPU applies it.
-                None => Box::new(
-                    emu_core::SoftVcpu::new(id, mem.clone(), buses.clone(), Some(a20.shared()))
-                        .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX)),
-                ),
+                None => {
+                    let mut v =
+                        emu_core::SoftVcpu::new(id, mem.clone(), buses.clone(), Some(a20.shared()))
+                            .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX));
+                    // The PIC's INTR goes to the boot CPU (no local APICs yet).
+                    if let (0, Some(chip)) = (id, &soft_irq) {
+                        let kicker = v.soft_kicker();
+                        chip.set_waker(Arc::new(move || kicker.notify()));
+                        v = v.with_interrupts(chip.clone());
+                    }
+                    Box::new(v)
+                }
             };
             if id == 0 {
                 v.set_state(&boot_cpu)

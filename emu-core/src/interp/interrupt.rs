@@ -52,6 +52,18 @@ impl Interp {
         Err(Stop::Shutdown)
     }
 
+    /// Takes external interrupt `vec` (from the interrupt controller) at an instruction
+    /// boundary: delivered like an exception without error code and without the DPL check of
+    /// software interrupts; a fault while delivering it is delivered in turn.
+    pub fn interrupt(&mut self, vec: u8) -> std::result::Result<(), Stop> {
+        self.stats.interrupts += 1;
+        match self.deliver(vec, None, EventKind::External, None) {
+            Ok(()) => Ok(()),
+            Err(Stop::Fault(f)) => self.raise(f),
+            Err(other) => Err(other),
+        }
+    }
+
     /// Delivers vector `vec` through the IVT or IDT.
     pub fn deliver(
         &mut self,

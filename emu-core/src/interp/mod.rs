@@ -45,6 +45,8 @@ pub struct Stats {
     pub decode_cache_misses: u64,
     pub exceptions: u64,
     pub unimplemented: u64,
+    /// External interrupts taken.
+    pub interrupts: u64,
 }
 
 pub struct Interp {
@@ -61,6 +63,8 @@ pub struct Interp {
     pub apic_id: u32,
     /// The CPU model: what CPUID reports and which features exist.
     pub model: &'static crate::cpu_model::CpuModel,
+    /// The platform's interrupt controller, where there is one (FERR#/IGNNE# go through it).
+    pub irq: Option<std::sync::Arc<dyn crate::Interrupts>>,
     /// When the vCPU started: the time-stamp counter counts from here.
     pub(crate) started: std::time::Instant,
     /// The last code page fetched from: (linear page, physical page, MMU generation, CPL,
@@ -85,6 +89,7 @@ impl Interp {
             interrupt_shadow: false,
             apic_id: 0,
             model: &crate::cpu_model::MAX,
+            irq: None,
             started: std::time::Instant::now(),
             fetch_page: None,
         }

@@ -374,8 +374,20 @@ impl Interp {
 
     pub(super) fn x87(&mut self, i: &Instruction) -> Result<()> {
         let m = i.mnemonic();
-        if !non_waiting(m) && self.cpu.fpu.fsw & sw::ES != 0 {
-            return Err(Fault::new(vector::MF).into());
+        let pending = self.cpu.fpu.fsw & sw::ES != 0;
+        if !non_waiting(m) && pending {
+            match self.irq.clone() {
+                // CR0.NE clear on a platform with an interrupt controller: the MS-DOS
+                // compatible path. FERR# goes to IRQ 13 (unless the platform asserts IGNNE#)
+                // and, as QEMU does, the instruction goes on; the interrupt is taken at the
+                // next instruction boundary.
+                Some(ic) if self.cpu.cr0 & crate::state::bits::CR0_NE == 0 => {
+                    if !ic.ignne() {
+                        ic.ferr(true);
+                    }
+                }
+                _ => return Err(Fault::new(vector::MF).into()),
+            }
         }
         // A fault (a page fault on the operand, say) leaves the unit as it was.
         let saved = self.cpu.fpu.clone();
@@ -384,6 +396,12 @@ impl Interp {
             self.cpu.fpu = saved;
         } else if !is_control(m) {
             self.note_pointers(i);
+        }
+        // FERR# follows ES: clearing the exceptions (FNCLEX, FNINIT, FLDCW…) drops it.
+        if pending && self.cpu.fpu.fsw & sw::ES == 0 {
+            if let Some(ic) = &self.irq {
+                ic.ferr(false);
+            }
         }
         r
     }

@@ -1,0 +1,22 @@
+//! How the software CPU reaches the platform's interrupt controller and timers.
+//!
+//! KVM brings its own; the software CPU asks this trait between instructions whether INTR is
+//! asserted, runs the interrupt-acknowledge cycle when it takes one, lets the timers catch up
+//! with the clock, and learns how long a halted CPU may sleep.
+
+pub trait Interrupts: Send + Sync {
+    /// Whether the INTR line is asserted (cheap: asked between instructions).
+    fn pending(&self) -> bool;
+    /// The interrupt-acknowledge cycle: the vector to deliver.
+    fn acknowledge(&self) -> u8;
+    /// Lets the timers raise what is due; returns the next deadline on the machine clock (ns).
+    fn poll(&self) -> Option<u64>;
+    /// The machine clock (ns since the machine started).
+    fn now_ns(&self) -> u64;
+    /// FERR#: the x87 signals a pending unmasked exception with CR0.NE clear (`true`), or
+    /// its exception flags were cleared (`false`). The PC routes it to IRQ 13.
+    fn ferr(&self, asserted: bool);
+    /// IGNNE#: the platform asks the x87 to ignore pending exceptions (after the IRQ 13
+    /// handler's write to port 0xf0).
+    fn ignne(&self) -> bool;
+}
