@@ -202,6 +202,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "sse context switch with FXSAVE and XSAVE: ok",
         },
         Case {
+            name: "x87-ferr-irq13",
+            build: kernels::x87_ferr_irq13,
+            expect: "x87 FERR# reaches IRQ 13 with CR0.NE clear: ok",
+        },
+        Case {
             name: "simd-bad-state",
             build: kernels::simd_bad_state,
             expect: "simd bad state gets #GP: ok",

@@ -41,3 +41,14 @@ fn malformed_simd_state_gets_gp() {
     assert!(out.passed(), "{:?} {}", out.exit, out.serial);
     assert!(out.serial.contains("simd bad state gets #GP: ok"));
 }
+
+#[test]
+fn x87_errors_reach_irq13_with_ne_clear() {
+    let file = harness::temp_kernel("x87-ferr", &kernels::x87_ferr_irq13());
+    let (cfg, cap) = harness::config(file.path(), Accel::Dbt, 64 << 20);
+    let out = harness::run(&cfg, &cap, Duration::from_secs(60)).expect("VM runs");
+    assert!(out.passed(), "{:?} {}", out.exit, out.serial);
+    assert!(out
+        .serial
+        .contains("x87 FERR# reaches IRQ 13 with CR0.NE clear: ok"));
+}

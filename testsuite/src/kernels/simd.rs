@@ -5,7 +5,7 @@ use iced_x86::code_asm::*;
 
 use crate::kit::{check, sel, Code, Kernel, IDT_ADDR, PASS};
 
-use super::common::{enter_long_mode, install_exception_handlers64};
+use super::common::{enter_long_mode, gate32, install_exception_handlers64, load_idt};
 
 /// Scratch memory (identity-mapped, zero at boot): the two tasks' register patterns, their
 /// MXCSR values, a zero block, and the save areas (FXSAVE 16-byte, XSAVE 64-byte aligned).
@@ -352,6 +352,80 @@ pub fn simd_bad_state() -> Vec<u8> {
         // And a well-formed XRSTOR still works.
         xrstor(c, XSAVE_AREA);
         c.print("simd bad state gets #GP: ok\n");
+        c.exit(PASS);
+    })
+}
+
+const FERR_FLAG: u32 = 0x30_0900;
+const FERR_CW: u32 = 0x30_0904;
+
+/// The MS-DOS-compatible x87 error path: with CR0.NE clear, an unmasked exception pending at
+/// a waiting instruction (FWAIT after a division by zero) asserts FERR#, which the PC routes to
+/// IRQ 13 through the slave 8259; the handler acknowledges it on port 0xf0 and clears the
+/// exception with FNCLEX. (With NE set the same FWAIT raises #MF, which other kernels check.)
+pub fn x87_ferr_irq13() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        // The PICs at vectors 0x20/0x28, cascaded; only IRQ 2 and IRQ 13 unmasked.
+        for (port, v) in [
+            (0x20u32, 0x11u32),
+            (0x21, 0x20),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0xa0, 0x11),
+            (0xa1, 0x28),
+            (0xa1, 0x02),
+            (0xa1, 0x01),
+            (0x21, 0xfb),
+            (0xa1, 0xdf),
+        ] {
+            check(c.a.mov(al, v));
+            check(c.a.out(port as i32, al));
+        }
+        let handler = c.sym();
+        let h = c.addr(handler);
+        gate32(c, 0x2d, h);
+        load_idt(c, false);
+        let mut over = c.label();
+        check(c.a.jmp(over));
+        c.bind(handler);
+        check(c.a.push(eax));
+        check(c.a.xor(eax, eax));
+        check(c.a.out(0xf0, al)); // acknowledge FERR#
+        check(c.a.fnclex());
+        check(c.a.mov(al, 0x20u32));
+        check(c.a.out(0xa0, al));
+        check(c.a.out(0x20, al));
+        check(c.a.mov(dword_ptr(FERR_FLAG), 1u32));
+        check(c.a.pop(eax));
+        check(c.a.iretd());
+        c.here(&mut over);
+        // x87 on, CR0.NE clear (EM and TS clear too).
+        check(c.a.mov(eax, cr0));
+        check(c.a.and(eax, !0x2ci32));
+        check(c.a.or(eax, 2));
+        check(c.a.mov(cr0, eax));
+        check(c.a.mov(dword_ptr(FERR_FLAG), 0u32));
+        check(c.a.fninit());
+        check(c.a.mov(word_ptr(FERR_CW), 0x037bu32)); // ZE unmasked
+        check(c.a.fldcw(word_ptr(FERR_CW)));
+        check(c.a.fldz());
+        check(c.a.fld1());
+        check(c.a.fdiv_2(st0, st1)); // 1/0: ZE pending
+        check(c.a.sti());
+        check(c.a.wait());
+        check(c.a.nop());
+        check(c.a.nop());
+        check(c.a.cli());
+        check(c.a.cmp(dword_ptr(FERR_FLAG), 1));
+        c.fail_unless_zero(
+            "x87-ferr: no IRQ 13 after FWAIT with an exception pending\n",
+            2,
+        );
+        check(c.a.fnstsw(ax));
+        check(c.a.test(ax, 0x80));
+        c.fail_unless_zero("x87-ferr: ES still set after the handler's FNCLEX\n", 3);
+        c.print("x87 FERR# reaches IRQ 13 with CR0.NE clear: ok\n");
         c.exit(PASS);
     })
 }
