@@ -11,7 +11,7 @@ const MAX_PAGES: usize = 4096;
 use super::fasthash::FastMap;
 
 /// Entries of the direct-mapped front cache (a power of two).
-const FRONT: usize = 1024;
+const FRONT: usize = 8192;
 
 pub struct DecodeCache {
     pages: FastMap<u64, FastMap<(u16, u8), Instruction>>,
@@ -34,8 +34,23 @@ fn slot(phys: u64) -> usize {
 }
 
 impl DecodeCache {
+    /// The instruction cached at `phys` for `bits` when it was decoded at `rip` too (the
+    /// hot path: the caller copies it once, whole, from here).
+    #[inline]
+    pub fn lookup(&self, phys: u64, bits: u32, rip: u64) -> Option<&Instruction> {
+        match &self.front[slot(phys)] {
+            Some((p, b, i)) if *p == phys && u32::from(*b) == bits && i.ip() == rip => Some(i),
+            _ => None,
+        }
+    }
+
     /// The instruction cached at `phys` for `bits`, with its IP fields set to `rip`.
     pub fn get(&mut self, phys: u64, bits: u32, rip: u64) -> Option<Instruction> {
+        self.get_slow(phys, bits, rip)
+    }
+
+    #[inline(never)]
+    fn get_slow(&mut self, phys: u64, bits: u32, rip: u64) -> Option<Instruction> {
         let k = slot(phys);
         let mut instr = match &self.front[k] {
             Some((p, b, i)) if *p == phys && u32::from(*b) == bits => *i,

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 use crate::Platform;
 
@@ -44,6 +44,11 @@ impl PhysMem {
 
     /// Reads `buf.len()` bytes (at most 16) at `addr`; bytes outside RAM come from MMIO.
     pub fn read(&self, addr: u64, buf: &mut [u8]) {
+        // The common case, inside one RAM region, without vm-memory's multi-region iterator.
+        if let Ok(slice) = self.ram.get_slice(GuestAddress(addr), buf.len()) {
+            slice.copy_to(buf);
+            return;
+        }
         if self.ram.read_slice(buf, GuestAddress(addr)).is_ok() {
             return;
         }
@@ -63,6 +68,10 @@ impl PhysMem {
     }
 
     pub fn write(&self, addr: u64, buf: &[u8]) {
+        if let Ok(slice) = self.ram.get_slice(GuestAddress(addr), buf.len()) {
+            slice.copy_from(buf);
+            return;
+        }
         if self.ram.write_slice(buf, GuestAddress(addr)).is_ok() {
             return;
         }
@@ -79,7 +88,6 @@ impl PhysMem {
     }
 
     fn ram_contains(&self, addr: u64) -> bool {
-        use vm_memory::GuestMemoryBackend;
         self.ram.address_in_range(GuestAddress(addr))
     }
 

@@ -73,10 +73,6 @@ pub struct Interp {
 }
 
 /// Where an instruction's bytes come from, for the decode cache.
-struct Fetched {
-    instr: Instruction,
-}
-
 impl Interp {
     pub fn new(cpu: Cpu, mem: PhysMem) -> Self {
         Interp {
@@ -135,12 +131,16 @@ impl Interp {
 
     /// The instruction at RIP as the interpreter decodes it (for reports and flag masks).
     pub fn peek_instruction(&mut self) -> Option<Instruction> {
-        self.fetch().ok().map(|f| f.instr)
+        let mut instr = Instruction::default();
+        self.fetch(&mut instr).ok().map(|()| instr)
     }
 
     fn fetch_and_execute(&mut self) -> Result<()> {
-        let f = self.fetch()?;
-        let instr = f.instr;
+        // Fetched into a local through a reference: returning the 40-byte instruction inside
+        // a Result made the compiler assemble and re-read it piecewise (store-forwarding
+        // stalls on every instruction).
+        let mut instr = Instruction::default();
+        self.fetch(&mut instr)?;
         if log::log_enabled!(target: "ferrite::trace", log::Level::Trace) {
             log::trace!(target: "ferrite::trace", "{:#x}: {instr}  rax={:#x} rcx={:#x} rdx={:#x} rbx={:#x} rsp={:#x} rsi={:#x} rdi={:#x} fl={:#x}",
                 instr.ip(), self.cpu.regs[0], self.cpu.regs[1], self.cpu.regs[2], self.cpu.regs[3], self.cpu.regs[4], self.cpu.regs[6], self.cpu.regs[7], self.cpu.rflags);
@@ -158,7 +158,7 @@ impl Interp {
         }
     }
 
-    fn fetch(&mut self) -> Result<Fetched> {
+    fn fetch(&mut self, out: &mut Instruction) -> Result<()> {
         let bits = self.cpu.code_bits();
         let cs = self.cpu.seg[sreg::CS];
         let rip = self.cpu.rip;
@@ -190,9 +190,15 @@ impl Interp {
                 p
             }
         };
+        if let Some(instr) = self.icache.lookup(phys, bits, rip) {
+            self.check_code_limit(instr)?;
+            *out = *instr;
+            return Ok(());
+        }
         if let Some(instr) = self.icache.get(phys, bits, rip) {
             self.check_code_limit(&instr)?;
-            return Ok(Fetched { instr });
+            *out = instr;
+            return Ok(());
         }
         self.stats.decode_cache_misses += 1;
         // Bytes up to the end of the page; the next page only if the instruction needs it.
@@ -221,7 +227,8 @@ impl Interp {
         if !crosses {
             self.icache.insert(phys, bits, instr);
         }
-        Ok(Fetched { instr })
+        *out = instr;
+        Ok(())
     }
 
     fn check_code_limit(&self, instr: &Instruction) -> Result<()> {

@@ -74,7 +74,24 @@ enum Class {
     X87,
 }
 
+/// The SIMD class of `i`. It depends on the instruction's code alone, so it is worked out
+/// once per code: the interpreter asks for every instruction it runs.
 fn class(i: &Instruction) -> Option<Class> {
+    static TABLE: std::sync::OnceLock<Vec<Option<Class>>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        iced_x86::Code::values()
+            .map(|code| {
+                let mut probe = Instruction::default();
+                probe.set_code(code);
+                class_of_code(&probe)
+            })
+            .collect()
+    });
+    table.get(i.code() as usize).copied().flatten()
+}
+
+/// [`class`] from the instruction's code (its mnemonic, encoding, operand kinds, features).
+fn class_of_code(i: &Instruction) -> Option<Class> {
     if i.encoding() != iced_x86::EncodingKind::Legacy {
         return None; // VEX forms are not implemented yet
     }
@@ -134,9 +151,11 @@ fn class(i: &Instruction) -> Option<Class> {
         || m == M::Pclmulqdq
         || fxsave::handles_mxcsr(m);
     // MOVSD and CMPSD are string instructions too: only forms with XMM operands are SSE.
-    let string_form = matches!(m, M::Movsd | M::Cmpsd)
-        && !(0..i.op_count())
-            .any(|k| i.op_kind(k) == OpKind::Register && i.op_register(k).is_xmm());
+    let string_form = matches!(m, M::Movsd | M::Cmpsd) && {
+        use iced_x86::OpCodeOperandKind as K;
+        let op = i.op_code();
+        !(0..op.op_count()).any(|k| matches!(op.op_kind(k), K::xmm_reg | K::xmm_rm | K::xmm_or_mem))
+    };
     if !implemented || string_form {
         return None;
     }
