@@ -25,8 +25,9 @@ pub struct Cmos {
     nvram: [u8; 128],
     /// Guest time minus host time, in seconds.
     offset: i64,
-    /// Where the host clock comes from (a fixed clock in tests).
-    now: fn() -> i64,
+    /// Where the time of day comes from, in Unix seconds: the host's clock, or the
+    /// deterministic clock's seconds from a fixed date (a fixed clock in tests).
+    now: Box<dyn Fn() -> i64 + Send>,
 }
 
 fn host_now() -> i64 {
@@ -42,7 +43,7 @@ impl Cmos {
         Self::with_clock(low_mem, high_mem, host_now)
     }
 
-    pub fn with_clock(low_mem: u64, high_mem: u64, now: fn() -> i64) -> Self {
+    pub fn with_clock(low_mem: u64, high_mem: u64, now: impl Fn() -> i64 + Send + 'static) -> Self {
         let mut nvram = [0u8; 128];
         nvram[REG_A] = 0x26; // 32.768 kHz time base, 1024 Hz periodic rate
         nvram[REG_B] = REG_B_24H;
@@ -71,7 +72,7 @@ impl Cmos {
             index: 0,
             nvram,
             offset: 0,
-            now,
+            now: Box::new(now),
         }
     }
 

@@ -200,7 +200,8 @@ pub static MAX: CpuModel = CpuModel {
     description: "everything the software CPU implements (default; aliases: ferrite, host)",
     vendor: b"GenuineIntel",
     signature: 0x0003_06a9,
-    max_leaf: 0xd,
+    // Up to leaf 0x15, which states the TSC's frequency.
+    max_leaf: 0x15,
     max_ext_leaf: 0x8000_0008,
     brand: "Ferrite software CPU (interpreter)",
     features: IMPLEMENTED,

@@ -11,8 +11,16 @@ pub trait Interrupts: Send + Sync {
     fn acknowledge(&self) -> u8;
     /// Lets the timers raise what is due; returns the next deadline on the machine clock (ns).
     fn poll(&self) -> Option<u64>;
-    /// The machine clock (ns since the machine started).
+    /// The machine clock (ns since the machine started); the TSC counts it too.
     fn now_ns(&self) -> u64;
+    /// `instructions` more have retired (the deterministic clock counts them; the host's
+    /// clock ignores this).
+    fn retired(&self, _instructions: u64) {}
+    /// A halted CPU with nothing pending until `deadline`: a deterministic clock jumps there
+    /// (returns `true`); on the host's clock the CPU sleeps instead (`false`).
+    fn skip_idle_to(&self, _deadline: u64) -> bool {
+        false
+    }
     /// FERR#: the x87 signals a pending unmasked exception with CR0.NE clear (`true`), or
     /// its exception flags were cleared (`false`). The PC routes it to IRQ 13.
     fn ferr(&self, asserted: bool);

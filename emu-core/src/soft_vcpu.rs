@@ -72,6 +72,8 @@ pub struct SoftVcpu {
     /// An application processor waits for INIT/SIPI, which needs the local APIC (not yet
     /// modelled): until then it sleeps.
     waiting_for_sipi: bool,
+    /// When the vCPU was made (for the statistics on drop).
+    created: std::time::Instant,
 }
 
 impl SoftVcpu {
@@ -92,6 +94,7 @@ impl SoftVcpu {
             interp,
             kicker: Arc::new(SoftKicker::default()),
             waiting_for_sipi: id != 0,
+            created: std::time::Instant::now(),
         }
     }
 
@@ -140,6 +143,12 @@ impl SoftVcpu {
             if ic.pending() {
                 return false;
             }
+            if let Some(t) = next {
+                // The deterministic clock does not sleep: it jumps to the deadline.
+                if ic.skip_idle_to(t) {
+                    continue;
+                }
+            }
             let now = ic.now_ns();
             let wait = next.map_or(MAX_HALT_SLEEP, |t| {
                 Duration::from_nanos(t.saturating_sub(now)).min(MAX_HALT_SLEEP)
@@ -180,6 +189,29 @@ impl Vcpu for SoftVcpu {
             if let Some(ic) = &self.interp.irq {
                 ic.poll();
             }
+            let before = self.interp.stats.instructions;
+            let batch = self.run_batch();
+            if let Some(ic) = &self.interp.irq {
+                ic.retired(self.interp.stats.instructions - before);
+            }
+            match batch {
+                Ok(None) => {}
+                Ok(Some(exit)) => return Ok(exit),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn kicker(&self) -> Arc<dyn VcpuKicker> {
+        self.kicker.clone()
+    }
+}
+
+impl SoftVcpu {
+    /// Up to [`BATCH`] instructions (and the interrupts that arrive meanwhile); `Some` when
+    /// the vCPU must leave `run`.
+    fn run_batch(&mut self) -> Result<Option<VcpuExit>, VcpuError> {
+        {
             for _ in 0..BATCH {
                 let stepped = match self.take_interrupt() {
                     Ok(true) => Ok(()),
@@ -190,13 +222,13 @@ impl Vcpu for SoftVcpu {
                     Ok(()) => {}
                     Err(Stop::Halt) => {
                         if !self.interp.cpu.flag(flags::IF) {
-                            return Ok(VcpuExit::Halted);
+                            return Ok(Some(VcpuExit::Halted));
                         }
                         if self.halt() {
-                            return Ok(VcpuExit::Interrupted);
+                            return Ok(Some(VcpuExit::Interrupted));
                         }
                     }
-                    Err(Stop::Shutdown) => return Ok(VcpuExit::Shutdown),
+                    Err(Stop::Shutdown) => return Ok(Some(VcpuExit::Shutdown)),
                     Err(Stop::Fault(f)) | Err(Stop::Trap(f)) => {
                         // `step` delivers faults itself; one escaping is a bug worth naming.
                         return Err(VcpuError::Unhandled(format!("undelivered {f:?}")));
@@ -204,9 +236,24 @@ impl Vcpu for SoftVcpu {
                 }
             }
         }
+        Ok(None)
     }
+}
 
-    fn kicker(&self) -> Arc<dyn VcpuKicker> {
-        self.kicker.clone()
+impl Drop for SoftVcpu {
+    /// What the vCPU did, for `RUST_LOG=ferrite::stats=info` (speed work reads this).
+    fn drop(&mut self) {
+        let s = &self.interp.stats;
+        let secs = self.created.elapsed().as_secs_f64();
+        log::info!(
+            target: "ferrite::stats",
+            "vCPU {}: {} instructions in {secs:.1} s ({:.1} M/s), {} decode-cache misses, {} exceptions, {} interrupts",
+            self.interp.apic_id,
+            s.instructions,
+            s.instructions as f64 / secs.max(1e-9) / 1e6,
+            s.decode_cache_misses,
+            s.exceptions,
+            s.interrupts
+        );
     }
 }

@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// Real-time clock options: accepted and ignored with a warning
     #[arg(long, value_name = "OPTIONS")]
     pub rtc: Option<String>,
+    /// Deterministic clock (QEMU's -icount): [shift=]N makes each instruction 2^N ns of
+    /// guest time (N = 0..10), so two runs of a guest give the same output; software CPU only
+    #[arg(long, value_name = "[shift=]N")]
+    pub icount: Option<String>,
     /// Write one line saying why the run ended to FILE ("debug-exit V", "triple-fault",
     /// "reset", "poweroff", "stopped" or "error MESSAGE"); `ferrite test` reads it
     #[arg(long, value_name = "FILE", hide = true)]
@@ -156,6 +160,8 @@ pub struct Options {
     pub debugcon: Option<(u16, SerialSpec)>,
     /// `-cpu`; `None` leaves the backend's default.
     pub cpu: Option<&'static machine::CpuModel>,
+    /// `-icount shift=N`: the deterministic clock.
+    pub icount_shift: Option<u32>,
     pub no_reboot: bool,
     /// `-device pc-testdev`.
     pub pc_testdev: bool,
@@ -373,6 +379,14 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
             "-rtc {r}: the RTC follows the host's clock; options are ignored"
         ));
     }
+    let icount_shift = match &a.icount {
+        Some(spec) => {
+            let (shift, w) = values::icount(spec).map_err(|e| format!("-icount {spec}: {e}"))?;
+            warnings.extend(w);
+            Some(shift)
+        }
+        None => None,
+    };
     match a.monitor.as_deref() {
         None | Some("none") => {}
         Some(m) => warnings.push(format!("-monitor {m}: the QEMU monitor is not supported")),
@@ -415,6 +429,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         debug_exit,
         debugcon,
         cpu,
+        icount_shift,
         no_reboot: a.no_reboot,
         pc_testdev,
         pci_testdev,

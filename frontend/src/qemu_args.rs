@@ -34,6 +34,7 @@ const VALUE_OPTIONS: &[&str] = &[
     "parallel",
     "name",
     "rtc",
+    "icount",
 ];
 
 /// QEMU options users are likely to try that Ferrite does not have yet, with what to say.
@@ -51,10 +52,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("gdb", "the gdb stub is not supported yet"),
     ("qmp", "QMP is not supported"),
     ("snapshot", "disks are not supported yet"),
-    (
-        "icount",
-        "the deterministic instruction-count clock is not supported yet",
-    ),
     (
         "daemonize",
         "run it in the background from the shell, or use `ferrite test`",

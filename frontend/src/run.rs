@@ -126,6 +126,7 @@ pub fn run(opts: &Options) -> Result<Ended, Error> {
             None => None,
         },
         cpu: opts.cpu,
+        icount_shift: opts.icount_shift,
         pc_testdev: opts.pc_testdev,
         pci_testdev: opts.pci_testdev,
     };

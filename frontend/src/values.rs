@@ -61,6 +61,44 @@ fn count(key: &str, v: &str, whole: &str) -> Result<u32, String> {
         .map_err(|_| format!("-smp: {key} must be a number, not '{v}' (in '{whole}')"))
 }
 
+/// `-icount`: QEMU's `[shift=]N[,align=off][,sleep=on|off]`, the deterministic clock's
+/// 2^N ns per instruction. `shift=auto` and record/replay are refused: neither is
+/// deterministic here (auto follows the host's speed; there is no replay log).
+pub fn icount(s: &str) -> Result<(u32, Vec<String>), String> {
+    let mut shift = None;
+    let mut warnings = Vec::new();
+    let max = devices::clock::MAX_ICOUNT_SHIFT;
+    let number = |v: &str| -> Result<u32, String> {
+        match v.parse::<u32>() {
+            Ok(n) if n <= max => Ok(n),
+            _ if v == "auto" => Err(
+                "shift=auto follows the host's speed and is not deterministic; give a number (0 to 10)"
+                    .to_string(),
+            ),
+            _ => Err(format!("shift must be a number from 0 to {max}, not '{v}'")),
+        }
+    };
+    for part in split_props(s) {
+        match part.split_once('=') {
+            None => shift = Some(number(&part)?),
+            Some(("shift", v)) => shift = Some(number(v)?),
+            Some(("align", "off")) => {}
+            Some(("align", v)) => warnings.push(format!(
+                "-icount align={v}: guest time is not aligned to the host's; ignored"
+            )),
+            // A halted CPU always skips ahead to the next timer: sleep=off's behaviour.
+            Some(("sleep", "on" | "off")) => {}
+            Some((key @ ("rr" | "rrfile" | "rrsnapshot"), _)) => {
+                return Err(format!("{key}: record/replay is not supported"))
+            }
+            Some((key, _)) => return Err(format!("unknown property '{key}'")),
+        }
+    }
+    shift
+        .map(|n| (n, warnings))
+        .ok_or_else(|| "no shift given (-icount shift=N)".to_string())
+}
+
 /// `-smp`: the number of vCPUs. `N`, `cpus=N`, `N,sockets=…` take `N`; a topology alone
 /// (`sockets=2,cores=2`) gives the product, as QEMU computes it.
 pub fn smp(s: &str) -> Result<u32, String> {

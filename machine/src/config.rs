@@ -53,6 +53,9 @@ pub struct VmConfig {
     /// `-cpu`: a software-CPU model. `None` is the backend's default (the host's CPUID under
     /// KVM, `max` on the software CPU).
     pub cpu: Option<&'static emu_core::CpuModel>,
+    /// `-icount shift=N`: the deterministic clock (2^N ns of guest time per instruction;
+    /// software CPU only). `None`: the host's monotonic clock.
+    pub icount_shift: Option<u32>,
     /// QEMU's `-device pc-testdev` (kvm-unit-tests' scratch ports, IRQ-line ports and
     /// scratch MMIO).
     pub pc_testdev: bool,
@@ -75,6 +78,7 @@ impl VmConfig {
             debug_exit: None,
             debugcon: None,
             cpu: None,
+            icount_shift: None,
             pc_testdev: false,
             pci_testdev: false,
         }

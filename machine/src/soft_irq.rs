@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use devices::bus::BusDevice;
-use devices::clock::Clock;
+use devices::clock::{Clock, InstructionClock};
 use devices::pic::PicPair;
 use devices::pit::Pit;
 use devices::IrqLine;
@@ -24,6 +24,8 @@ pub struct SoftIrqChip {
     pic: Mutex<PicPair>,
     pit: OnceLock<Arc<Mutex<Pit>>>,
     clock: Arc<dyn Clock>,
+    /// The deterministic clock, when `clock` is one (the vCPU drives it).
+    icount: Option<Arc<InstructionClock>>,
     /// The master's output, cached for the CPU's between-instruction check.
     intr: AtomicBool,
     ignne: AtomicBool,
@@ -34,10 +36,21 @@ pub struct SoftIrqChip {
 impl SoftIrqChip {
     /// The chip and its timer (IRQ 0) on `clock`.
     pub fn new(clock: Arc<dyn Clock>) -> Arc<SoftIrqChip> {
+        Self::build(clock, None)
+    }
+
+    /// The chip on the deterministic clock, which the vCPU advances as it retires
+    /// instructions (`-icount`).
+    pub fn deterministic(clock: Arc<InstructionClock>) -> Arc<SoftIrqChip> {
+        Self::build(clock.clone(), Some(clock))
+    }
+
+    fn build(clock: Arc<dyn Clock>, icount: Option<Arc<InstructionClock>>) -> Arc<SoftIrqChip> {
         let chip = Arc::new(SoftIrqChip {
             pic: Mutex::new(PicPair::new()),
             pit: OnceLock::new(),
             clock: clock.clone(),
+            icount,
             intr: AtomicBool::new(false),
             ignne: AtomicBool::new(false),
             wake: OnceLock::new(),
@@ -111,6 +124,22 @@ impl Interrupts for SoftIrqChip {
 
     fn now_ns(&self) -> u64 {
         self.clock.now_ns()
+    }
+
+    fn retired(&self, instructions: u64) {
+        if let Some(c) = &self.icount {
+            c.retire(instructions);
+        }
+    }
+
+    fn skip_idle_to(&self, deadline: u64) -> bool {
+        match &self.icount {
+            Some(c) => {
+                c.skip_to(deadline);
+                true
+            }
+            None => false,
+        }
     }
 
     fn ferr(&self, asserted: bool) {

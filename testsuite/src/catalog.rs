@@ -207,6 +207,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "x87 FERR# reaches IRQ 13 with CR0.NE clear: ok",
         },
         Case {
+            name: "pit-timing",
+            build: kernels::pit_timing,
+            expect: "pit timing: ok",
+        },
+        Case {
             name: "simd-bad-state",
             build: kernels::simd_bad_state,
             expect: "simd bad state gets #GP: ok",

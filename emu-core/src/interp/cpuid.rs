@@ -33,6 +33,7 @@ pub fn cpuid_with(
         (w(0), w(4), w(8), w(12))
     };
     // Out-of-range leaves answer like the highest basic leaf, as Intel parts and QEMU do.
+    const TSC_HZ: u32 = 1_000_000_000;
     let hypervisor_range = (0x4000_0000..=0x4000_00ff).contains(&leaf);
     let in_range = if leaf >= 0x8000_0000 {
         leaf <= model.max_ext_leaf
@@ -64,6 +65,9 @@ pub fn cpuid_with(
             let kind = if subleaf == 0 { 1 } else { 0 };
             (0, u32::from(subleaf == 0), subleaf | (kind << 8), apic_id)
         }
+        // The TSC counts the machine clock's nanoseconds: a 1 GHz crystal, ratio 1/1 (so an
+        // OS takes the frequency from here instead of calibrating against the PIT).
+        0x15 => (1, 1, TSC_HZ, 0),
         0x4000_0000 => {
             // The software CPU has no KVM leaves: Ferrite's signature is the first.
             let (b, c, d) = paravirt::signature_registers();

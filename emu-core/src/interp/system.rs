@@ -343,10 +343,14 @@ impl Interp {
         Ok(())
     }
 
-    /// Time-stamp counter before the guest's offset: nanoseconds of host monotonic time
-    /// since the vCPU started (a 1 GHz TSC).
+    /// Time-stamp counter before the guest's offset: a 1 GHz counter of the machine clock
+    /// (so the TSC and the timers agree, and the deterministic clock drives both), or of
+    /// host time since the vCPU started where there is no platform clock.
     fn tsc_raw(&self) -> u64 {
-        self.started.elapsed().as_nanos() as u64
+        match &self.irq {
+            Some(ic) => ic.now_ns(),
+            None => self.started.elapsed().as_nanos() as u64,
+        }
     }
 
     fn tsc(&self) -> u64 {

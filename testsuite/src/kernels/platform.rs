@@ -588,3 +588,88 @@ pub fn pci_testdev() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Where [`pit_timing`]'s IRQ 0 handler counts ticks.
+const TICKS: u32 = 0x7fe0;
+
+/// Time as the guest sees it: the PIT at 1 kHz on IRQ 0 through the 8259, two ticks waited in
+/// HLT (an idle CPU), then a loop counting its own iterations until three more ticks, and the
+/// TSC over those three. Prints both counts; the kit accepts any value, and under the
+/// deterministic clock (`-icount`) two runs print the same ones.
+pub fn pit_timing() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        // The master PIC at vector 0x20 with only IRQ 0 open; the slave masked.
+        for (port, v) in [
+            (0x20u32, 0x11u32),
+            (0x21, 0x20),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0xa0, 0x11),
+            (0xa1, 0x28),
+            (0xa1, 0x02),
+            (0xa1, 0x01),
+            (0x21, 0xfe),
+            (0xa1, 0xff),
+        ] {
+            check(c.a.mov(al, v));
+            check(c.a.out(port as i32, al));
+        }
+        let handler = c.sym();
+        let h = c.addr(handler);
+        gate32(c, 0x20, h);
+        load_idt(c, false);
+        let mut over = c.label();
+        check(c.a.jmp(over));
+        c.bind(handler);
+        check(c.a.push(eax));
+        check(c.a.inc(dword_ptr(TICKS)));
+        check(c.a.mov(al, 0x20u32));
+        check(c.a.out(0x20, al));
+        check(c.a.pop(eax));
+        check(c.a.iretd());
+        c.here(&mut over);
+        check(c.a.mov(dword_ptr(TICKS), 0u32));
+        // Channel 0, lobyte/hibyte, mode 2 (rate generator), divisor 1193: 1 kHz.
+        check(c.a.mov(al, 0x34u32));
+        check(c.a.out(0x43, al));
+        check(c.a.mov(al, (1193 & 0xff) as u32));
+        check(c.a.out(0x40, al));
+        check(c.a.mov(al, (1193 >> 8) as u32));
+        check(c.a.out(0x40, al));
+        check(c.a.sti());
+        let mut idle = c.label();
+        c.here(&mut idle);
+        check(c.a.hlt());
+        check(c.a.cmp(dword_ptr(TICKS), 2));
+        check(c.a.jb(idle));
+        check(c.a.rdtsc());
+        check(c.a.mov(edi, eax));
+        check(c.a.xor(ebx, ebx));
+        let mut spin = c.label();
+        c.here(&mut spin);
+        check(c.a.inc(ebx));
+        check(c.a.cmp(dword_ptr(TICKS), 5));
+        check(c.a.jb(spin));
+        check(c.a.rdtsc());
+        check(c.a.sub(eax, edi));
+        check(c.a.cli());
+        check(c.a.mov(edi, eax));
+        c.print("pit-timing: loop iterations over 3 ticks ");
+        check(c.a.mov(eax, ebx));
+        c.print_eax_hex();
+        c.print(", TSC delta ");
+        check(c.a.mov(eax, edi));
+        c.print_eax_hex();
+        c.print("\n");
+        // Three ticks are 3 ms of machine time: the TSC must have moved.
+        check(c.a.test(edi, edi));
+        let mut moved = c.label();
+        check(c.a.jne(moved));
+        c.print("pit-timing: the TSC stood still over three timer ticks\n");
+        c.exit(2);
+        c.here(&mut moved);
+        c.print("pit timing: ok\n");
+        c.exit(PASS);
+    })
+}
