@@ -3,10 +3,10 @@
 //! both listing the MADT.
 //!
 //! The MADT says what the MP table says (see [`mptable`](crate::mptable)): the local APICs,
-//! the IOAPIC, the PIT's IRQ 0 on IOAPIC pin 2 and NMI on LINT1. There is no FADT/DSDT yet:
-//! those describe the ACPI hardware (PM timer, PM1 blocks, SCI), which the board does not have
-//! yet; an OS finding no FADT runs without ACPI power management. A firmware image (`-bios`)
-//! writes its own tables instead.
+//! the IOAPIC, the PIT's IRQ 0 on IOAPIC pin 2 and NMI on LINT1. The FADT describes the ACPI
+//! PM hardware (devices::acpi_pm: PM1a blocks, PM timer, SCI on IRQ 9) and points at the FACS
+//! and a DSDT whose only object is `_S5`, so an OS can power the machine off. A firmware image
+//! (`-bios`) writes its own tables instead.
 
 use acpi_tables::madt::{
     EnabledStatus, IoApic, LocalInterruptController, ProcessorLocalApic, MADT,
@@ -133,19 +133,104 @@ fn rsdt(entries: &[u32]) -> Vec<u8> {
     t
 }
 
-/// The tables as they sit from [`RSDP_ADDR`] on: RSDP, RSDT, XSDT, MADT. The RSDP is
-/// ACPI 2.0's, with both root tables, so ACPI 1.0 readers (which take the RSDT) and later
-/// ones (the XSDT) find the same MADT.
+/// The ACPI PM block's ports, as the board decodes them (devices::acpi_pm, QEMU's PIIX4
+/// addresses): PM1a event block, PM1a control block, PM timer; and the SCI's IRQ.
+const PM1A_EVT_BLK: u32 = 0x600;
+const PM1A_CNT_BLK: u32 = 0x604;
+const PM_TMR_BLK: u32 = 0x608;
+const SCI_INT: u16 = 9;
+/// IA-PC boot architecture flags: legacy (ISA) devices, an 8042.
+const IAPC_LEGACY_DEVICES: u16 = 1 << 0;
+const IAPC_8042: u16 = 1 << 1;
+/// The FADT's RTC century register index (CMOS 0x32).
+const CENTURY: u8 = 0x32;
+
+/// The FADT: the PM hardware above, no SMI command port (the hardware is in ACPI mode from
+/// reset), the DSDT and FACS. Revision 6.5 with both 32- and 64-bit block addresses.
+fn fadt(facs: u64, dsdt: u64) -> Vec<u8> {
+    use acpi_tables::fadt::{FADTBuilder, Flags};
+    use acpi_tables::gas::{AccessSize, AddressSpace, GAS};
+    let mut f = FADTBuilder::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION)
+        .flag(Flags::Wbinvd)
+        .flag(Flags::ProcC1)
+        // No fixed power or sleep button: they would be SCI events, which never come.
+        .flag(Flags::PwrButton)
+        .flag(Flags::SlpButton);
+    f.firmware_ctrl = (facs as u32).into();
+    f.dsdt = (dsdt as u32).into();
+    f.x_firmware_ctrl = facs.into();
+    f.x_dsdt = dsdt.into();
+    f.sci_int = SCI_INT.into();
+    f.pm1a_evt_blk = PM1A_EVT_BLK.into();
+    f.pm1a_cnt_blk = PM1A_CNT_BLK.into();
+    f.pm_tmr_blk = PM_TMR_BLK.into();
+    f.pm1_evt_len = 4;
+    f.pm1_cnt_len = 2;
+    f.pm_tmr_len = 4;
+    // No C2/C3 (latencies above 100 and 1000 us say so).
+    f.p_lvl2_lat = 101.into();
+    f.p_lvl3_lat = 1001.into();
+    f.century = CENTURY;
+    f.iapc_boot_arch = (IAPC_LEGACY_DEVICES | IAPC_8042).into();
+    let io = |addr: u32, bits: u8| {
+        GAS::new(
+            AddressSpace::SystemIo,
+            bits,
+            0,
+            AccessSize::Undefined,
+            u64::from(addr),
+        )
+    };
+    f.x_pm1a_evt_blk = io(PM1A_EVT_BLK, 32);
+    f.x_pm1a_cnt_blk = io(PM1A_CNT_BLK, 16);
+    f.x_pm_tmr_blk = io(PM_TMR_BLK, 32);
+    bytes(&f.finalize())
+}
+
+/// The DSDT: only `Name (_S5, Package () { 0, 0, 0, 0 })`, the sleep-type values the OS
+/// writes to PM1a_CNT to power off (QEMU's PIIX4 value). No devices: the OS finds the ISA
+/// devices at their legacy addresses and PCI by probing.
+fn dsdt() -> Vec<u8> {
+    const S5: [u8; 12] = [
+        0x08, b'_', b'S', b'5', b'_', // NameOp "_S5_"
+        0x12, 0x06, 0x04, // PackageOp, PkgLength 6, 4 elements
+        0x00, 0x00, 0x00, 0x00, // ZeroOp x4
+    ];
+    let mut t = Vec::with_capacity(36 + S5.len());
+    t.extend_from_slice(b"DSDT");
+    t.extend_from_slice(&((36 + S5.len()) as u32).to_le_bytes());
+    t.push(2); // revision: 64-bit AML integers
+    t.push(0); // checksum, below
+    t.extend_from_slice(&OEM_ID);
+    t.extend_from_slice(&OEM_TABLE_ID);
+    t.extend_from_slice(&OEM_REVISION.to_le_bytes());
+    t.extend_from_slice(&acpi_tables::CREATOR_ID);
+    t.extend_from_slice(&acpi_tables::CREATOR_REVISION);
+    t.extend_from_slice(&S5);
+    t[CHECKSUM_OFFSET] = checksum(&t);
+    t
+}
+
+/// The tables as they sit from [`RSDP_ADDR`] on: RSDP, RSDT, XSDT, FADT, MADT, FACS, DSDT.
+/// The RSDP is ACPI 2.0's, with both root tables, so ACPI 1.0 readers (which take the RSDT)
+/// and later ones (the XSDT) find the same FADT and MADT.
 pub fn build(cpus: u8) -> Vec<u8> {
-    // Each table 16-byte aligned, as firmware lays them out.
-    let align = |a: u64| (a + 15) & !15;
-    let rsdt_addr = align(RSDP_ADDR + Rsdp::len() as u64);
-    let rsdt_len = 36 + 4;
-    let xsdt_addr = align(rsdt_addr + rsdt_len);
-    // The XSDT's size is known before its entries: a header and one 8-byte pointer.
-    let xsdt_len = 36 + 8;
-    let madt_addr = align(xsdt_addr + xsdt_len);
+    // Each table 16-byte aligned, as firmware lays them out; the FACS 64-byte aligned.
+    let align = |a: u64, to: u64| a.div_ceil(to) * to;
+    let rsdt_addr = align(RSDP_ADDR + Rsdp::len() as u64, 16);
+    let rsdt_len = 36 + 4 * 2;
+    let xsdt_addr = align(rsdt_addr + rsdt_len, 16);
+    // The XSDT's size is known before its entries: a header and two 8-byte pointers.
+    let xsdt_len = 36 + 8 * 2;
+    let fadt_addr = align(xsdt_addr + xsdt_len, 16);
+    let madt_addr = align(fadt_addr + acpi_tables::fadt::FADT::len() as u64, 16);
+    let madt = madt(cpus);
+    let facs_addr = align(madt_addr + madt.len() as u64, 64);
+    let facs = bytes(&acpi_tables::facs::FACS::new());
+    let dsdt_addr = align(facs_addr + facs.len() as u64, 16);
+
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
+    xsdt.add_entry(fadt_addr);
     xsdt.add_entry(madt_addr);
     let mut rsdp = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
     // acpi_tables leaves the RSDT address 0: fill it in and redo both checksums.
@@ -155,12 +240,20 @@ pub fn build(cpus: u8) -> Vec<u8> {
     rsdp[32] = 0;
     rsdp[32] = checksum(&rsdp[..36]);
     let mut out = rsdp;
-    out.resize((rsdt_addr - RSDP_ADDR) as usize, 0);
-    out.extend_from_slice(&rsdt(&[madt_addr as u32]));
-    out.resize((xsdt_addr - RSDP_ADDR) as usize, 0);
-    out.extend_from_slice(&bytes(&xsdt));
-    out.resize((madt_addr - RSDP_ADDR) as usize, 0);
-    out.extend_from_slice(&madt(cpus));
+    let place = |out: &mut Vec<u8>, addr: u64, table: &[u8]| {
+        out.resize((addr - RSDP_ADDR) as usize, 0);
+        out.extend_from_slice(table);
+    };
+    place(
+        &mut out,
+        rsdt_addr,
+        &rsdt(&[fadt_addr as u32, madt_addr as u32]),
+    );
+    place(&mut out, xsdt_addr, &bytes(&xsdt));
+    place(&mut out, fadt_addr, &fadt(facs_addr, dsdt_addr));
+    place(&mut out, madt_addr, &madt);
+    place(&mut out, facs_addr, &facs);
+    place(&mut out, dsdt_addr, &dsdt());
     out
 }
 
@@ -198,7 +291,7 @@ mod tests {
 
     /// Walks the tables as an OS does, from the RSDP, checking every checksum.
     #[test]
-    fn an_os_finds_the_madt_from_the_rsdp() {
+    fn an_os_finds_the_fadt_and_madt_from_the_rsdp() {
         let t = build(4);
         assert_eq!(&t[..8], b"RSD PTR ");
         assert_eq!(RSDP_ADDR % 16, 0);
@@ -208,21 +301,46 @@ mod tests {
         let at = |addr: u64| (addr - RSDP_ADDR) as usize;
         let rsdt = at(u64::from(u32_at(&t, 16)));
         assert_eq!(&t[rsdt..rsdt + 4], b"RSDT");
-        assert_eq!(sum(&t[rsdt..rsdt + 40]), 0);
+        assert_eq!(sum(&t[rsdt..rsdt + 44]), 0);
         let xsdt = at(u64_at(&t, 24));
         assert_eq!(&t[xsdt..xsdt + 4], b"XSDT");
         let xsdt_len = u32_at(&t, xsdt + 4) as usize;
         assert_eq!(sum(&t[xsdt..xsdt + xsdt_len]), 0);
-        assert_eq!(xsdt_len, 44);
-        let madt = at(u64_at(&t, xsdt + 36));
+        assert_eq!(xsdt_len, 52);
+        let fadt = at(u64_at(&t, xsdt + 36));
+        let madt = at(u64_at(&t, xsdt + 44));
         assert_eq!(
-            at(u64::from(u32_at(&t, rsdt + 36))),
-            madt,
-            "both roots, one MADT"
+            [rsdt + 36, rsdt + 40].map(|e| at(u64::from(u32_at(&t, e)))),
+            [fadt, madt],
+            "both roots list the same tables"
         );
+        // The FADT: PM blocks at 0x600, SCI 9, FACS and DSDT in both widths.
+        assert_eq!(&t[fadt..fadt + 4], b"FACP");
+        let fadt_len = u32_at(&t, fadt + 4) as usize;
+        assert_eq!(sum(&t[fadt..fadt + fadt_len]), 0);
+        assert_eq!(
+            u16::from_le_bytes([t[fadt + 46], t[fadt + 47]]),
+            9,
+            "SCI_INT"
+        );
+        assert_eq!(u32_at(&t, fadt + 48), 0, "no SMI_CMD: ACPI mode from reset");
+        assert_eq!(u32_at(&t, fadt + 56), 0x600, "PM1a_EVT_BLK");
+        assert_eq!(u32_at(&t, fadt + 64), 0x604, "PM1a_CNT_BLK");
+        assert_eq!(u32_at(&t, fadt + 76), 0x608, "PM_TMR_BLK");
+        assert_eq!((t[fadt + 88], t[fadt + 89], t[fadt + 91]), (4, 2, 4));
+        let facs = at(u64::from(u32_at(&t, fadt + 36)));
+        let dsdt = at(u64::from(u32_at(&t, fadt + 40)));
+        assert_eq!(at(u64_at(&t, fadt + 132)), facs, "X_FIRMWARE_CTRL");
+        assert_eq!(at(u64_at(&t, fadt + 140)), dsdt, "X_DSDT");
+        assert_eq!(&t[facs..facs + 4], b"FACS");
+        assert_eq!((RSDP_ADDR as usize + facs) % 64, 0, "FACS 64-byte aligned");
+        assert_eq!(&t[dsdt..dsdt + 4], b"DSDT");
+        let dsdt_len = u32_at(&t, dsdt + 4) as usize;
+        assert_eq!(sum(&t[dsdt..dsdt + dsdt_len]), 0);
+        assert_eq!(&t[dsdt + 36..dsdt + 41], b"\x08_S5_", "the _S5 object");
+        assert_eq!(dsdt + dsdt_len, t.len());
         assert_eq!(&t[madt..madt + 4], b"APIC");
         let madt_len = u32_at(&t, madt + 4) as usize;
-        assert_eq!(madt + madt_len, t.len());
         assert_eq!(sum(&t[madt..madt + madt_len]), 0);
         assert_eq!(u32_at(&t, madt + 36), LAPIC_ADDR);
         assert_eq!(u32_at(&t, madt + 40), PCAT_COMPAT);

@@ -5,6 +5,7 @@
 //! backend drives them.
 
 pub mod a20;
+pub mod acpi_pm;
 pub mod bus;
 pub mod clock;
 pub mod cmos;

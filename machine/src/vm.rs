@@ -15,6 +15,10 @@ use crate::io::IoBuses;
 use crate::kvm::KvmVm;
 use crate::{memory, Error, Result, VmConfig};
 
+/// The deterministic clock's time of day at power-on (2026-01-01 00:00:00 UTC): a run that
+/// must repeat cannot start from the host's date.
+const ICOUNT_EPOCH: i64 = 1_767_225_600;
+
 /// The sending side of a UART, for the frontend's input thread.
 #[derive(Clone)]
 pub struct SerialInput(Arc<Mutex<devices::serial::Serial>>);
@@ -166,6 +170,13 @@ impl Vm {
                 m.name
             )));
         }
+        if let (Backend::Kvm, Some(_)) = (backend, cfg.icount_shift) {
+            return Err(Error::Config(
+                "-icount: the deterministic clock counts the software CPU's instructions; \
+                 under KVM the guest runs on the host's clock (use --accel dbt)"
+                    .into(),
+            ));
+        }
         let kvm = match backend {
             Backend::Kvm => Some(KvmVm::new(&mem)?),
             Backend::Software => None,
@@ -173,9 +184,18 @@ impl Vm {
         let control = Arc::new(VmControl::new());
         // Interrupt lines: KVM's in-kernel PIC/IOAPIC, or the software CPU's 8259 pair (with
         // the 8254 on IRQ 0).
-        let soft_irq = kvm
-            .is_none()
-            .then(|| crate::soft_irq::SoftIrqChip::new(Arc::new(devices::clock::HostClock::new())));
+        let icount = cfg
+            .icount_shift
+            .map(|shift| Arc::new(devices::clock::InstructionClock::new(shift)));
+        // One machine clock for the timers, the TSC (software CPU) and the PM timer.
+        let clock: Arc<dyn devices::clock::Clock> = match &icount {
+            Some(c) => c.clone(),
+            None => Arc::new(devices::clock::HostClock::new()),
+        };
+        let soft_irq = kvm.is_none().then(|| match &icount {
+            Some(c) => crate::soft_irq::SoftIrqChip::deterministic(c.clone()),
+            None => crate::soft_irq::SoftIrqChip::new(clock.clone()),
+        });
         let irq = |gsi: u32| -> Arc<dyn devices::IrqLine> {
             match (&kvm, &soft_irq) {
                 (Some(k), _) => k.irq_line(gsi),
@@ -240,11 +260,30 @@ impl Vm {
             )?;
             serial_inputs.push(Some(SerialInput(uart)));
         }
-        let cmos = Arc::new(Mutex::new(devices::cmos::Cmos::new(
-            map.low_end,
-            map.high_size,
-        )));
+        let cmos = match &icount {
+            // Deterministic time of day too: a fixed date plus the guest's elapsed time.
+            Some(clock) => {
+                let clock = clock.clone();
+                devices::cmos::Cmos::with_clock(map.low_end, map.high_size, move || {
+                    use devices::clock::Clock;
+                    ICOUNT_EPOCH + (clock.now_ns() / 1_000_000_000) as i64
+                })
+            }
+            None => devices::cmos::Cmos::new(map.low_end, map.high_size),
+        };
+        let cmos = Arc::new(Mutex::new(cmos));
         add(&mut pio, cmos, devices::cmos::INDEX_PORT, 2, "CMOS RTC")?;
+        let pm = Arc::new(Mutex::new(devices::acpi_pm::AcpiPm::new(
+            clock.clone(),
+            control.clone(),
+        )));
+        add(
+            &mut pio,
+            pm,
+            devices::acpi_pm::PM_BASE,
+            devices::acpi_pm::PM_LEN,
+            "ACPI PM",
+        )?;
         // The A20 gate starts open: a kernel loaded directly expects what firmware leaves.
         let a20 = devices::a20::A20Gate::new(true);
         let i8042 = Arc::new(Mutex::new(
