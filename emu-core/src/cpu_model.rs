@@ -32,6 +32,8 @@ pub mod edx1 {
     pub const MSR: u32 = 1 << 5;
     pub const PAE: u32 = 1 << 6;
     pub const CX8: u32 = 1 << 8;
+    /// Not a model property: the platform's local APIC, globally enabled.
+    pub const APIC: u32 = 1 << 9;
     pub const SEP: u32 = 1 << 11;
     pub const MTRR: u32 = 1 << 12;
     pub const PGE: u32 = 1 << 13;
@@ -54,6 +56,8 @@ pub mod ecx1 {
     pub const SSE42: u32 = 1 << 20;
     pub const CX16: u32 = 1 << 13;
     pub const XSAVE: u32 = 1 << 26;
+    /// Not a model property: the platform's local APIC has the TSC-deadline timer.
+    pub const TSC_DEADLINE: u32 = 1 << 24;
     /// Not a model property: CPUID reports CR4.OSXSAVE here.
     pub const OSXSAVE: u32 = 1 << 27;
     pub const MOVBE: u32 = 1 << 22;

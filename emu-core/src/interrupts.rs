@@ -27,4 +27,18 @@ pub trait Interrupts: Send + Sync {
     /// IGNNE#: the platform asks the x87 to ignore pending exceptions (after the IRQ 13
     /// handler's write to port 0xf0).
     fn ignne(&self) -> bool;
+    /// Whether the CPU has a local APIC behind this trait (CPUID's APIC and TSC-deadline
+    /// bits, and the MSRs below, follow it).
+    fn has_local_apic(&self) -> bool {
+        false
+    }
+    /// RDMSR of a local-APIC MSR (IA32_APIC_BASE, IA32_TSC_DEADLINE in machine-clock ns,
+    /// the x2APIC range); `None` means #GP.
+    fn read_apic_msr(&self, _msr: u32) -> Option<u64> {
+        None
+    }
+    /// WRMSR of a local-APIC MSR; `false` means #GP.
+    fn write_apic_msr(&self, _msr: u32, _value: u64) -> bool {
+        false
+    }
 }

@@ -359,6 +359,23 @@ impl Vm {
         if cfg.pc_testdev {
             add_pc_testdev(&mut pio, &mut mmio, &irq, rom_len)?;
         }
+        if let Some(chip) = &soft_irq {
+            chip.set_ioapic_id(cfg.vcpus);
+            // The software CPU's APICs at their architectural addresses (KVM has its own).
+            let apic_err = |e| Error::Device(format!("APIC: {e}"));
+            mmio.insert(
+                Arc::new(Mutex::new(crate::soft_irq::IoApicMmio(chip.clone()))),
+                devices::ioapic::DEFAULT_BASE,
+                devices::ioapic::MMIO_LEN,
+            )
+            .map_err(apic_err)?;
+            mmio.insert(
+                Arc::new(Mutex::new(crate::soft_irq::LapicMmio(chip.clone()))),
+                devices::lapic::DEFAULT_BASE,
+                0x1000,
+            )
+            .map_err(apic_err)?;
+        }
         let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, mmio));
 
         // The boot CPU starts where the kernel loader says, or at the reset vector for firmware.

@@ -37,6 +37,7 @@ pub mod flags {
 pub mod msr {
     pub const TSC: u32 = 0x10;
     pub const APIC_BASE: u32 = 0x1b;
+    pub const TSC_DEADLINE: u32 = 0x6e0;
     /// IA32_BIOS_SIGN_ID: the microcode revision (high half) after a CPUID(1).
     pub const UCODE_REV: u32 = 0x8b;
     pub const SYSENTER_CS: u32 = 0x174;

@@ -255,7 +255,22 @@ impl Interp {
         }
     }
 
+    /// The platform's local APIC, if it has one and `index` is one of its MSRs.
+    fn apic_msr_owner(&self, index: u32) -> Option<std::sync::Arc<dyn crate::Interrupts>> {
+        let ic = self.irq.as_ref().filter(|ic| ic.has_local_apic())?;
+        matches!(index, msr::APIC_BASE | msr::TSC_DEADLINE | 0x800..=0x8ff).then(|| ic.clone())
+    }
+
     fn read_msr(&mut self, index: u32) -> Result<u64> {
+        if let Some(ic) = self.apic_msr_owner(index) {
+            let v = ic.read_apic_msr(index).ok_or(Fault::gp(0))?;
+            // The APIC keeps the deadline on the machine clock; the guest sees its TSC.
+            return Ok(if index == msr::TSC_DEADLINE && v != 0 {
+                v.wrapping_add(self.cpu.msr.tsc_offset)
+            } else {
+                v
+            });
+        }
         if !self.msr_exists(index) {
             return Err(Fault::gp(0).into());
         }
@@ -288,6 +303,19 @@ impl Interp {
     }
 
     fn write_msr(&mut self, index: u32, v: u64) -> Result<()> {
+        if let Some(ic) = self.apic_msr_owner(index) {
+            let v = if index == msr::TSC_DEADLINE && v != 0 {
+                // A deadline already past stays past (not 0, which would disarm).
+                v.wrapping_sub(self.cpu.msr.tsc_offset).max(1)
+            } else {
+                v
+            };
+            return if ic.write_apic_msr(index, v) {
+                Ok(())
+            } else {
+                Err(Fault::gp(0).into())
+            };
+        }
         if !self.msr_exists(index) {
             return Err(Fault::gp(0).into());
         }
@@ -355,6 +383,26 @@ impl Interp {
 
     fn tsc(&self) -> u64 {
         self.tsc_raw().wrapping_add(self.cpu.msr.tsc_offset)
+    }
+
+    /// CPUID leaf 1's APIC bit (the APIC globally enabled, as parts report it) and
+    /// TSC-deadline bit, where the platform gives this CPU a local APIC.
+    fn cpuid_apic_bits(&self, leaf: u32, ecx: u32, edx: u32) -> (u32, u32) {
+        let Some(ic) = self.irq.as_ref().filter(|ic| ic.has_local_apic()) else {
+            return (ecx, edx);
+        };
+        if leaf != 1 {
+            return (ecx, edx);
+        }
+        let enabled = ic
+            .read_apic_msr(msr::APIC_BASE)
+            .is_some_and(|b| b & (1 << 11) != 0);
+        let apic = if enabled {
+            crate::cpu_model::edx1::APIC
+        } else {
+            0
+        };
+        (ecx | crate::cpu_model::ecx1::TSC_DEADLINE, edx | apic)
     }
 
     pub(crate) fn system(&mut self, i: &Instruction) -> Result<()> {
@@ -429,6 +477,7 @@ impl Interp {
                     self.cpu.cr4,
                     self.cpu.xcr0,
                 );
+                let (c, d) = self.cpuid_apic_bits(self.cpu.regs[0] as u32, c, d);
                 self.set_reg(Register::EAX, u64::from(a));
                 self.set_reg(Register::EBX, u64::from(b));
                 self.set_reg(Register::ECX, u64::from(c));
