@@ -548,12 +548,83 @@ fn a_kvm_unit_tests_command_line_runs_unchanged() {
     for (args, says) in [
         (&["-vnc", ":0"][..], "-vnc :0"),
         (&["-net", "nic"][..], "networking is not supported yet"),
-        (&["-icount", "shift=1"][..], "deterministic"),
+        (
+            &["-drive", "file=disk.img"][..],
+            "disks are not supported yet",
+        ),
     ] {
         let mut all = vec!["-kernel", kernel.path()];
         all.extend_from_slice(args);
         let out = ferrite(&all);
         assert_ne!(out.status.code(), Some(0));
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// The loop-count line of the pit-timing kernel.
+fn timing_line(o: &Output) -> String {
+    stdout(o)
+        .lines()
+        .find(|l| l.starts_with("pit-timing: loop iterations"))
+        .unwrap_or_else(|| panic!("no timing line: {o:?}"))
+        .to_string()
+}
+
+#[test]
+fn icount_makes_two_runs_see_the_same_time() {
+    let kernel = TempFile::new("pit-timing", &testsuite::kernels::pit_timing());
+    let run = |icount: &str| {
+        let o = ferrite_tcg(&["-icount", icount, "-kernel", kernel.path(), "-m", "64"]);
+        assert_eq!(o.status.code(), Some(1), "-icount {icount}: {o:?}");
+        assert!(stdout(&o).contains("pit timing: ok"), "{o:?}");
+        o
+    };
+    let a = run("shift=2");
+    let b = run("shift=2");
+    assert_eq!(
+        stdout(&a),
+        stdout(&b),
+        "two -icount runs printed different output"
+    );
+    // 2^2 ns per instruction: three 1 ms ticks are 750,000 instructions of about three per
+    // loop iteration, and the TSC counts the same 3 ms.
+    let line = timing_line(&a);
+    let hex = |s: &str| u32::from_str_radix(s, 16).unwrap();
+    let words: Vec<&str> = line.split([' ', ',']).filter(|w| !w.is_empty()).collect();
+    let iterations = hex(words[words.len() - 4]);
+    let tsc = hex(words[words.len() - 1]);
+    assert!(
+        (200_000..=300_000).contains(&iterations),
+        "iterations {iterations} in {line}"
+    );
+    assert!(
+        (2_900_000..=3_100_000).contains(&tsc),
+        "TSC {tsc} in {line}"
+    );
+    // A different shift is a different (but again repeatable) machine speed.
+    assert_ne!(timing_line(&run("3")), line);
+}
+
+#[test]
+fn icount_refuses_what_is_not_deterministic() {
+    let kernel = TempFile::new("icount-bad", &testsuite::kernels::hello32());
+    for (spec, says) in [
+        ("shift=auto", "not deterministic"),
+        ("shift=11", "0 to 10"),
+        ("rr=record", "record/replay"),
+        ("sleep=on", "no shift given"),
+    ] {
+        let o = ferrite_tcg(&["-icount", spec, "-kernel", kernel.path()]);
+        assert_eq!(o.status.code(), Some(1), "{spec}: {o:?}");
+        assert!(stderr(&o).contains(says), "{spec}: {}", stderr(&o));
+        assert!(stderr(&o).contains("-icount"), "{spec}: {}", stderr(&o));
+    }
+    match kvm_unavailable() {
+        Some(why) => println!("SKIP (KVM part): {why}"),
+        None => {
+            let o = ferrite(&["-icount", "1", "-accel", "kvm", "-kernel", kernel.path()]);
+            assert_ne!(o.status.code(), Some(0), "{o:?}");
+            assert!(stderr(&o).contains("-icount"), "{}", stderr(&o));
+        }
     }
 }

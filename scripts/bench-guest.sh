@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# CPU-bound work inside the Debian demo guest: Ferrite's software CPU beside QEMU TCG, in one
+# run, with the ratios. Each engine boots the same kernel and initramfs, the host measures the
+# time to the guest's FERRITE-READY marker, and the guest times each command itself (from
+# /proc/uptime, so the numbers are guest time, as a user inside the guest would see them).
+#
+# Usage: scripts/bench-guest.sh [--scale N] [--only ferrite|qemu] [-- EXTRA FERRITE FLAGS]
+#   --scale N   multiply every workload by N (default 1: about a minute of interpreted work)
+# Output: one line per engine and command, then "ratio" lines (Ferrite time / QEMU time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scale=1
+only=
+while (($#)); do
+    case $1 in
+        --scale) scale=$2; shift 2 ;;
+        --only) only=$2; shift 2 ;;
+        --) shift; break ;;
+        *) echo "bench-guest: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+done
+[[ $scale =~ ^[1-9][0-9]*$ ]] || { echo "bench-guest: --scale needs a positive integer" >&2; exit 2; }
+extra=("$@")
+
+guest=$(bash guests/build-debian-guest.sh)
+kernel=$(sed -n 's/^kernel=//p' <<<"$guest")
+initrd=$(sed -n 's/^initrd=//p' <<<"$guest")
+cargo build --release -q -p frontend --bin ferrite
+
+# The workloads, run by the guest's busybox. Generated data: seq's output, so nothing is read
+# from a disk; each command's output goes to /dev/null after the first check.
+n_loop=$((20000 * scale))
+n_awk=$((100000 * scale))
+n_seq=$((300000 * scale))
+# The kernel takes at most 32 words after "--" and strips double quotes, so the workload
+# travels base64-encoded as one word and the guest's shell decodes it.
+read -r -d '' workload <<EOF || true
+t() { read a x < /proc/uptime; \$2 >/dev/null; read b x < /proc/uptime; echo BENCH \$1 \$a \$b; }
+shloop() { i=0; while [ \$i -lt $n_loop ]; do i=\$((i+1)); done; }
+awkloop() { awk 'BEGIN { s = 0; for (i = 0; i < $n_awk; i++) s += i % 7; print s }'; }
+md5() { md5sum /tmp/data; }
+sha() { sha256sum /tmp/data; }
+gz() { gzip -c /tmp/data | gunzip | md5sum; }
+seq 1 $n_seq > /tmp/data
+t shell-loop shloop
+t awk-loop awkloop
+t md5sum md5
+t sha256sum sha
+t gzip-roundtrip gz
+md5sum /tmp/data
+EOF
+append="console=ttyS0 panic=-1 quiet -- echo $(base64 -w0 <<<"$workload") | base64 -d | sh"
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# Runs one engine; its serial log goes to $out/NAME.log with host seconds before each line.
+run_engine() {
+    local name=$1
+    shift
+    local start
+    start=$(date +%s.%N)
+    "$@" </dev/null 2>&1 | while IFS= read -r line; do
+        printf '%s %s\n' "$(date +%s.%N)" "$line"
+    done >"$out/$name.log" || true
+    awk -v s="$start" -v n="$name" '
+        /FERRITE-READY/ && !r { r = $1 - s }
+        / BENCH / { t[$3] = $5 - $4; order[++k] = $3 }
+        /FERRITE-EXIT/ { e = $3 }
+        END {
+            printf "%-8s boot-to-ready %8.2f s\n", n, r
+            for (i = 1; i <= k; i++) { printf "%-8s %-14s %8.2f s\n", n, order[i], t[order[i]]; tot += t[order[i]] }
+            printf "%-8s %-14s %8.2f s   (guest exit status %s)\n", n, "total", tot, e
+        }' "$out/$name.log" | tee "$out/$name.sum"
+    grep -q "FERRITE-EXIT 0" "$out/$name.log" || {
+        echo "bench-guest: $name did not finish its commands; log tail:" >&2
+        tail -20 "$out/$name.log" >&2
+        return 1
+    }
+}
+
+if [[ $only != qemu ]]; then
+    run_engine ferrite target/release/ferrite run --accel dbt --memory 512M -no-reboot \
+        --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
+fi
+if [[ $only != ferrite ]]; then
+    if command -v qemu-system-x86_64 >/dev/null; then
+        run_engine qemu qemu-system-x86_64 -accel tcg -cpu max -m 512M -nographic -no-reboot \
+            -kernel "$kernel" -initrd "$initrd" -append "$append"
+    else
+        echo "bench-guest: qemu-system-x86_64 is not installed; no QEMU column" >&2
+    fi
+fi
+if [[ -s $out/ferrite.sum && -s $out/qemu.sum ]]; then
+    # Ratio lines: how many times longer Ferrite took than QEMU TCG (below 1: faster).
+    join -j 2 <(awk '{print $1, $2, $3}' "$out/ferrite.sum" | sort -k2,2) \
+        <(awk '{print $1, $2, $3}' "$out/qemu.sum" | sort -k2,2) |
+        awk '{ r = ($5 > 0) ? $3 / $5 : 0
+               printf "ratio    %-14s %8.2f x  (ferrite %s s, qemu %s s)\n", $1, r, $3, $5 }'
+fi
