@@ -81,6 +81,8 @@ pub mod ecx81 {
 
 /// Leaf 7 EBX bits.
 pub mod ebx7 {
+    /// IA32_TSC_ADJUST (MSR 0x3b).
+    pub const TSC_ADJUST: u32 = 1 << 1;
     pub const BMI1: u32 = 1 << 3;
     pub const BMI2: u32 = 1 << 8;
     pub const ADX: u32 = 1 << 19;
@@ -131,7 +133,7 @@ pub const IMPLEMENTED: Features = Features {
         | ecx1::HYPERVISOR,
     edx81: edx81::SYSCALL | edx81::NX | edx81::RDTSCP | edx81::LM,
     ecx81: ecx81::LAHF_LM | ecx81::LZCNT,
-    ebx7: ebx7::BMI1 | ebx7::BMI2 | ebx7::ADX,
+    ebx7: ebx7::TSC_ADJUST | ebx7::BMI1 | ebx7::BMI2 | ebx7::ADX,
 };
 
 impl Features {
@@ -321,6 +323,7 @@ pub const FEATURE_NAMES: &[(&str, Leaf, u32)] = &[
     ("lm", Leaf::Edx81, edx81::LM),
     ("lahf_lm", Leaf::Ecx81, ecx81::LAHF_LM),
     ("abm", Leaf::Ecx81, ecx81::LZCNT),
+    ("tsc_adjust", Leaf::Ebx7, ebx7::TSC_ADJUST),
     ("bmi1", Leaf::Ebx7, ebx7::BMI1),
     ("bmi2", Leaf::Ebx7, ebx7::BMI2),
     ("adx", Leaf::Ebx7, ebx7::ADX),

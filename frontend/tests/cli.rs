@@ -628,3 +628,55 @@ fn icount_refuses_what_is_not_deterministic() {
         }
     }
 }
+
+#[test]
+fn an_interrupt_flood_keeps_the_software_cpu_running_and_sigterm_stops_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let kernel = TempFile::new("irq-flood", &testsuite::kernels::interrupt_flood());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .args(["-kernel", kernel.path(), "-accel", "tcg", "-m", "64"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting ferrite");
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    while lines
+        .iter()
+        .filter(|l: &&String| l.as_str() == "alive")
+        .count()
+        < 3
+    {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(line)) => lines.push(line),
+            other => {
+                let _ = child.kill();
+                panic!("the flooded guest stopped making progress: {lines:?} {other:?}");
+            }
+        }
+    }
+    assert_eq!(lines[0], "interrupt flood on");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill only sends a signal to our own child, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let o = child.wait_with_output().expect("waiting for ferrite");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stderr(&o).contains("terminating on signal 15"),
+        "{}",
+        stderr(&o)
+    );
+}

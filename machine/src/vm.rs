@@ -410,6 +410,15 @@ impl Vm {
             bios::mptable::write(&mem, cfg.vcpus)?;
             bios::acpi::write(&mem, cfg.vcpus)?;
         }
+        if kvm.is_none() && cfg.vcpus > 1 {
+            log::warn!(
+                "-smp {}: the software CPU runs the boot CPU only so far (SMP is not modelled \
+                 yet): the firmware tables list {} CPUs, but the others never answer INIT/SIPI, \
+                 so the guest runs on one",
+                cfg.vcpus,
+                cfg.vcpus
+            );
+        }
         let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
         for id in 0..cfg.vcpus {
             let mut v: Box<dyn Vcpu> = match &kvm {
@@ -419,7 +428,8 @@ impl Vm {
                     let mut v =
                         emu_core::SoftVcpu::new(id, mem.clone(), buses.clone(), Some(a20.shared()))
                             .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX));
-                    // The PIC's INTR goes to the boot CPU (no local APICs yet).
+                    // The interrupt controllers serve the boot CPU (its local APIC is the
+                    // only one so far).
                     if let (0, Some(chip)) = (id, &soft_irq) {
                         let kicker = v.soft_kicker();
                         chip.set_waker(Arc::new(move || kicker.notify()));

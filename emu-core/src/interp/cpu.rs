@@ -36,6 +36,7 @@ pub mod flags {
 
 pub mod msr {
     pub const TSC: u32 = 0x10;
+    pub const TSC_ADJUST: u32 = 0x3b;
     pub const APIC_BASE: u32 = 0x1b;
     pub const TSC_DEADLINE: u32 = 0x6e0;
     /// IA32_BIOS_SIGN_ID: the microcode revision (high half) after a CPUID(1).
@@ -70,6 +71,9 @@ pub struct Msrs {
     pub apic_base: u64,
     pub pat: u64,
     pub tsc_offset: u64,
+    /// IA32_TSC_ADJUST: the part of `tsc_offset` software has written (through it or
+    /// through the TSC itself).
+    pub tsc_adjust: u64,
     pub tsc_aux: u64,
     pub misc_enable: u64,
     pub mtrrs: super::mtrr::Mtrrs,
@@ -89,6 +93,7 @@ impl Default for Msrs {
             apic_base: 0xfee0_0900, // enabled, BSP
             pat: 0x0007_0406_0007_0406,
             tsc_offset: 0,
+            tsc_adjust: 0,
             tsc_aux: 0,
             misc_enable: 1, // fast strings
             mtrrs: Default::default(),

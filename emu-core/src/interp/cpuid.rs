@@ -80,6 +80,9 @@ pub fn cpuid_with(
             let brand = model.brand.as_bytes();
             words(brand.get(base..).unwrap_or(&[]))
         }
+        // Invariant TSC: the TSC counts the machine clock at one rate whatever the CPU does
+        // (Linux then trusts it without the clocksource watchdog, with TSC_ADJUST).
+        0x8000_0007 if f.edx1 & crate::cpu_model::edx1::TSC != 0 => (0, 0, 0, 1 << 8),
         0x8000_0008 => {
             let virt = if f.edx81 & crate::cpu_model::edx81::LM != 0 {
                 48

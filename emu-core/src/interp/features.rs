@@ -102,6 +102,7 @@ impl Interp {
         let m = self.model;
         match index {
             msr::TSC => m.has_edx1(edx1::TSC),
+            msr::TSC_ADJUST => m.features.ebx7 & crate::cpu_model::ebx7::TSC_ADJUST != 0,
             msr::SYSENTER_CS | msr::SYSENTER_ESP | msr::SYSENTER_EIP => m.has_edx1(edx1::SEP),
             msr::PAT => m.has_edx1(edx1::PAT),
             msr::EFER => self.efer_writable() != 0,

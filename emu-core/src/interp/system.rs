@@ -277,6 +277,7 @@ impl Interp {
         let m = &self.cpu.msr;
         Ok(match index {
             msr::TSC => self.tsc(),
+            msr::TSC_ADJUST => m.tsc_adjust,
             msr::APIC_BASE => m.apic_base,
             // Microcode revision 1 (as QEMU reports): Linux reads it on Intel models.
             msr::UCODE_REV => 1 << 32,
@@ -327,7 +328,17 @@ impl Interp {
             }
         };
         match index {
-            msr::TSC => self.cpu.msr.tsc_offset = v.wrapping_sub(self.tsc_raw()),
+            msr::TSC => {
+                // A TSC write moves TSC_ADJUST by the same amount (SDM 17.17.3).
+                let delta = v.wrapping_sub(self.tsc());
+                self.cpu.msr.tsc_adjust = self.cpu.msr.tsc_adjust.wrapping_add(delta);
+                self.cpu.msr.tsc_offset = v.wrapping_sub(self.tsc_raw());
+            }
+            msr::TSC_ADJUST => {
+                let delta = v.wrapping_sub(self.cpu.msr.tsc_adjust);
+                self.cpu.msr.tsc_offset = self.cpu.msr.tsc_offset.wrapping_add(delta);
+                self.cpu.msr.tsc_adjust = v;
+            }
             msr::APIC_BASE => self.cpu.msr.apic_base = v,
             // Writing it (software clears it before CPUID) changes nothing here.
             msr::UCODE_REV => {}

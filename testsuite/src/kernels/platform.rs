@@ -673,3 +673,67 @@ pub fn pit_timing() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// A guest that floods itself with interrupts: the PIT at divisor 1 on IRQ 0 through the
+/// 8259, never acknowledged, and the local APIC's timer periodic with a count of 1 (every
+/// nanosecond), acknowledged every time. It prints "interrupt flood on" and then "alive" after
+/// every 200,000 loop iterations: the host must stay responsive and stop it on a signal.
+pub fn interrupt_flood() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        const APIC: u32 = 0xfee0_0000;
+        for (port, v) in [
+            (0x20u32, 0x11u32),
+            (0x21, 0x20),
+            (0x21, 0x04),
+            (0x21, 0x01),
+            (0xa0, 0x11),
+            (0xa1, 0x28),
+            (0xa1, 0x02),
+            (0xa1, 0x01),
+            (0x21, 0xfe),
+            (0xa1, 0xff),
+        ] {
+            check(c.a.mov(al, v));
+            check(c.a.out(port as i32, al));
+        }
+        let (pic_handler, apic_handler) = (c.sym(), c.sym());
+        let h = c.addr(pic_handler);
+        gate32(c, 0x20, h);
+        let h = c.addr(apic_handler);
+        gate32(c, 0x40, h);
+        load_idt(c, false);
+        let mut over = c.label();
+        check(c.a.jmp(over));
+        // IRQ 0: never acknowledged, so the 8259 holds it in service for good.
+        c.bind(pic_handler);
+        check(c.a.iretd());
+        // The APIC timer: EOI every time, so it comes back as fast as it can.
+        c.bind(apic_handler);
+        check(c.a.mov(dword_ptr(APIC + 0xb0), 0u32));
+        check(c.a.iretd());
+        c.here(&mut over);
+        // PIT channel 0, mode 2, divisor 1.
+        check(c.a.mov(al, 0x34u32));
+        check(c.a.out(0x43, al));
+        check(c.a.mov(al, 1u32));
+        check(c.a.out(0x40, al));
+        check(c.a.xor(al, al));
+        check(c.a.out(0x40, al));
+        // The APIC: software-enabled, timer periodic, vector 0x40, divide by 1, count 1.
+        check(c.a.mov(dword_ptr(APIC + 0xf0), 0x1ffu32));
+        check(c.a.mov(dword_ptr(APIC + 0x3e0), 0xbu32));
+        check(c.a.mov(dword_ptr(APIC + 0x320), 0x20040u32));
+        check(c.a.mov(dword_ptr(APIC + 0x380), 1u32));
+        check(c.a.sti());
+        c.print("interrupt flood on\n");
+        let (mut again, mut spin) = (c.label(), c.label());
+        c.here(&mut again);
+        check(c.a.mov(ecx, 200_000u32));
+        c.here(&mut spin);
+        check(c.a.dec(ecx));
+        check(c.a.jne(spin));
+        c.print("alive\n");
+        check(c.a.jmp(again));
+    })
+}
