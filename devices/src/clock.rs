@@ -9,6 +9,12 @@ pub trait Clock: Send + Sync {
     fn now_ns(&self) -> u64;
 }
 
+/// A device with deadlines on the machine clock that the platform polls (the RTC).
+pub trait Timer: Send {
+    /// Raises what is due; returns when the next poll is needed (ns), if ever.
+    fn poll(&mut self) -> Option<u64>;
+}
+
 /// The host's monotonic clock.
 pub struct HostClock {
     start: Instant,

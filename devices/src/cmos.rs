@@ -3,10 +3,20 @@
 //! The clock follows the host's UTC time (QEMU's default `-rtc base=utc`); a guest that sets the
 //! clock moves an offset, not the host's time. The NVRAM carries the memory-size bytes that
 //! firmware and old kernels read.
+//!
+//! With [`Cmos::with_interrupts`] the RTC raises IRQ 8 for its three sources, timed on the
+//! machine clock: the periodic interrupt (register A's rate, 2 Hz to 8192 Hz), the
+//! update-ended interrupt once a second, and the alarm (seconds, minutes, hours, each a
+//! "don't care" from 0xC0 up). Register C reports and clears them; the line stays high until
+//! it is read, as on the MC146818. Periods missed between two polls coalesce into one.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use crate::bus::BusDevice;
+use crate::clock::Clock;
+use crate::irq::IrqLine;
 
 pub const INDEX_PORT: u16 = 0x70;
 pub const DATA_PORT: u16 = 0x71;
@@ -18,6 +28,22 @@ const REG_D: usize = 0x0d;
 const REG_B_24H: u8 = 1 << 1;
 const REG_B_BINARY: u8 = 1 << 2;
 const REG_B_SET: u8 = 1 << 7;
+const REG_B_PIE: u8 = 1 << 6;
+const REG_B_AIE: u8 = 1 << 5;
+const REG_B_UIE: u8 = 1 << 4;
+const REG_C_IRQF: u8 = 1 << 7;
+const REG_C_PF: u8 = 1 << 6;
+const REG_C_AF: u8 = 1 << 5;
+const REG_C_UF: u8 = 1 << 4;
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// What the RTC needs to interrupt: the machine clock, IRQ 8, and its next deadlines.
+struct RtcTimer {
+    clock: Arc<dyn Clock>,
+    irq: Arc<dyn IrqLine>,
+    next_periodic: Option<u64>,
+    next_update: Option<u64>,
+}
 const CENTURY: usize = 0x32;
 
 pub struct Cmos {
@@ -28,6 +54,7 @@ pub struct Cmos {
     /// Where the time of day comes from, in Unix seconds: the host's clock, or the
     /// deterministic clock's seconds from a fixed date (a fixed clock in tests).
     now: Box<dyn Fn() -> i64 + Send>,
+    timer: Option<RtcTimer>,
 }
 
 fn host_now() -> i64 {
@@ -73,6 +100,112 @@ impl Cmos {
             nvram,
             offset: 0,
             now: Box::new(now),
+            timer: None,
+        }
+    }
+
+    /// Lets the RTC interrupt on `irq` (IRQ 8), timed by `clock`; [`Cmos::poll`] must be
+    /// called for the interrupts to come.
+    pub fn with_interrupts(mut self, clock: Arc<dyn Clock>, irq: Arc<dyn IrqLine>) -> Self {
+        self.timer = Some(RtcTimer {
+            clock,
+            irq,
+            next_periodic: None,
+            next_update: None,
+        });
+        self
+    }
+
+    /// The periodic interrupt's period (ns) from register A's rate select, if it runs.
+    fn periodic_ns(&self) -> Option<u64> {
+        let rs = u32::from(self.nvram[REG_A] & 0xf);
+        let hz = match rs {
+            0 => return None,
+            // Rates 1 and 2 repeat 256 and 128 Hz on a 32.768 kHz time base.
+            1 | 2 => 65536u64 >> (rs + 7),
+            _ => 65536u64 >> rs,
+        };
+        Some(NS_PER_S / hz)
+    }
+
+    /// Whether the alarm registers match the time now (0xC0 and up: any value).
+    fn alarm_matches(&self) -> bool {
+        [(0x01, 0x00), (0x03, 0x02), (0x05, 0x04)]
+            .iter()
+            .all(|&(alarm, time)| {
+                let a = self.nvram[alarm];
+                a >= 0xc0 || self.time_register(time) == Some(a)
+            })
+    }
+
+    /// Sets the flags in `bits`, and IRQF with the line raised if one of them is enabled.
+    fn flag(&mut self, bits: u8) {
+        self.nvram[REG_C] |= bits;
+        let enabled = self.nvram[REG_C] & self.nvram[REG_B] & (REG_C_PF | REG_C_AF | REG_C_UF);
+        if enabled != 0 && self.nvram[REG_C] & REG_C_IRQF == 0 {
+            self.nvram[REG_C] |= REG_C_IRQF;
+            if let Some(t) = &self.timer {
+                t.irq.set_level(true);
+            }
+        }
+    }
+
+    /// The deadlines after a change of rate or enables: the next period and second
+    /// boundaries from now.
+    fn rearm(&mut self) {
+        let period = self.periodic_ns();
+        let Some(t) = &mut self.timer else { return };
+        let now = t.clock.now_ns();
+        t.next_periodic = period.map(|p| (now / p + 1) * p);
+        t.next_update = Some((now / NS_PER_S + 1) * NS_PER_S);
+    }
+
+    /// Lets the RTC's interrupts catch up with the machine clock; returns when it next needs
+    /// a poll (ns), if any interrupt is enabled.
+    pub fn poll(&mut self) -> Option<u64> {
+        let (now, periodic, update) = {
+            let t = self.timer.as_ref()?;
+            (t.clock.now_ns(), t.next_periodic, t.next_update)
+        };
+        let b = self.nvram[REG_B];
+        let mut flags = 0;
+        let mut next_periodic = None;
+        if let (Some(period), true) = (self.periodic_ns(), b & REG_B_PIE != 0) {
+            let due = periodic.unwrap_or((now / period + 1) * period);
+            if now >= due {
+                flags |= REG_C_PF;
+            }
+            next_periodic = Some(if now >= due {
+                (now / period + 1) * period
+            } else {
+                due
+            });
+        }
+        let mut next_update = None;
+        if b & (REG_B_UIE | REG_B_AIE) != 0 {
+            let due = update.unwrap_or((now / NS_PER_S + 1) * NS_PER_S);
+            if now >= due {
+                flags |= REG_C_UF;
+                if self.alarm_matches() {
+                    flags |= REG_C_AF;
+                }
+            }
+            next_update = Some(if now >= due {
+                (now / NS_PER_S + 1) * NS_PER_S
+            } else {
+                due
+            });
+        }
+        if let Some(t) = &mut self.timer {
+            t.next_periodic = next_periodic;
+            t.next_update = next_update;
+        }
+        if flags != 0 {
+            self.flag(flags);
+        }
+        match (next_periodic, next_update) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -141,6 +274,12 @@ impl Cmos {
     }
 }
 
+impl crate::clock::Timer for Cmos {
+    fn poll(&mut self) -> Option<u64> {
+        Cmos::poll(self)
+    }
+}
+
 impl BusDevice for Cmos {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
         let port = base + offset;
@@ -149,8 +288,16 @@ impl BusDevice for Cmos {
         } else {
             let reg = usize::from(self.index & 0x7f);
             match reg {
-                // Reading C acknowledges pending interrupts.
-                REG_C => std::mem::take(&mut self.nvram[REG_C]),
+                // Reading C acknowledges pending interrupts and lowers IRQ 8.
+                REG_C => {
+                    let c = std::mem::take(&mut self.nvram[REG_C]);
+                    if c & REG_C_IRQF != 0 {
+                        if let Some(t) = &self.timer {
+                            t.irq.set_level(false);
+                        }
+                    }
+                    c
+                }
                 _ => self.time_register(reg).unwrap_or(self.nvram[reg]),
             }
         };
@@ -173,6 +320,12 @@ impl BusDevice for Cmos {
         }
         if reg == REG_B && value & REG_B_SET != 0 {
             log::debug!("cmos: guest is setting the clock");
+        }
+        if reg == REG_A || reg == REG_B {
+            // A new rate or new enables: the deadlines start over from now; a flag already
+            // set raises IRQ 8 once enabled.
+            self.rearm();
+            self.flag(0);
         }
     }
 }
@@ -276,6 +429,82 @@ mod tests {
         let above16 = u16::from(reg(&mut c, 0x35)) << 8 | u16::from(reg(&mut c, 0x34));
         assert_eq!(u64::from(above16) << 16, (3 << 30) - (16 << 20));
         assert_eq!(reg(&mut c, 0x5c), 0x40); // 1 GiB = 0x4000 × 64 KiB
+    }
+
+    struct Line(std::sync::atomic::AtomicBool);
+
+    impl IrqLine for Line {
+        fn set_level(&self, high: bool) {
+            self.0.store(high, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn rtc_with_irq() -> (Cmos, Arc<crate::clock::ManualClock>, Arc<Line>) {
+        let clock = Arc::new(crate::clock::ManualClock::default());
+        let line = Arc::new(Line(Default::default()));
+        let c = Cmos::with_clock(512 << 20, 0, fixed).with_interrupts(clock.clone(), line.clone());
+        (c, clock, line)
+    }
+
+    fn set(c: &mut Cmos, r: u8, v: u8) {
+        c.write(0x70, 0, &[r]);
+        c.write(0x70, 1, &[v]);
+    }
+
+    fn high(l: &Line) -> bool {
+        l.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[test]
+    fn periodic_interrupt_at_the_rate_of_register_a_until_register_c_is_read() {
+        let (mut c, clock, line) = rtc_with_irq();
+        assert_eq!(c.poll(), None, "nothing enabled");
+        set(&mut c, 0x0b, REG_B_24H | REG_B_PIE);
+        // The default rate 6: 1024 Hz.
+        let due = c.poll().expect("a deadline");
+        assert_eq!(due, NS_PER_S / 1024);
+        assert!(!high(&line));
+        clock.set(due);
+        c.poll();
+        assert!(high(&line));
+        // Many periods later: one interrupt, not a backlog.
+        clock.set(due * 50);
+        c.poll();
+        assert_eq!(reg(&mut c, 0x0c), REG_C_IRQF | REG_C_PF);
+        assert!(!high(&line), "reading C lowers IRQ 8");
+        assert_eq!(reg(&mut c, 0x0c), 0);
+        // Rate 15 is 2 Hz; rate 0 stops it.
+        set(&mut c, 0x0a, 0x2f);
+        assert_eq!(c.poll(), Some((due * 50 / 500_000_000 + 1) * 500_000_000));
+        set(&mut c, 0x0a, 0x20);
+        assert_eq!(c.poll(), None);
+    }
+
+    #[test]
+    fn update_ended_and_alarm_interrupts_once_a_second() {
+        let (mut c, clock, line) = rtc_with_irq();
+        // The alarm at the fixed clock's 18:45:59, every field checked.
+        set(&mut c, 0x01, 0x59);
+        set(&mut c, 0x03, 0x45);
+        set(&mut c, 0x05, 0x18);
+        set(&mut c, 0x0b, REG_B_24H | REG_B_AIE);
+        assert_eq!(c.poll(), Some(NS_PER_S));
+        clock.set(NS_PER_S);
+        c.poll();
+        assert!(high(&line));
+        // UF is set too (not enabled, but reported).
+        assert_eq!(reg(&mut c, 0x0c), REG_C_IRQF | REG_C_AF | REG_C_UF);
+        // A minute that does not match: no alarm; update-ended alone interrupts with UIE.
+        set(&mut c, 0x03, 0x44);
+        set(&mut c, 0x0b, REG_B_24H | REG_B_AIE | REG_B_UIE);
+        clock.set(2 * NS_PER_S);
+        c.poll();
+        assert_eq!(reg(&mut c, 0x0c), REG_C_IRQF | REG_C_UF);
+        // "Don't care" minutes match any.
+        set(&mut c, 0x03, 0xc0);
+        clock.set(3 * NS_PER_S);
+        c.poll();
+        assert_eq!(reg(&mut c, 0x0c), REG_C_IRQF | REG_C_AF | REG_C_UF);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use devices::bus::BusDevice;
-use devices::clock::{Clock, InstructionClock};
+use devices::clock::{Clock, InstructionClock, Timer};
 use devices::ioapic::{Delivery, IoApic};
 use devices::lapic::{Ipi, LocalApic};
 use devices::pic::PicPair;
@@ -33,6 +33,8 @@ pub struct SoftIrqChip {
     lapic: Mutex<LocalApic>,
     pit: OnceLock<Arc<Mutex<Pit>>>,
     clock: Arc<dyn Clock>,
+    /// Other devices with deadlines on the machine clock (the RTC), polled with the PIT.
+    timers: Mutex<Vec<Arc<Mutex<dyn Timer>>>>,
     /// The deterministic clock, when `clock` is one (the vCPU drives it).
     icount: Option<Arc<InstructionClock>>,
     /// The master's output, cached for the CPU's between-instruction check.
@@ -62,6 +64,7 @@ impl SoftIrqChip {
             lapic: Mutex::new(LocalApic::new(0, true)),
             pit: OnceLock::new(),
             clock: clock.clone(),
+            timers: Mutex::new(Vec::new()),
             icount,
             intr: AtomicBool::new(false),
             ignne: AtomicBool::new(false),
@@ -81,6 +84,11 @@ impl SoftIrqChip {
             }),
             _ => Arc::new(devices::irq::NoIrq),
         }
+    }
+
+    /// Polls `timer` with the PIT (between instruction batches and while the CPU halts).
+    pub fn add_timer(&self, timer: Arc<Mutex<dyn Timer>>) {
+        self.timers.lock().push(timer);
     }
 
     /// The IOAPIC's APIC ID: after the CPUs', as the MP table and MADT say.
@@ -250,11 +258,10 @@ impl Interrupts for SoftIrqChip {
         let pit = self.pit().lock().poll();
         let now = self.clock.now_ns();
         let apic = self.lapic.lock().poll(now, now);
+        let timers = self.timers.lock().clone();
+        let others = timers.iter().filter_map(|t| t.lock().poll()).min();
         self.update_intr();
-        match (pit, apic) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [pit, apic, others].into_iter().flatten().min()
     }
 
     fn now_ns(&self) -> u64 {

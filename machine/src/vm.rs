@@ -19,6 +19,32 @@ use crate::{memory, Error, Result, VmConfig};
 /// must repeat cannot start from the host's date.
 const ICOUNT_EPOCH: i64 = 1_767_225_600;
 
+/// Polls `timer` from a host thread until it is dropped or the VM stops (the KVM backend,
+/// whose vCPU threads sit in KVM_RUN).
+fn spawn_timer_thread(
+    timer: std::sync::Weak<Mutex<devices::cmos::Cmos>>,
+    clock: Arc<dyn devices::clock::Clock>,
+    control: Arc<VmControl>,
+) {
+    const LONGEST: Duration = Duration::from_millis(50);
+    std::thread::Builder::new()
+        .name("rtc".into())
+        .spawn(move || loop {
+            let Some(t) = timer.upgrade() else { return };
+            if control.exit_reason().is_some() {
+                return;
+            }
+            let next = t.lock().poll();
+            drop(t);
+            let wait = next.map_or(LONGEST, |n| {
+                Duration::from_nanos(n.saturating_sub(clock.now_ns())).min(LONGEST)
+            });
+            std::thread::sleep(wait.max(Duration::from_micros(100)));
+        })
+        .map(drop)
+        .unwrap_or_else(|e| log::warn!("no RTC timer thread ({e}): RTC interrupts are off"));
+}
+
 /// The sending side of a UART, for the frontend's input thread.
 #[derive(Clone)]
 pub struct SerialInput(Arc<Mutex<devices::serial::Serial>>);
@@ -271,7 +297,12 @@ impl Vm {
             }
             None => devices::cmos::Cmos::new(map.low_end, map.high_size),
         };
-        let cmos = Arc::new(Mutex::new(cmos));
+        let cmos = Arc::new(Mutex::new(cmos.with_interrupts(clock.clone(), irq(8))));
+        match &soft_irq {
+            Some(chip) => chip.add_timer(cmos.clone()),
+            // Under KVM no vCPU loop polls device timers: a thread does, on the host's time.
+            None => spawn_timer_thread(Arc::downgrade(&cmos), clock.clone(), control.clone()),
+        }
         add(&mut pio, cmos, devices::cmos::INDEX_PORT, 2, "CMOS RTC")?;
         let pm = Arc::new(Mutex::new(devices::acpi_pm::AcpiPm::new(
             clock.clone(),

@@ -207,6 +207,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "x87 FERR# reaches IRQ 13 with CR0.NE clear: ok",
         },
         Case {
+            name: "rtc-periodic",
+            build: kernels::rtc_periodic,
+            expect: "rtc: periodic interrupts on IRQ 8: ok",
+        },
+        Case {
             name: "pit-timing",
             build: kernels::pit_timing,
             expect: "pit timing: ok",
