@@ -279,27 +279,24 @@ fn no_reboot_ends_the_run_on_reset_and_triple_fault() {
     assert!(stderr(&o).contains("triple-faulted"), "{}", stderr(&o));
 }
 
-#[test]
-fn reset_reboots_until_stopped_by_sigterm() {
+/// `ferrite ARGS` with its stdout read line by line on a thread (for runs a test stops).
+fn spawn_with_lines(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::sync::mpsc::Receiver<std::io::Result<String>>,
+) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    if let Some(why) = kvm_unavailable() {
-        eprintln!("SKIP: reset_reboots_until_stopped_by_sigterm: {why}");
-        return;
-    }
-    let reset = TempFile::new("reboot", &reset_kernel());
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .args(["-kernel", reset.path(), "-accel", "kvm", "-m", "64"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting ferrite");
     let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines() {
             if tx.send(line).is_err() {
@@ -307,15 +304,11 @@ fn reset_reboots_until_stopped_by_sigterm() {
             }
         }
     });
-    for boot in 0..3 {
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Ok(line)) => assert_eq!(line, "boot"),
-            other => {
-                let _ = child.kill();
-                panic!("boot {boot}: no line from the guest: {other:?}");
-            }
-        }
-    }
+    (child, rx)
+}
+
+/// SIGTERM to a running `ferrite`: it must stop cleanly (status 0) and say why.
+fn sigterm_stops_cleanly(child: std::process::Child) {
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
     // SAFETY: kill only sends a signal to our own child, which has not been waited for yet.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -326,6 +319,28 @@ fn reset_reboots_until_stopped_by_sigterm() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn reset_reboots_until_stopped_by_sigterm() {
+    use std::time::Duration;
+
+    if let Some(why) = kvm_unavailable() {
+        eprintln!("SKIP: reset_reboots_until_stopped_by_sigterm: {why}");
+        return;
+    }
+    let reset = TempFile::new("reboot", &reset_kernel());
+    let (mut child, rx) = spawn_with_lines(&["-kernel", reset.path(), "-accel", "kvm", "-m", "64"]);
+    for boot in 0..3 {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(line)) => assert_eq!(line, "boot"),
+            other => {
+                let _ = child.kill();
+                panic!("boot {boot}: no line from the guest: {other:?}");
+            }
+        }
+    }
+    sigterm_stops_cleanly(child);
 }
 
 #[test]
@@ -631,28 +646,11 @@ fn icount_refuses_what_is_not_deterministic() {
 
 #[test]
 fn an_interrupt_flood_keeps_the_software_cpu_running_and_sigterm_stops_it() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    use std::sync::mpsc;
     use std::time::Duration;
 
     let kernel = TempFile::new("irq-flood", &testsuite::kernels::interrupt_flood());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .args(["-kernel", kernel.path(), "-accel", "tcg", "-m", "64"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting ferrite");
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let (mut child, rx) =
+        spawn_with_lines(&["-kernel", kernel.path(), "-accel", "tcg", "-m", "64"]);
     let mut lines = Vec::new();
     while lines
         .iter()
@@ -669,14 +667,5 @@ fn an_interrupt_flood_keeps_the_software_cpu_running_and_sigterm_stops_it() {
         }
     }
     assert_eq!(lines[0], "interrupt flood on");
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-    // SAFETY: kill only sends a signal to our own child, which has not been waited for yet.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    let o = child.wait_with_output().expect("waiting for ferrite");
-    assert_eq!(o.status.code(), Some(0), "{o:?}");
-    assert!(
-        stderr(&o).contains("terminating on signal 15"),
-        "{}",
-        stderr(&o)
-    );
+    sigterm_stops_cleanly(child);
 }

@@ -258,8 +258,13 @@ impl Interrupts for SoftIrqChip {
         let pit = self.pit().lock().poll();
         let now = self.clock.now_ns();
         let apic = self.lapic.lock().poll(now, now);
-        let timers = self.timers.lock().clone();
-        let others = timers.iter().filter_map(|t| t.lock().poll()).min();
+        // A timer raising its line takes the chip's other locks, never this list's.
+        let others = self
+            .timers
+            .lock()
+            .iter()
+            .filter_map(|t| t.lock().poll())
+            .min();
         self.update_intr();
         [pit, apic, others].into_iter().flatten().min()
     }

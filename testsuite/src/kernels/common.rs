@@ -330,3 +330,23 @@ pub fn load_idt(c: &mut Code, long: bool) {
     c.here(&mut over);
     check(c.a.lidt(ptr(c.addr(ptr_sym))));
 }
+
+/// Initialises the 8259 pair as a PC OS does — master at vector 0x20, slave at 0x28, cascaded
+/// on IRQ 2, 8086 mode — and sets the masks (a set bit masks that line).
+pub fn init_8259(c: &mut Code, master_mask: u8, slave_mask: u8) {
+    for (port, v) in [
+        (0x20u32, 0x11u8),
+        (0x21, 0x20),
+        (0x21, 0x04),
+        (0x21, 0x01),
+        (0xa0, 0x11),
+        (0xa1, 0x28),
+        (0xa1, 0x02),
+        (0xa1, 0x01),
+        (0x21, master_mask),
+        (0xa1, slave_mask),
+    ] {
+        check(c.a.mov(al, u32::from(v)));
+        check(c.a.out(port as i32, al));
+    }
+}

@@ -589,6 +589,10 @@ pub fn pci_testdev() -> Vec<u8> {
     })
 }
 
+/// Why the 32-bit interrupt-driven kernels SKIP under PVM.
+const PVM_STOPS_ON_IRQ_SETUP: &str =
+    "SKIP: PVM's emulator stops on this 32-bit kernel's interrupt setup (KVM internal error)\n";
+
 /// Where [`pit_timing`]'s IRQ 0 handler counts ticks.
 const TICKS: u32 = 0x7fe0;
 
@@ -599,26 +603,9 @@ const TICKS: u32 = 0x7fe0;
 pub fn pit_timing() -> Vec<u8> {
     Kernel::build(|k| {
         let c = &mut k.c32;
-        skip_if_pvm(
-            c,
-            "SKIP: PVM's emulator stops on this 32-bit kernel's interrupt setup (KVM internal error)\n",
-        );
+        skip_if_pvm(c, PVM_STOPS_ON_IRQ_SETUP);
         // The master PIC at vector 0x20 with only IRQ 0 open; the slave masked.
-        for (port, v) in [
-            (0x20u32, 0x11u32),
-            (0x21, 0x20),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-            (0x21, 0xfe),
-            (0xa1, 0xff),
-        ] {
-            check(c.a.mov(al, v));
-            check(c.a.out(port as i32, al));
-        }
+        init_8259(c, 0xfe, 0xff);
         let handler = c.sym();
         let h = c.addr(handler);
         gate32(c, 0x20, h);
@@ -686,21 +673,8 @@ pub fn interrupt_flood() -> Vec<u8> {
     Kernel::build(|k| {
         let c = &mut k.c32;
         const APIC: u32 = 0xfee0_0000;
-        for (port, v) in [
-            (0x20u32, 0x11u32),
-            (0x21, 0x20),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-            (0x21, 0xfe),
-            (0xa1, 0xff),
-        ] {
-            check(c.a.mov(al, v));
-            check(c.a.out(port as i32, al));
-        }
+        // Only IRQ 0 open.
+        init_8259(c, 0xfe, 0xff);
         let (pic_handler, apic_handler) = (c.sym(), c.sym());
         let h = c.addr(pic_handler);
         gate32(c, 0x20, h);
@@ -751,25 +725,9 @@ const RTC_COUNT: u32 = 0x7fd0;
 pub fn rtc_periodic() -> Vec<u8> {
     Kernel::build(|k| {
         let c = &mut k.c32;
-        skip_if_pvm(
-            c,
-            "SKIP: PVM's emulator stops on this 32-bit kernel's interrupt setup (KVM internal error)\n",
-        );
-        for (port, v) in [
-            (0x20u32, 0x11u32),
-            (0x21, 0x20),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-            (0x21, 0xfb), // only the cascade
-            (0xa1, 0xfe), // only IRQ 8
-        ] {
-            check(c.a.mov(al, v));
-            check(c.a.out(port as i32, al));
-        }
+        skip_if_pvm(c, PVM_STOPS_ON_IRQ_SETUP);
+        // Only the cascade and IRQ 8 open.
+        init_8259(c, 0xfb, 0xfe);
         let handler = c.sym();
         let h = c.addr(handler);
         gate32(c, 0x28, h);

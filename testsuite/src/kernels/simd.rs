@@ -5,7 +5,7 @@ use iced_x86::code_asm::*;
 
 use crate::kit::{check, sel, Code, Kernel, IDT_ADDR, PASS};
 
-use super::common::{enter_long_mode, gate32, install_exception_handlers64, load_idt};
+use super::common::{enter_long_mode, gate32, init_8259, install_exception_handlers64, load_idt};
 
 /// Scratch memory (identity-mapped, zero at boot): the two tasks' register patterns, their
 /// MXCSR values, a zero block, and the save areas (FXSAVE 16-byte, XSAVE 64-byte aligned).
@@ -367,21 +367,7 @@ pub fn x87_ferr_irq13() -> Vec<u8> {
     Kernel::build(|k| {
         let c = &mut k.c32;
         // The PICs at vectors 0x20/0x28, cascaded; only IRQ 2 and IRQ 13 unmasked.
-        for (port, v) in [
-            (0x20u32, 0x11u32),
-            (0x21, 0x20),
-            (0x21, 0x04),
-            (0x21, 0x01),
-            (0xa0, 0x11),
-            (0xa1, 0x28),
-            (0xa1, 0x02),
-            (0xa1, 0x01),
-            (0x21, 0xfb),
-            (0xa1, 0xdf),
-        ] {
-            check(c.a.mov(al, v));
-            check(c.a.out(port as i32, al));
-        }
+        init_8259(c, 0xfb, 0xdf);
         let handler = c.sym();
         let h = c.addr(handler);
         gate32(c, 0x2d, h);
