@@ -116,19 +116,24 @@ fn madt(cpus: u8) -> Vec<u8> {
 
 /// An RSDT (ACPI 1.0's root table, 32-bit pointers), which acpi_tables does not build.
 fn rsdt(entries: &[u32]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(36 + 4 * entries.len());
-    t.extend_from_slice(b"RSDT");
-    t.extend_from_slice(&((36 + 4 * entries.len()) as u32).to_le_bytes());
-    t.push(1); // revision
+    let body: Vec<u8> = entries.iter().flat_map(|e| e.to_le_bytes()).collect();
+    table(b"RSDT", 1, &body)
+}
+
+/// A table acpi_tables does not build: Ferrite's header (`signature`, `revision`, the OEM
+/// fields), then `body`, with the length and checksum filled in.
+fn table(signature: &[u8; 4], revision: u8, body: &[u8]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(36 + body.len());
+    t.extend_from_slice(signature);
+    t.extend_from_slice(&((36 + body.len()) as u32).to_le_bytes());
+    t.push(revision);
     t.push(0); // checksum, below
     t.extend_from_slice(&OEM_ID);
     t.extend_from_slice(&OEM_TABLE_ID);
     t.extend_from_slice(&OEM_REVISION.to_le_bytes());
     t.extend_from_slice(&acpi_tables::CREATOR_ID);
     t.extend_from_slice(&acpi_tables::CREATOR_REVISION);
-    for e in entries {
-        t.extend_from_slice(&e.to_le_bytes());
-    }
+    t.extend_from_slice(body);
     t[CHECKSUM_OFFSET] = checksum(&t);
     t
 }
@@ -196,19 +201,8 @@ fn dsdt() -> Vec<u8> {
         0x12, 0x06, 0x04, // PackageOp, PkgLength 6, 4 elements
         0x00, 0x00, 0x00, 0x00, // ZeroOp x4
     ];
-    let mut t = Vec::with_capacity(36 + S5.len());
-    t.extend_from_slice(b"DSDT");
-    t.extend_from_slice(&((36 + S5.len()) as u32).to_le_bytes());
-    t.push(2); // revision: 64-bit AML integers
-    t.push(0); // checksum, below
-    t.extend_from_slice(&OEM_ID);
-    t.extend_from_slice(&OEM_TABLE_ID);
-    t.extend_from_slice(&OEM_REVISION.to_le_bytes());
-    t.extend_from_slice(&acpi_tables::CREATOR_ID);
-    t.extend_from_slice(&acpi_tables::CREATOR_REVISION);
-    t.extend_from_slice(&S5);
-    t[CHECKSUM_OFFSET] = checksum(&t);
-    t
+    // Revision 2: 64-bit AML integers.
+    table(b"DSDT", 2, &S5)
 }
 
 /// The tables as they sit from [`RSDP_ADDR`] on: RSDP, RSDT, XSDT, FADT, MADT, FACS, DSDT.
