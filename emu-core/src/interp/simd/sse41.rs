@@ -3,6 +3,7 @@
 //! PEXTRB/W/D/Q, PINSRB/D/Q, EXTRACTPS, INSERTPS and MOVNTDQA. The float ones (ROUNDxx,
 //! DPPS/DPPD) live in `sse41_float`.
 
+use super::ssse3::merge;
 use iced_x86::{Instruction, Mnemonic as M, OpKind};
 
 use super::lanes::{join, lanes, pack, sx};
@@ -58,28 +59,9 @@ pub fn handles(m: M) -> bool {
     )
 }
 
-/// Lanes of `bits` (8, 16, 32, 64) of `v`.
+/// Lanes of `bits` (8, 16, 32, 64) of all of `v` (SSSE3's lane helpers, whole register).
 fn split(v: u128, bits: u32) -> Vec<u64> {
-    let n = 128 / bits as usize;
-    let mask = if bits == 64 {
-        u64::MAX
-    } else {
-        (1 << bits) - 1
-    };
-    (0..n)
-        .map(|k| (v >> (bits as usize * k)) as u64 & mask)
-        .collect()
-}
-
-fn merge(l: &[u64], bits: u32) -> u128 {
-    let mask = if bits == 64 {
-        u64::MAX
-    } else {
-        (1 << bits) - 1
-    };
-    l.iter().enumerate().fold(0, |v, (k, x)| {
-        v | u128::from(x & mask) << (bits as usize * k)
-    })
+    super::ssse3::split(v, 128 / bits as usize, bits)
 }
 
 fn lanewise(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) -> u128 {

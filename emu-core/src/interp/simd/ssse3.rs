@@ -32,7 +32,7 @@ pub fn handles(m: M) -> bool {
 }
 
 /// The `n` lanes of `bits` each in the low `n × bits` bits of `v`.
-fn split(v: u128, n: usize, bits: u32) -> Vec<u64> {
+pub(super) fn split(v: u128, n: usize, bits: u32) -> Vec<u64> {
     let mask = if bits == 64 {
         u64::MAX
     } else {
@@ -43,7 +43,8 @@ fn split(v: u128, n: usize, bits: u32) -> Vec<u64> {
         .collect()
 }
 
-fn merge(l: &[u64], bits: u32) -> u128 {
+/// The inverse of [`split`]: lanes of `bits` packed from bit 0 up.
+pub(super) fn merge(l: &[u64], bits: u32) -> u128 {
     let mask = if bits == 64 {
         u64::MAX
     } else {
