@@ -4,9 +4,25 @@
 //! asserted, runs the interrupt-acknowledge cycle when it takes one, lets the timers catch up
 //! with the clock, and learns how long a halted CPU may sleep.
 
+/// What the APIC bus tells a CPU besides interrupts: the signals that start application
+/// processors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Startup {
+    /// INIT: the CPU resets (keeping its MSRs and x87/SSE state); an application processor
+    /// then waits for a STARTUP IPI.
+    Init,
+    /// STARTUP (SIPI) with its vector: a waiting CPU starts in real mode at `vector << 12`.
+    Sipi(u8),
+}
+
 pub trait Interrupts: Send + Sync {
     /// Whether the INTR line is asserted (cheap: asked between instructions).
     fn pending(&self) -> bool;
+    /// The flag behind [`Interrupts::pending`], if there is one: the CPU then reads it
+    /// directly between instructions instead of calling through the trait.
+    fn intr_line(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+        None
+    }
     /// The interrupt-acknowledge cycle: the vector to deliver.
     fn acknowledge(&self) -> u8;
     /// Lets the timers raise what is due; returns the next deadline on the machine clock (ns).
@@ -40,5 +56,13 @@ pub trait Interrupts: Send + Sync {
     /// WRMSR of a local-APIC MSR; `false` means #GP.
     fn write_apic_msr(&self, _msr: u32, _value: u64) -> bool {
         false
+    }
+    /// Whether INIT or STARTUP signals wait for [`Interrupts::take_startup`] (cheap).
+    fn startup_pending(&self) -> bool {
+        false
+    }
+    /// The oldest INIT or STARTUP signal sent to this CPU not yet taken.
+    fn take_startup(&self) -> Option<Startup> {
+        None
     }
 }

@@ -15,7 +15,7 @@ pub mod state;
 pub mod vcpu;
 
 pub use cpu_model::CpuModel;
-pub use interrupts::Interrupts;
+pub use interrupts::{Interrupts, Startup};
 pub use platform::Platform;
 pub use soft_vcpu::SoftVcpu;
 pub use state::{CpuState, DescriptorTable, Segment};

@@ -69,9 +69,10 @@ const MAX_HALT_SLEEP: Duration = Duration::from_millis(50);
 pub struct SoftVcpu {
     interp: Interp,
     kicker: Arc<SoftKicker>,
-    /// An application processor waits for INIT/SIPI, which needs the local APIC (not yet
-    /// modelled): until then it sleeps.
+    /// An application processor waits for a STARTUP IPI (after power-on or an INIT).
     waiting_for_sipi: bool,
+    /// The interrupt chip's INTR flag for this CPU, read between instructions.
+    intr: Option<Arc<AtomicBool>>,
     /// When the vCPU was made (for the statistics on drop).
     created: std::time::Instant,
 }
@@ -94,6 +95,7 @@ impl SoftVcpu {
             interp,
             kicker: Arc::new(SoftKicker::default()),
             waiting_for_sipi: id != 0,
+            intr: None,
             created: std::time::Instant::now(),
         }
     }
@@ -106,7 +108,15 @@ impl SoftVcpu {
 
     /// Connects the platform's interrupt controller and timers (the boot CPU's INTR line).
     pub fn with_interrupts(mut self, irq: Arc<dyn Interrupts>) -> Self {
+        self.intr = irq.intr_line();
         self.interp.irq = Some(irq);
+        self
+    }
+
+    /// Joins the machine's vCPU group (shared code-page generations; with more than one
+    /// vCPU, atomic LOCK'ed accesses and the exclusive gate).
+    pub fn with_group(mut self, group: Arc<crate::interp::cpu_group::CpuGroup>) -> Self {
+        self.interp.join(group);
         self
     }
 
@@ -120,7 +130,11 @@ impl SoftVcpu {
         let Some(ic) = &self.interp.irq else {
             return Ok(false);
         };
-        if !ic.pending() || !self.interp.cpu.flag(flags::IF) || self.interp.interrupt_shadow {
+        let pending = match &self.intr {
+            Some(line) => line.load(Ordering::Acquire),
+            None => ic.pending(),
+        };
+        if !pending || !self.interp.cpu.flag(flags::IF) || self.interp.interrupt_shadow {
             return Ok(false);
         }
         let vector = ic.acknowledge();
@@ -129,18 +143,22 @@ impl SoftVcpu {
     }
 
     /// HLT with interrupts enabled: sleeps until an interrupt is pending (a timer's deadline
-    /// or a device's line) or the machine kicks the CPU. Returns whether it was kicked.
+    /// or a device's line) or the machine kicks the CPU. Returns whether it was kicked (or
+    /// an INIT/STARTUP signal came: `run` must look at it).
     fn halt(&mut self) -> bool {
+        // A halted CPU must not hold up another's exclusive instruction.
+        self.interp.end_batch();
         let Some(ic) = self.interp.irq.clone() else {
             self.kicker.wait();
             return true;
         };
         loop {
-            if self.kicker.take() {
+            if self.kicker.take() || ic.startup_pending() {
                 return true;
             }
             let next = ic.poll();
             if ic.pending() {
+                self.interp.begin_batch();
                 return false;
             }
             if let Some(t) = next {
@@ -155,6 +173,64 @@ impl SoftVcpu {
             });
             self.kicker.sleep(wait);
         }
+    }
+
+    /// HLT with interrupts disabled on an application processor: sleeps until the machine
+    /// kicks it or an INIT/STARTUP signal comes (NMIs are not delivered).
+    fn park(&mut self) {
+        self.interp.end_batch();
+        let Some(ic) = self.interp.irq.clone() else {
+            return;
+        };
+        while !ic.startup_pending() {
+            // Kicked: `run` returns to the vCPU loop, which looks at why.
+            if self.kicker.take() {
+                return;
+            }
+            self.kicker.sleep(MAX_HALT_SLEEP);
+        }
+    }
+
+    /// Takes the INIT and STARTUP signals sent to this CPU, in order.
+    fn take_startup_signals(&mut self) {
+        let Some(ic) = self.interp.irq.clone() else {
+            return;
+        };
+        while let Some(signal) = ic.take_startup() {
+            match signal {
+                crate::Startup::Init => self.init(),
+                crate::Startup::Sipi(vector) if self.waiting_for_sipi => self.start_at(vector),
+                // A CPU that is not waiting ignores STARTUP.
+                crate::Startup::Sipi(_) => {}
+            }
+        }
+    }
+
+    /// INIT: the reset state with MSRs and x87/SSE state kept (SDM 9.1.1); an application
+    /// processor then waits for STARTUP, the boot CPU starts at the reset vector.
+    fn init(&mut self) {
+        self.load(&CpuState::reset());
+        self.waiting_for_sipi = self.interp.apic_id != 0;
+    }
+
+    /// STARTUP with `vector`: real mode at `vector << 12` (CS = vector << 8, IP = 0).
+    fn start_at(&mut self, vector: u8) {
+        let mut s = CpuState::reset();
+        s.cs = crate::Segment::real_mode(u16::from(vector) << 8, true);
+        s.rip = 0;
+        self.load(&s);
+        self.waiting_for_sipi = false;
+    }
+
+    /// Loads `state`, keeping what INIT and SIPI keep (MSRs, x87/SSE state).
+    fn load(&mut self, state: &CpuState) {
+        let msr = self.interp.cpu.msr.clone();
+        let fpu = self.interp.cpu.fpu.clone();
+        self.interp.cpu = Cpu::from_state(state);
+        self.interp.cpu.msr = msr;
+        self.interp.cpu.fpu = fpu;
+        self.interp.mmu.flush_all();
+        self.interp.interrupt_shadow = false;
     }
 
     pub fn stats(&self) -> &crate::interp::Stats {
@@ -177,14 +253,20 @@ impl Vcpu for SoftVcpu {
     }
 
     fn run(&mut self) -> Result<VcpuExit, VcpuError> {
-        if self.waiting_for_sipi {
-            self.kicker.wait();
-            self.kicker.take();
-            return Ok(VcpuExit::Interrupted);
-        }
         loop {
             if self.kicker.take() {
                 return Ok(VcpuExit::Interrupted);
+            }
+            self.take_startup_signals();
+            if self.waiting_for_sipi {
+                match &self.interp.irq {
+                    // The chip's waker notifies the kicker when a signal comes.
+                    Some(ic) if !ic.startup_pending() => self.kicker.sleep(MAX_HALT_SLEEP),
+                    Some(_) => {}
+                    // Nothing can start this CPU: sleep until the machine kicks it.
+                    None => self.kicker.wait(),
+                }
+                continue;
             }
             if let Some(ic) = &self.interp.irq {
                 ic.poll();
@@ -211,6 +293,13 @@ impl SoftVcpu {
     /// Up to [`BATCH`] instructions (and the interrupts that arrive meanwhile); `Some` when
     /// the vCPU must leave `run`.
     fn run_batch(&mut self) -> Result<Option<VcpuExit>, VcpuError> {
+        self.interp.begin_batch();
+        let r = self.run_batch_held();
+        self.interp.end_batch();
+        r
+    }
+
+    fn run_batch_held(&mut self) -> Result<Option<VcpuExit>, VcpuError> {
         {
             for _ in 0..BATCH {
                 let stepped = match self.take_interrupt() {
@@ -222,6 +311,12 @@ impl SoftVcpu {
                     Ok(()) => {}
                     Err(Stop::Halt) => {
                         if !self.interp.cpu.flag(flags::IF) {
+                            // An application processor parks so (Linux stops CPUs with CLI;
+                            // HLT): only INIT wakes it. The boot CPU doing it ends the run.
+                            if self.interp.apic_id != 0 && self.interp.irq.is_some() {
+                                self.park();
+                                return Ok(Some(VcpuExit::Interrupted));
+                            }
                             return Ok(Some(VcpuExit::Halted));
                         }
                         if self.halt() {

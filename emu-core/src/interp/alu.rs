@@ -481,6 +481,17 @@ impl Interp {
         Ok(())
     }
 
+    /// Where BT/BTS/BTR/BTC with memory operand 0 and register bit offset `off` reach: the
+    /// operand-sized word holding that bit, which may lie before or beyond the operand.
+    pub(crate) fn bit_string_address(&self, i: &Instruction, off: u64) -> (usize, u64) {
+        let size = self.op_size(i, 0);
+        let bits = i64::from(size * 8);
+        let signed = sign_extend(off, size) as i64;
+        let byte_off = (signed.div_euclid(bits) * (bits / 8)) as u64;
+        let (seg, base) = self.mem_operand(i, 0);
+        (seg, base.wrapping_add(byte_off) & mask(self.addr_size(i)))
+    }
+
     /// BT BTS BTR BTC: a register bit offset on a memory operand addresses beyond it.
     pub(crate) fn bit_test(&mut self, i: &Instruction) -> Result<()> {
         let size = self.op_size(i, 0);
@@ -489,9 +500,7 @@ impl Interp {
         let m = i.mnemonic();
         let (value, bit, mem_at) = if Self::is_mem(i, 0) && i.op_kind(1) == OpKind::Register {
             let signed = sign_extend(off, size) as i64;
-            let byte_off = (signed.div_euclid(bits as i64) * (bits as i64 / 8)) as u64;
-            let (seg, base) = self.mem_operand(i, 0);
-            let addr = base.wrapping_add(byte_off) & mask(self.addr_size(i));
+            let (seg, addr) = self.bit_string_address(i, off);
             (
                 self.read_mem(seg, addr, size)?,
                 signed.rem_euclid(bits as i64) as u64,

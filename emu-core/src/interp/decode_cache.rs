@@ -1,7 +1,9 @@
 //! Decoded instructions cached per guest-physical page, so hot code is not decoded again.
 //!
-//! Entries are keyed by physical address and code size; any store to a page drops that
-//! page's entries (self-modifying code). Instructions that cross a page are not cached.
+//! Entries are keyed by physical address and code size and carry the page's word from
+//! [`super::code_pages::CodePages`] at decode time: after any store to the page (by any
+//! vCPU) the word has moved and the entries no longer match. Instructions that cross a page
+//! are not cached.
 
 use iced_x86::Instruction;
 
@@ -13,11 +15,17 @@ use super::fasthash::FastMap;
 /// Entries of the direct-mapped front cache (a power of two).
 const FRONT: usize = 8192;
 
+/// A page's entries by (offset, code size).
+type PageEntries = FastMap<(u16, u8), Instruction>;
+
+/// A front-cache entry: physical address, code size, code word, the instruction.
+type FrontEntry = (u64, u8, u32, Instruction);
+
 pub struct DecodeCache {
-    pages: FastMap<u64, FastMap<(u16, u8), Instruction>>,
-    /// Direct-mapped by physical address: (physical address, code size) and the
-    /// instruction; checked before the per-page maps.
-    front: Box<[Option<(u64, u8, Instruction)>]>,
+    /// Per physical page: the code word the entries were decoded under, and the entries.
+    pages: FastMap<u64, (u32, PageEntries)>,
+    /// Direct-mapped by physical address; checked before the per-page maps.
+    front: Box<[Option<FrontEntry>]>,
 }
 
 impl Default for DecodeCache {
@@ -34,30 +42,39 @@ fn slot(phys: u64) -> usize {
 }
 
 impl DecodeCache {
-    /// The instruction cached at `phys` for `bits` when it was decoded at `rip` too (the
-    /// hot path: the caller copies it once, whole, from here).
+    /// The instruction cached at `phys` for `bits` under code word `word` when it was
+    /// decoded at `rip` too (the hot path: the caller copies it once, whole, from here).
     #[inline]
-    pub fn lookup(&self, phys: u64, bits: u32, rip: u64) -> Option<&Instruction> {
+    pub fn lookup(&self, phys: u64, bits: u32, word: u32, rip: u64) -> Option<&Instruction> {
         match &self.front[slot(phys)] {
-            Some((p, b, i)) if *p == phys && u32::from(*b) == bits && i.ip() == rip => Some(i),
+            Some((p, b, w, i))
+                if *p == phys && u32::from(*b) == bits && *w == word && i.ip() == rip =>
+            {
+                Some(i)
+            }
             _ => None,
         }
     }
 
-    /// The instruction cached at `phys` for `bits`, with its IP fields set to `rip`.
-    pub fn get(&mut self, phys: u64, bits: u32, rip: u64) -> Option<Instruction> {
-        self.get_slow(phys, bits, rip)
-    }
-
+    /// The instruction cached at `phys` for `bits` under `word`, with its IP fields set to
+    /// `rip`.
     #[inline(never)]
-    fn get_slow(&mut self, phys: u64, bits: u32, rip: u64) -> Option<Instruction> {
+    pub fn get(&mut self, phys: u64, bits: u32, word: u32, rip: u64) -> Option<Instruction> {
         let k = slot(phys);
         let mut instr = match &self.front[k] {
-            Some((p, b, i)) if *p == phys && u32::from(*b) == bits => *i,
+            Some((p, b, w, i)) if *p == phys && u32::from(*b) == bits && *w == word => *i,
             _ => {
-                let page = self.pages.get(&(phys >> 12))?;
+                let page = match self.pages.get(&(phys >> 12)) {
+                    Some((w, page)) if *w == word => page,
+                    Some(_) => {
+                        // Written since: its entries are stale.
+                        self.pages.remove(&(phys >> 12));
+                        return None;
+                    }
+                    None => return None,
+                };
                 let i = *page.get(&((phys & 0xfff) as u16, bits as u8))?;
-                self.front[k] = Some((phys, bits as u8, i));
+                self.front[k] = Some((phys, bits as u8, word, i));
                 i
             }
         };
@@ -70,37 +87,22 @@ impl DecodeCache {
         Some(instr)
     }
 
-    pub fn insert(&mut self, phys: u64, bits: u32, instr: Instruction) {
+    /// Caches `instr`, decoded at `phys` for `bits` from bytes read after the page's code
+    /// word became `word`.
+    pub fn insert(&mut self, phys: u64, bits: u32, word: u32, instr: Instruction) {
         if self.pages.len() >= MAX_PAGES && !self.pages.contains_key(&(phys >> 12)) {
             self.pages.clear();
             self.front.fill(None);
         }
-        self.pages
+        let (w, page) = self
+            .pages
             .entry(phys >> 12)
-            .or_default()
-            .insert(((phys & 0xfff) as u16, bits as u8), instr);
-    }
-
-    /// A store of `len` bytes at `phys`.
-    pub fn invalidate(&mut self, phys: u64, len: usize) {
-        if self.pages.is_empty() {
-            return;
+            .or_insert_with(|| (word, FastMap::default()));
+        if *w != word {
+            page.clear();
+            *w = word;
         }
-        let first = phys >> 12;
-        let last = phys.wrapping_add(len.max(1) as u64 - 1) >> 12;
-        let mut dropped = self.pages.remove(&first).is_some();
-        if last != first {
-            dropped |= self.pages.remove(&last).is_some();
-        }
-        if dropped {
-            // A store into code: forget that page's front entries too (rare: self-modifying
-            // code and pages reused for new code).
-            for e in self.front.iter_mut() {
-                if matches!(e, Some((p, _, _)) if *p >> 12 == first || *p >> 12 == last) {
-                    *e = None;
-                }
-            }
-        }
+        page.insert(((phys & 0xfff) as u16, bits as u8), instr);
     }
 }
 

@@ -11,6 +11,15 @@ impl Interp {
         if i.has_lock_prefix() && !lockable(i) {
             return Err(Fault::ud().into());
         }
+        if self.smp && super::atomic::is_atomic(i) {
+            return self.execute_atomic(i);
+        }
+        self.semantics(i)
+    }
+
+    /// What `i` does, with its memory accesses as they come (no atomicity against other
+    /// vCPUs: [`Interp::execute`] sees to that).
+    pub(crate) fn semantics(&mut self, i: &Instruction) -> Result<()> {
         if let Some(done) = self.simd(i) {
             return done;
         }

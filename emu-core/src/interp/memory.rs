@@ -1,10 +1,10 @@
 //! Guest-physical memory as the interpreter sees it: RAM through vm-memory, everything else
 //! through the platform's MMIO bus.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileMemory};
 
 use crate::Platform;
 
@@ -36,6 +36,66 @@ impl PhysMem {
             Some(g) if !g.load(Ordering::Relaxed) => !(1 << 20),
             _ => u64::MAX,
         }
+    }
+
+    /// Guest RAM.
+    pub fn ram(&self) -> &GuestMemoryMmap {
+        &self.ram
+    }
+
+    /// The `size`-byte (1, 2, 4 or 8) little-endian value at `addr`, read with one host
+    /// atomic load; `None` unless `addr` is naturally aligned RAM.
+    pub fn atomic_load(&self, addr: u64, size: usize) -> Option<u64> {
+        let s = self.ram.get_slice(GuestAddress(addr), size).ok()?;
+        Some(match size {
+            1 => u64::from(s.get_atomic_ref::<AtomicU8>(0).ok()?.load(Ordering::SeqCst)),
+            2 => u64::from(
+                s.get_atomic_ref::<AtomicU16>(0)
+                    .ok()?
+                    .load(Ordering::SeqCst),
+            ),
+            4 => u64::from(
+                s.get_atomic_ref::<AtomicU32>(0)
+                    .ok()?
+                    .load(Ordering::SeqCst),
+            ),
+            8 => s
+                .get_atomic_ref::<AtomicU64>(0)
+                .ok()?
+                .load(Ordering::SeqCst),
+            _ => return None,
+        })
+    }
+
+    /// Replaces the `size`-byte value at `addr` with `new` if it is still `old`, as one
+    /// host compare-and-swap (a locked CMPXCHG on an x86 host). `Some(false)`: another CPU
+    /// changed it; `None` unless `addr` is naturally aligned RAM.
+    pub fn atomic_cas(&self, addr: u64, size: usize, old: u64, new: u64) -> Option<bool> {
+        let s = self.ram.get_slice(GuestAddress(addr), size).ok()?;
+        let (ok, fail) = (Ordering::SeqCst, Ordering::SeqCst);
+        Some(match size {
+            1 => s
+                .get_atomic_ref::<AtomicU8>(0)
+                .ok()?
+                .compare_exchange(old as u8, new as u8, ok, fail)
+                .is_ok(),
+            2 => s
+                .get_atomic_ref::<AtomicU16>(0)
+                .ok()?
+                .compare_exchange(old as u16, new as u16, ok, fail)
+                .is_ok(),
+            4 => s
+                .get_atomic_ref::<AtomicU32>(0)
+                .ok()?
+                .compare_exchange(old as u32, new as u32, ok, fail)
+                .is_ok(),
+            8 => s
+                .get_atomic_ref::<AtomicU64>(0)
+                .ok()?
+                .compare_exchange(old, new, ok, fail)
+                .is_ok(),
+            _ => return None,
+        })
     }
 
     pub fn platform(&self) -> &dyn Platform {

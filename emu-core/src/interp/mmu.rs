@@ -242,10 +242,18 @@ fn walk(
             new |= PTE_D;
         }
         if new != *e {
-            if *wide {
-                mem.write_u64(*addr, new);
-            } else {
-                mem.write_u32(*addr, new as u32);
+            // Compare-and-swap, as hardware sets A/D with a locked cycle: another vCPU may
+            // have cleared or replaced the entry since the walk (Linux's xchg in
+            // ptep_get_and_clear), and writing the old entry back would resurrect it. If so,
+            // this access still completes on what was walked, as on hardware until the
+            // other CPU's TLB shootdown.
+            let size = if *wide { 8 } else { 4 };
+            if mem.atomic_cas(*addr, size, *e, new).is_none() {
+                if *wide {
+                    mem.write_u64(*addr, new);
+                } else {
+                    mem.write_u32(*addr, new as u32);
+                }
             }
         }
     }

@@ -5,11 +5,14 @@
 //! an instruction that faults commits nothing, and RIP points at it.
 
 pub mod alu;
+pub mod atomic;
 pub mod bcd;
 pub mod bitcount;
 pub mod bmi2;
+pub mod code_pages;
 pub mod control;
 pub mod cpu;
+pub mod cpu_group;
 pub mod cpuid;
 pub mod decode_cache;
 pub mod dispatch;
@@ -68,14 +71,28 @@ pub struct Interp {
     /// When the vCPU started: the time-stamp counter counts from here.
     pub(crate) started: std::time::Instant,
     /// The last code page fetched from: (linear page, physical page, MMU generation, CPL,
-    /// A20 mask).
-    fetch_page: Option<(u64, u64, u64, u8, u64)>,
+    /// A20 mask, the page's code word).
+    fetch_page: Option<(u64, u64, u64, u8, u64, u32)>,
+    /// What this vCPU shares with the machine's others (code-page generations, the gate
+    /// for instructions that must run alone).
+    pub(crate) group: std::sync::Arc<cpu_group::CpuGroup>,
+    /// This vCPU's hold on the group's gate while it runs a batch (see [`cpu_group`]).
+    pub(crate) running: Option<cpu_group::RunGuard>,
+    /// A LOCK'ed instruction's memory operand, captured while it executes (see [`atomic`]).
+    pub(crate) capture: Option<atomic::Capture>,
+    /// Whether other vCPUs run beside this one (the group's, cached for the hot path).
+    pub(crate) smp: bool,
 }
 
 /// Where an instruction's bytes come from, for the decode cache.
 impl Interp {
     pub fn new(cpu: Cpu, mem: PhysMem) -> Self {
+        let group = std::sync::Arc::new(cpu_group::CpuGroup::new(mem.ram(), 1));
         Interp {
+            group,
+            running: None,
+            capture: None,
+            smp: false,
             cpu,
             mmu: Mmu::default(),
             mem,
@@ -173,34 +190,42 @@ impl Interp {
         let priv_ = self.privilege();
         let cpl = self.cpu.cpl();
         let a20 = self.mem.a20_mask();
-        let phys = match self.fetch_page {
-            Some((lp, pp, generation, c, m))
+        let (phys, word) = match self.fetch_page {
+            Some((lp, pp, generation, c, m, w))
                 if lp == linear >> 12
                     && generation == self.mmu.generation
                     && c == cpl
-                    && m == a20 =>
+                    && m == a20
+                    && self.group.code.current(pp) == w =>
             {
-                (pp << 12) | (linear & 0xfff)
+                ((pp << 12) | (linear & 0xfff), w)
             }
             _ => {
                 let p =
                     self.mmu
                         .translate(&mut self.cpu, &self.mem, linear, Access::Execute, priv_)?;
-                self.fetch_page = Some((linear >> 12, p >> 12, self.mmu.generation, cpl, a20));
-                p
+                let w = self.group.code.current(p >> 12);
+                self.fetch_page = Some((linear >> 12, p >> 12, self.mmu.generation, cpl, a20, w));
+                (p, w)
             }
         };
-        if let Some(instr) = self.icache.lookup(phys, bits, rip) {
+        if let Some(instr) = self.icache.lookup(phys, bits, word, rip) {
             self.check_code_limit(instr)?;
             *out = *instr;
             return Ok(());
         }
-        if let Some(instr) = self.icache.get(phys, bits, rip) {
+        if let Some(instr) = self.icache.get(phys, bits, word, rip) {
             self.check_code_limit(&instr)?;
             *out = instr;
             return Ok(());
         }
         self.stats.decode_cache_misses += 1;
+        // The page is marked as holding code before its bytes are read, so a store after the
+        // read moves its word (see `code_pages`).
+        let marked = self.group.code.mark(phys >> 12);
+        if let (Some(w), Some(fp)) = (marked, self.fetch_page.as_mut()) {
+            fp.5 = w;
+        }
         // Bytes up to the end of the page; the next page only if the instruction needs it.
         let in_page = (0x1000 - (linear & 0xfff)).min(15) as usize;
         let mut bytes = [0u8; 15];
@@ -224,8 +249,8 @@ impl Interp {
             return Err(Fault::ud().into());
         }
         self.check_code_limit(&instr)?;
-        if !crosses {
-            self.icache.insert(phys, bits, instr);
+        if let (false, Some(w)) = (crosses, marked) {
+            self.icache.insert(phys, bits, w, instr);
         }
         *out = instr;
         Ok(())
@@ -320,10 +345,32 @@ impl Interp {
         }
     }
 
-    /// Every store to guest RAM goes here, so cached decodes of that page are dropped.
+    /// Joins `group` (the machine's vCPUs share code-page generations and the exclusive
+    /// gate; with more than one, LOCK'ed accesses become host atomics).
+    pub fn join(&mut self, group: std::sync::Arc<cpu_group::CpuGroup>) {
+        self.smp = group.is_smp();
+        self.group = group;
+        self.running = None;
+        self.fetch_page = None;
+    }
+
+    /// Takes this vCPU's shared hold on the group's gate for a batch of instructions
+    /// (only SMP groups need it).
+    pub fn begin_batch(&mut self) {
+        if self.smp && self.running.is_none() {
+            self.running = Some(self.group.enter());
+        }
+    }
+
+    /// Gives the hold up (the end of a batch, a halt, leaving `run`).
+    pub fn end_batch(&mut self) {
+        self.running = None;
+    }
+
+    /// Every store to guest RAM goes here, so decodes of that page (by any vCPU) go stale.
     pub fn write_phys(&mut self, phys: u64, buf: &[u8]) {
-        self.icache.invalidate(phys, buf.len());
         self.mem.write(phys, buf);
+        self.group.code.wrote(phys, buf.len());
     }
 
     /// #AC: at CPL 3 with CR0.AM and EFLAGS.AC set, data accesses must be naturally aligned.
@@ -343,6 +390,11 @@ impl Interp {
     pub fn read_mem(&mut self, seg: usize, offset: u64, size: u32) -> Result<u64> {
         let linear = self.seg_linear(seg, offset, size, false)?;
         self.check_alignment(linear, size)?;
+        if self.capture.is_some() {
+            if let Some(v) = self.captured_read(self.wrap_linear(linear), size) {
+                return Ok(v);
+            }
+        }
         let mut b = [0u8; 8];
         let priv_ = self.privilege();
         self.read_linear(linear, &mut b[..size as usize], priv_)?;
@@ -352,6 +404,9 @@ impl Interp {
     pub fn write_mem(&mut self, seg: usize, offset: u64, size: u32, value: u64) -> Result<()> {
         let linear = self.seg_linear(seg, offset, size, true)?;
         self.check_alignment(linear, size)?;
+        if self.capture.is_some() && self.captured_write(self.wrap_linear(linear), size, value) {
+            return Ok(());
+        }
         let priv_ = self.privilege();
         self.write_linear(linear, &value.to_le_bytes()[..size as usize], priv_)
     }
