@@ -152,6 +152,14 @@ impl LocalApic {
         a
     }
 
+    /// INIT: every register back to its power-on value but the APIC ID and IA32_APIC_BASE
+    /// (SDM 10.4.7.3).
+    pub fn init(&mut self) {
+        let base = self.base;
+        *self = LocalApic::new(self.id, false);
+        self.base = base;
+    }
+
     pub fn id(&self) -> u32 {
         self.id
     }

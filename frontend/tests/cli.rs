@@ -634,6 +634,10 @@ fn icount_refuses_what_is_not_deterministic() {
         assert!(stderr(&o).contains(says), "{spec}: {}", stderr(&o));
         assert!(stderr(&o).contains("-icount"), "{spec}: {}", stderr(&o));
     }
+    // vCPU threads interleave differently each run.
+    let o = ferrite_tcg(&["-icount", "1", "-smp", "2", "-kernel", kernel.path()]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stderr(&o).contains("-icount with -smp 2"), "{}", stderr(&o));
     match kvm_unavailable() {
         Some(why) => println!("SKIP (KVM part): {why}"),
         None => {

@@ -65,8 +65,9 @@ fn host_md5(pipeline: &str) -> String {
     String::from_utf8(out.stdout).unwrap()[..32].to_string()
 }
 
-#[test]
-fn debian_guest_boots_on_the_software_cpu_and_its_md5sum_matches_the_host() {
+/// Boots the guest with `-smp cpus`, runs an md5sum the host checks, and requires that the
+/// guest counted `cpus` CPUs and powered off cleanly.
+fn boot_and_check(cpus: u32) {
     let Some(dir) = guest_dir() else {
         println!("SKIP: no HOME or FERRITE_CACHE to find the demo guest in");
         return;
@@ -83,12 +84,17 @@ fn debian_guest_boots_on_the_software_cpu_and_its_md5sum_matches_the_host() {
     // Generated data, a few hundred KiB: enough to run md5 over many pages.
     let pipeline = "seq 1 50000 | md5sum";
     let expected = host_md5(pipeline);
-    let append = format!("console=ttyS0 panic=-1 loglevel=5 -- {pipeline}");
+    let append = format!(
+        "console=ttyS0 panic=-1 loglevel=5 -- {pipeline}; echo CPUS=$(grep -c ^processor /proc/cpuinfo)"
+    );
+    let smp = cpus.to_string();
     let start = Instant::now();
     let (status, out, err) = run_with_timeout(&[
         "run",
         "--accel",
         "dbt",
+        "-smp",
+        &smp,
         "--memory",
         "256M",
         "-no-reboot",
@@ -106,22 +112,38 @@ fn debian_guest_boots_on_the_software_cpu_and_its_md5sum_matches_the_host() {
     };
     assert!(
         out.contains("FERRITE-READY"),
-        "the guest never reached its shell (status {status:?}, {secs:.0} s)\nstdout tail:\n{tail}\nstderr:\n{err}"
+        "-smp {cpus}: the guest never reached its shell (status {status:?}, {secs:.0} s)\nstdout tail:\n{tail}\nstderr:\n{err}"
     );
     assert!(
         out.contains(&expected),
-        "the guest's md5sum differs from the host's {expected}\nstdout tail:\n{tail}"
+        "-smp {cpus}: the guest's md5sum differs from the host's {expected}\nstdout tail:\n{tail}"
+    );
+    assert!(
+        out.contains(&format!("CPUS={cpus}")),
+        "-smp {cpus}: the guest did not bring up {cpus} CPUs\nstdout tail:\n{tail}\nstderr:\n{err}"
     );
     assert!(
         out.contains("FERRITE-EXIT 0"),
-        "the command did not exit 0\nstdout tail:\n{tail}"
+        "-smp {cpus}: the command did not exit 0\nstdout tail:\n{tail}"
     );
     // The guest's init powers off through ACPI (the FADT's PM1a control block, S5).
     assert_eq!(
         status,
         Some(0),
-        "the guest's poweroff did not end the run cleanly\nstdout tail:\n{tail}\nstderr:\n{err}"
+        "-smp {cpus}: the guest's poweroff did not end the run cleanly\nstdout tail:\n{tail}\nstderr:\n{err}"
     );
     assert!(out.contains("reboot: Power down"), "stdout tail:\n{tail}");
-    println!("the Debian guest booted and matched the host's md5sum in {secs:.0} s");
+    println!("-smp {cpus}: the Debian guest booted and matched the host's md5sum in {secs:.0} s");
+}
+
+#[test]
+fn debian_guest_boots_on_the_software_cpu_and_its_md5sum_matches_the_host() {
+    boot_and_check(1);
+}
+
+/// Two vCPUs on two host threads: INIT/SIPI, per-CPU APICs, IPIs (TLB shootdowns,
+/// rescheduling) and host-atomic LOCK'ed accesses under a real kernel.
+#[test]
+fn debian_guest_boots_with_two_vcpus_and_its_md5sum_matches_the_host() {
+    boot_and_check(2);
 }

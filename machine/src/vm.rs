@@ -196,6 +196,14 @@ impl Vm {
                 m.name
             )));
         }
+        if let (Backend::Software, Some(_), 2..) = (backend, cfg.icount_shift, cfg.vcpus) {
+            return Err(Error::Config(format!(
+                "-icount with -smp {}: the deterministic clock needs one vCPU (the software \
+                 CPU runs each vCPU on its own host thread, whose interleaving is not \
+                 repeatable); use -smp 1",
+                cfg.vcpus
+            )));
+        }
         if let (Backend::Kvm, Some(_)) = (backend, cfg.icount_shift) {
             return Err(Error::Config(
                 "-icount: the deterministic clock counts the software CPU's instructions; \
@@ -220,7 +228,7 @@ impl Vm {
         };
         let soft_irq = kvm.is_none().then(|| match &icount {
             Some(c) => crate::soft_irq::SoftIrqChip::deterministic(c.clone()),
-            None => crate::soft_irq::SoftIrqChip::new(clock.clone()),
+            None => crate::soft_irq::SoftIrqChip::new(clock.clone(), cfg.vcpus as usize),
         });
         let irq = |gsi: u32| -> Arc<dyn devices::IrqLine> {
             match (&kvm, &soft_irq) {
@@ -391,21 +399,14 @@ impl Vm {
             add_pc_testdev(&mut pio, &mut mmio, &irq, rom_len)?;
         }
         if let Some(chip) = &soft_irq {
-            chip.set_ioapic_id(cfg.vcpus);
-            // The software CPU's APICs at their architectural addresses (KVM has its own).
-            let apic_err = |e| Error::Device(format!("APIC: {e}"));
+            // The IOAPIC at its architectural address (KVM has its own); each software vCPU
+            // reaches its own local APIC through its `ApicRoute`.
             mmio.insert(
                 Arc::new(Mutex::new(crate::soft_irq::IoApicMmio(chip.clone()))),
                 devices::ioapic::DEFAULT_BASE,
                 devices::ioapic::MMIO_LEN,
             )
-            .map_err(apic_err)?;
-            mmio.insert(
-                Arc::new(Mutex::new(crate::soft_irq::LapicMmio(chip.clone()))),
-                devices::lapic::DEFAULT_BASE,
-                0x1000,
-            )
-            .map_err(apic_err)?;
+            .map_err(|e| Error::Device(format!("IOAPIC: {e}")))?;
         }
         let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, mmio));
 
@@ -441,30 +442,34 @@ impl Vm {
             bios::mptable::write(&mem, cfg.vcpus)?;
             bios::acpi::write(&mem, cfg.vcpus)?;
         }
-        if kvm.is_none() && cfg.vcpus > 1 {
-            log::warn!(
-                "-smp {}: the software CPU runs the boot CPU only so far (SMP is not modelled \
-                 yet): the firmware tables list {} CPUs, but the others never answer INIT/SIPI, \
-                 so the guest runs on one",
-                cfg.vcpus,
-                cfg.vcpus
-            );
-        }
+        // What the software vCPUs share: code-page generations, and with more than one the
+        // exclusive gate for atomics the host cannot do in one instruction.
+        let group = Arc::new(emu_core::interp::cpu_group::CpuGroup::new(
+            &mem,
+            cfg.vcpus as usize,
+        ));
         let mut vcpus: Vec<Box<dyn Vcpu>> = Vec::new();
         for id in 0..cfg.vcpus {
             let mut v: Box<dyn Vcpu> = match &kvm {
                 Some(k) => Box::new(k.create_vcpu(id, buses.clone())?),
                 // KVM does not model the A20 gate; the software CPU applies it.
                 None => {
+                    let platform: Arc<dyn emu_core::Platform> = match &soft_irq {
+                        Some(chip) => Arc::new(crate::soft_irq::ApicRoute::new(
+                            buses.clone(),
+                            chip.clone(),
+                            id as usize,
+                        )),
+                        None => buses.clone(),
+                    };
                     let mut v =
-                        emu_core::SoftVcpu::new(id, mem.clone(), buses.clone(), Some(a20.shared()))
-                            .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX));
-                    // The interrupt controllers serve the boot CPU (its local APIC is the
-                    // only one so far).
-                    if let (0, Some(chip)) = (id, &soft_irq) {
+                        emu_core::SoftVcpu::new(id, mem.clone(), platform, Some(a20.shared()))
+                            .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX))
+                            .with_group(group.clone());
+                    if let Some(chip) = &soft_irq {
                         let kicker = v.soft_kicker();
-                        chip.set_waker(Arc::new(move || kicker.notify()));
-                        v = v.with_interrupts(chip.clone());
+                        chip.set_waker(id as usize, Arc::new(move || kicker.notify()));
+                        v = v.with_interrupts(chip.cpu(id as usize));
                     }
                     Box::new(v)
                 }

@@ -197,6 +197,16 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "acpi: RSDP, root table and MADT: ok", // with -smp 2
         },
         Case {
+            name: "smp-2",
+            build: || kernels::smp(2),
+            expect: "smp: 1 application processors started: ok", // with -smp 2
+        },
+        Case {
+            name: "smp-4",
+            build: || kernels::smp(4),
+            expect: "smp: 3 application processors started: ok", // with -smp 4
+        },
+        Case {
             name: "sse-context-switch",
             build: kernels::sse_context_switch,
             expect: "sse context switch with FXSAVE and XSAVE: ok",
@@ -240,6 +250,8 @@ pub fn run_options(name: &str) -> (&'static str, bool) {
         "fw-cfg" => ("-smp 2 -m 64", false),
         "pc-testdev" => ("-device pc-testdev", false),
         "acpi-rsdp" => ("-smp 2", false),
+        "smp-2" => ("-smp 2", false),
+        "smp-4" => ("-smp 4", false),
         "pci-testdev" => ("-device pci-testdev", false),
         // The test devices get the garbage too.
         "garbage-io" => ("-device pc-testdev -device pci-testdev", false),
