@@ -192,6 +192,27 @@ fn fadt(facs: u64, dsdt: u64) -> Vec<u8> {
     bytes(&f.finalize())
 }
 
+/// Where the HPET is, and its event-timer block ID (devices::hpet's GCAP_ID low half:
+/// revision 1, three timers, 64-bit, legacy replacement, vendor 0x8086; the machine crate
+/// checks at compile time that the two agree).
+pub const HPET_ADDR: u64 = 0xfed0_0000;
+pub const HPET_BLOCK_ID: u32 = 0x8086_a201;
+
+/// The HPET table: the timer block's ID, its base address (system memory), HPET number 0,
+/// a minimum periodic tick of 128 counts, no page protection.
+fn hpet() -> Vec<u8> {
+    let mut body = Vec::with_capacity(20);
+    body.extend_from_slice(&HPET_BLOCK_ID.to_le_bytes());
+    // Generic address structure: memory space, 64-bit registers, offset 0, access size
+    // undefined, the address.
+    body.extend_from_slice(&[0, 64, 0, 0]);
+    body.extend_from_slice(&HPET_ADDR.to_le_bytes());
+    body.push(0);
+    body.extend_from_slice(&128u16.to_le_bytes());
+    body.push(0);
+    table(b"HPET", 1, &body)
+}
+
 /// The DSDT: only `Name (_S5, Package () { 0, 0, 0, 0 })`, the sleep-type values the OS
 /// writes to PM1a_CNT to power off (QEMU's PIIX4 value). No devices: the OS finds the ISA
 /// devices at their legacy addresses and PCI by probing.
@@ -205,27 +226,30 @@ fn dsdt() -> Vec<u8> {
     table(b"DSDT", 2, &S5)
 }
 
-/// The tables as they sit from [`RSDP_ADDR`] on: RSDP, RSDT, XSDT, FADT, MADT, FACS, DSDT.
-/// The RSDP is ACPI 2.0's, with both root tables, so ACPI 1.0 readers (which take the RSDT)
-/// and later ones (the XSDT) find the same FADT and MADT.
+/// The tables as they sit from [`RSDP_ADDR`] on: RSDP, RSDT, XSDT, FADT, MADT, HPET, FACS,
+/// DSDT. The RSDP is ACPI 2.0's, with both root tables, so ACPI 1.0 readers (which take the
+/// RSDT) and later ones (the XSDT) find the same FADT, MADT and HPET.
 pub fn build(cpus: u8) -> Vec<u8> {
     // Each table 16-byte aligned, as firmware lays them out; the FACS 64-byte aligned.
     let align = |a: u64, to: u64| a.div_ceil(to) * to;
     let rsdt_addr = align(RSDP_ADDR + Rsdp::len() as u64, 16);
-    let rsdt_len = 36 + 4 * 2;
+    let rsdt_len = 36 + 4 * 3;
     let xsdt_addr = align(rsdt_addr + rsdt_len, 16);
-    // The XSDT's size is known before its entries: a header and two 8-byte pointers.
-    let xsdt_len = 36 + 8 * 2;
+    // The XSDT's size is known before its entries: a header and three 8-byte pointers.
+    let xsdt_len = 36 + 8 * 3;
     let fadt_addr = align(xsdt_addr + xsdt_len, 16);
     let madt_addr = align(fadt_addr + acpi_tables::fadt::FADT::len() as u64, 16);
     let madt = madt(cpus);
-    let facs_addr = align(madt_addr + madt.len() as u64, 64);
+    let hpet_addr = align(madt_addr + madt.len() as u64, 16);
+    let hpet = hpet();
+    let facs_addr = align(hpet_addr + hpet.len() as u64, 64);
     let facs = bytes(&acpi_tables::facs::FACS::new());
     let dsdt_addr = align(facs_addr + facs.len() as u64, 16);
 
     let mut xsdt = XSDT::new(OEM_ID, OEM_TABLE_ID, OEM_REVISION);
     xsdt.add_entry(fadt_addr);
     xsdt.add_entry(madt_addr);
+    xsdt.add_entry(hpet_addr);
     let mut rsdp = bytes(&Rsdp::new(OEM_ID, xsdt_addr));
     // acpi_tables leaves the RSDT address 0: fill it in and redo both checksums.
     rsdp[16..20].copy_from_slice(&(rsdt_addr as u32).to_le_bytes());
@@ -241,11 +265,12 @@ pub fn build(cpus: u8) -> Vec<u8> {
     place(
         &mut out,
         rsdt_addr,
-        &rsdt(&[fadt_addr as u32, madt_addr as u32]),
+        &rsdt(&[fadt_addr as u32, madt_addr as u32, hpet_addr as u32]),
     );
     place(&mut out, xsdt_addr, &bytes(&xsdt));
     place(&mut out, fadt_addr, &fadt(facs_addr, dsdt_addr));
     place(&mut out, madt_addr, &madt);
+    place(&mut out, hpet_addr, &hpet);
     place(&mut out, facs_addr, &facs);
     place(&mut out, dsdt_addr, &dsdt());
     out
@@ -295,19 +320,27 @@ mod tests {
         let at = |addr: u64| (addr - RSDP_ADDR) as usize;
         let rsdt = at(u64::from(u32_at(&t, 16)));
         assert_eq!(&t[rsdt..rsdt + 4], b"RSDT");
-        assert_eq!(sum(&t[rsdt..rsdt + 44]), 0);
+        assert_eq!(sum(&t[rsdt..rsdt + 48]), 0);
         let xsdt = at(u64_at(&t, 24));
         assert_eq!(&t[xsdt..xsdt + 4], b"XSDT");
         let xsdt_len = u32_at(&t, xsdt + 4) as usize;
         assert_eq!(sum(&t[xsdt..xsdt + xsdt_len]), 0);
-        assert_eq!(xsdt_len, 52);
+        assert_eq!(xsdt_len, 60);
         let fadt = at(u64_at(&t, xsdt + 36));
         let madt = at(u64_at(&t, xsdt + 44));
+        let hpet = at(u64_at(&t, xsdt + 52));
         assert_eq!(
-            [rsdt + 36, rsdt + 40].map(|e| at(u64::from(u32_at(&t, e)))),
-            [fadt, madt],
+            [rsdt + 36, rsdt + 40, rsdt + 44].map(|e| at(u64::from(u32_at(&t, e)))),
+            [fadt, madt, hpet],
             "both roots list the same tables"
         );
+        // The HPET: its block ID as the device reports it, at 0xFED00000 in memory space.
+        assert_eq!(&t[hpet..hpet + 4], b"HPET");
+        assert_eq!(u32_at(&t, hpet + 4), 56);
+        assert_eq!(sum(&t[hpet..hpet + 56]), 0);
+        assert_eq!(u32_at(&t, hpet + 36), HPET_BLOCK_ID);
+        assert_eq!(t[hpet + 40], 0, "system memory");
+        assert_eq!(u64_at(&t, hpet + 44), HPET_ADDR);
         // The FADT: PM blocks at 0x600, SCI 9, FACS and DSDT in both widths.
         assert_eq!(&t[fadt..fadt + 4], b"FACP");
         let fadt_len = u32_at(&t, fadt + 4) as usize;

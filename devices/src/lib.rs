@@ -12,6 +12,7 @@ pub mod cmos;
 pub mod debug_exit;
 pub mod debugcon;
 pub mod fw_cfg;
+pub mod hpet;
 pub mod i8042;
 pub mod ioapic;
 pub mod irq;

@@ -15,20 +15,27 @@ use crate::io::IoBuses;
 use crate::kvm::KvmVm;
 use crate::{memory, Error, Result, VmConfig};
 
+// The firmware tables describe the HPET the board has.
+const _: () = assert!(
+    bios::acpi::HPET_BLOCK_ID == devices::hpet::BLOCK_ID
+        && bios::acpi::HPET_ADDR == devices::hpet::DEFAULT_BASE
+);
+
 /// The deterministic clock's time of day at power-on (2026-01-01 00:00:00 UTC): a run that
 /// must repeat cannot start from the host's date.
 const ICOUNT_EPOCH: i64 = 1_767_225_600;
 
-/// Polls `timer` from a host thread until it is dropped or the VM stops (the KVM backend,
-/// whose vCPU threads sit in KVM_RUN).
-fn spawn_timer_thread(
-    timer: std::sync::Weak<Mutex<devices::cmos::Cmos>>,
+/// Polls `timer` from a host thread named `name` until it is dropped or the VM stops (the
+/// KVM backend, whose vCPU threads sit in KVM_RUN).
+fn spawn_timer_thread<T: devices::clock::Timer + 'static>(
+    name: &str,
+    timer: std::sync::Weak<Mutex<T>>,
     clock: Arc<dyn devices::clock::Clock>,
     control: Arc<VmControl>,
 ) {
     const LONGEST: Duration = Duration::from_millis(50);
     std::thread::Builder::new()
-        .name("rtc".into())
+        .name(name.into())
         .spawn(move || loop {
             let Some(t) = timer.upgrade() else { return };
             if control.exit_reason().is_some() {
@@ -42,7 +49,7 @@ fn spawn_timer_thread(
             std::thread::sleep(wait.max(Duration::from_micros(100)));
         })
         .map(drop)
-        .unwrap_or_else(|e| log::warn!("no RTC timer thread ({e}): RTC interrupts are off"));
+        .unwrap_or_else(|e| log::warn!("no {name} timer thread ({e}): its interrupts are off"));
 }
 
 /// The sending side of a UART, for the frontend's input thread.
@@ -309,7 +316,9 @@ impl Vm {
         match &soft_irq {
             Some(chip) => chip.add_timer(cmos.clone()),
             // Under KVM no vCPU loop polls device timers: a thread does, on the host's time.
-            None => spawn_timer_thread(Arc::downgrade(&cmos), clock.clone(), control.clone()),
+            None => {
+                spawn_timer_thread("rtc", Arc::downgrade(&cmos), clock.clone(), control.clone())
+            }
         }
         add(&mut pio, cmos, devices::cmos::INDEX_PORT, 2, "CMOS RTC")?;
         let pm = Arc::new(Mutex::new(devices::acpi_pm::AcpiPm::new(
@@ -408,6 +417,31 @@ impl Vm {
             )
             .map_err(|e| Error::Device(format!("IOAPIC: {e}")))?;
         }
+        // The HPET (QEMU's pc has one on both accelerators; KVM has no in-kernel HPET).
+        let hpet_lines: Vec<(u32, Arc<dyn devices::IrqLine>)> = [0, 8, 10, 11]
+            .into_iter()
+            .map(|gsi| (gsi, irq(gsi)))
+            .collect();
+        let hpet = Arc::new(Mutex::new(devices::hpet::Hpet::new(
+            clock.clone(),
+            move |gsi| {
+                hpet_lines
+                    .iter()
+                    .find(|(g, _)| *g == gsi)
+                    .map_or_else(|| Arc::new(devices::irq::NoIrq) as _, |(_, l)| l.clone())
+            },
+        )));
+        match &soft_irq {
+            Some(chip) => chip.add_timer(hpet.clone()),
+            None => spawn_timer_thread(
+                "hpet",
+                Arc::downgrade(&hpet),
+                clock.clone(),
+                control.clone(),
+            ),
+        }
+        mmio.insert(hpet, devices::hpet::DEFAULT_BASE, devices::hpet::MMIO_LEN)
+            .map_err(|e| Error::Device(format!("HPET: {e}")))?;
         let buses: Arc<IoBuses> = Arc::new(IoBuses::new(pio, mmio));
 
         // The boot CPU starts where the kernel loader says, or at the reset vector for firmware.

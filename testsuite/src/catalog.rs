@@ -222,6 +222,11 @@ pub fn other_kernels() -> Vec<Case> {
             expect: "rtc: periodic interrupts on IRQ 8: ok",
         },
         Case {
+            name: "hpet-legacy",
+            build: kernels::hpet_legacy,
+            expect: "hpet: legacy periodic timer 0 on IRQ 0: ok",
+        },
+        Case {
             name: "pit-timing",
             build: kernels::pit_timing,
             expect: "pit timing: ok",

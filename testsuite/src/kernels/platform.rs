@@ -775,3 +775,70 @@ pub fn rtc_periodic() -> Vec<u8> {
         c.exit(PASS);
     })
 }
+
+/// Where [`hpet_legacy`]'s interrupt handler counts.
+const HPET_COUNT: u32 = 0x7fc0;
+const HPET: u32 = 0xfed0_0000;
+
+/// The HPET in legacy-replacement mode as Linux boots with it: timer 0 periodic every 10 ms
+/// (1,000,000 counts of 10 ns) on IRQ 0 through the 8259; four interrupts, with the main
+/// counter past four periods by then.
+pub fn hpet_legacy() -> Vec<u8> {
+    Kernel::build(|k| {
+        let c = &mut k.c32;
+        skip_if_pvm(c, PVM_STOPS_ON_IRQ_SETUP);
+        // The capabilities: a 10 ns period and legacy replacement.
+        let mut bad_caps = c.label();
+        check(c.a.mov(eax, dword_ptr(HPET + 4)));
+        check(c.a.cmp(eax, 10_000_000));
+        check(c.a.jne(bad_caps));
+        check(c.a.test(dword_ptr(HPET), 1 << 15));
+        check(c.a.je(bad_caps));
+        init_8259(c, 0xfe, 0xff);
+        let handler = c.sym();
+        let h = c.addr(handler);
+        gate32(c, 0x20, h);
+        load_idt(c, false);
+        let mut over = c.label();
+        check(c.a.jmp(over));
+        c.bind(handler);
+        check(c.a.push(eax));
+        check(c.a.inc(dword_ptr(HPET_COUNT)));
+        check(c.a.mov(al, 0x20u32));
+        check(c.a.out(0x20, al));
+        check(c.a.pop(eax));
+        check(c.a.iretd());
+        c.here(&mut over);
+        check(c.a.mov(dword_ptr(HPET_COUNT), 0u32));
+        // Timer 0 as Linux sets it: enabled, periodic, SETVAL, 32-bit; the first comparator,
+        // then the period.
+        check(c.a.mov(dword_ptr(HPET + 0x100), 0x14cu32));
+        for _ in 0..2 {
+            check(c.a.mov(dword_ptr(HPET + 0x108), 1_000_000u32));
+        }
+        // Enabled, legacy replacement.
+        check(c.a.mov(dword_ptr(HPET + 0x10), 3u32));
+        check(c.a.sti());
+        let mut wait = c.label();
+        c.here(&mut wait);
+        check(c.a.hlt());
+        check(c.a.cmp(dword_ptr(HPET_COUNT), 4));
+        check(c.a.jb(wait));
+        check(c.a.cli());
+        let mut slow = c.label();
+        check(c.a.cmp(dword_ptr(HPET + 0xf0), 4_000_000u32));
+        check(c.a.jb(slow));
+        check(c.a.mov(dword_ptr(HPET + 0x10), 0u32));
+        c.print("hpet: legacy periodic timer 0 on IRQ 0: ok\n");
+        c.exit(PASS);
+        c.here(&mut slow);
+        c.print("hpet: four interrupts before four periods had passed\n");
+        c.exit(2);
+        c.here(&mut bad_caps);
+        c.print("hpet: unexpected capabilities ");
+        check(c.a.mov(eax, dword_ptr(HPET)));
+        c.print_eax_hex();
+        c.print("\n");
+        c.exit(3);
+    })
+}
