@@ -5,6 +5,21 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+/// A read of byte-wide ports as the ISA bus does it: a wider access is one byte access
+/// per consecutive port (the 8259's and 8254's registers are bytes).
+pub fn bytewise_read(port: u16, data: &mut [u8], mut read: impl FnMut(u16) -> u8) {
+    for (k, b) in data.iter_mut().enumerate() {
+        *b = read(port.wrapping_add(k as u16));
+    }
+}
+
+/// The write side of [`bytewise_read`].
+pub fn bytewise_write(port: u16, data: &[u8], mut write: impl FnMut(u16, u8)) {
+    for (k, b) in data.iter().enumerate() {
+        write(port.wrapping_add(k as u16), *b);
+    }
+}
+
 /// A device that claims a range of a bus.
 ///
 /// `base` is the start of the range the access hit and `offset` the distance into it, so one

@@ -327,17 +327,11 @@ impl PicPair {
 /// The pair's ports on the I/O bus (registered at 0x20, 0xa0 and 0x4d0, two ports each).
 impl BusDevice for PicPair {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let port = (base + offset) as u16;
-        for (k, b) in data.iter_mut().enumerate() {
-            *b = self.read_port(port.wrapping_add(k as u16));
-        }
+        crate::bus::bytewise_read((base + offset) as u16, data, |p| self.read_port(p));
     }
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
-        let port = (base + offset) as u16;
-        for (k, b) in data.iter().enumerate() {
-            self.write_port(port.wrapping_add(k as u16), *b);
-        }
+        crate::bus::bytewise_write((base + offset) as u16, data, |p, v| self.write_port(p, v));
     }
 }
 

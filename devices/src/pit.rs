@@ -293,17 +293,11 @@ impl Pit {
 
 impl BusDevice for Pit {
     fn read(&mut self, base: u64, offset: u64, data: &mut [u8]) {
-        let port = (base + offset) as u16;
-        for (k, b) in data.iter_mut().enumerate() {
-            *b = self.read_port(port.wrapping_add(k as u16));
-        }
+        crate::bus::bytewise_read((base + offset) as u16, data, |p| self.read_port(p));
     }
 
     fn write(&mut self, base: u64, offset: u64, data: &[u8]) {
-        let port = (base + offset) as u16;
-        for (k, b) in data.iter().enumerate() {
-            self.write_port(port.wrapping_add(k as u16), *b);
-        }
+        crate::bus::bytewise_write((base + offset) as u16, data, |p, v| self.write_port(p, v));
     }
 }
 

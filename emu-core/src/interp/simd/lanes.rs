@@ -131,6 +131,31 @@ pub enum ShiftKind {
     Arith,
 }
 
+/// Runtime-width lanes (the width comes from the instruction): the `n` lanes of `bits`
+/// each in the low `n × bits` bits of `v`.
+pub fn split(v: u128, n: usize, bits: u32) -> Vec<u64> {
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    };
+    (0..n)
+        .map(|k| (v >> (bits as usize * k)) as u64 & mask)
+        .collect()
+}
+
+/// The inverse of [`split`]: lanes of `bits` packed from bit 0 up.
+pub fn merge(l: &[u64], bits: u32) -> u128 {
+    let mask = if bits == 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    };
+    l.iter().enumerate().fold(0, |v, (k, x)| {
+        v | u128::from(x & mask) << (bits as usize * k)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

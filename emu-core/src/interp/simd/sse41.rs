@@ -3,7 +3,7 @@
 //! PEXTRB/W/D/Q, PINSRB/D/Q, EXTRACTPS, INSERTPS and MOVNTDQA. The float ones (ROUNDxx,
 //! DPPS/DPPD) live in `sse41_float`.
 
-use super::ssse3::merge;
+use super::lanes::merge;
 use iced_x86::{Instruction, Mnemonic as M, OpKind};
 
 use super::lanes::{join, lanes, pack, sx};
@@ -61,7 +61,7 @@ pub fn handles(m: M) -> bool {
 
 /// Lanes of `bits` (8, 16, 32, 64) of all of `v` (SSSE3's lane helpers, whole register).
 fn split(v: u128, bits: u32) -> Vec<u64> {
-    super::ssse3::split(v, 128 / bits as usize, bits)
+    super::lanes::split(v, 128 / bits as usize, bits)
 }
 
 fn lanewise(a: u128, b: u128, bits: u32, f: impl Fn(u64, u64) -> u64) -> u128 {

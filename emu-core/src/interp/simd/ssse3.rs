@@ -5,7 +5,7 @@
 
 use iced_x86::{Instruction, Mnemonic as M};
 
-use super::lanes::{lanes, sat_s, sx};
+use super::lanes::{lanes, merge, sat_s, split, sx};
 use crate::interp::fault::{Fault, Result};
 use crate::interp::Interp;
 
@@ -29,30 +29,6 @@ pub fn handles(m: M) -> bool {
             | M::Pabsd
             | M::Palignr
     )
-}
-
-/// The `n` lanes of `bits` each in the low `n × bits` bits of `v`.
-pub(super) fn split(v: u128, n: usize, bits: u32) -> Vec<u64> {
-    let mask = if bits == 64 {
-        u64::MAX
-    } else {
-        (1 << bits) - 1
-    };
-    (0..n)
-        .map(|k| (v >> (bits as usize * k)) as u64 & mask)
-        .collect()
-}
-
-/// The inverse of [`split`]: lanes of `bits` packed from bit 0 up.
-pub(super) fn merge(l: &[u64], bits: u32) -> u128 {
-    let mask = if bits == 64 {
-        u64::MAX
-    } else {
-        (1 << bits) - 1
-    };
-    l.iter().enumerate().fold(0, |v, (k, x)| {
-        v | u128::from(x & mask) << (bits as usize * k)
-    })
 }
 
 /// The horizontal operations: adjacent pairs of `a`, then of `b`.
