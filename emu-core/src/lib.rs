@@ -6,6 +6,7 @@
 //! the KVM backend lives in `machine` and implements the same [`vcpu::Vcpu`] trait.
 
 pub mod cpu_model;
+pub mod engine;
 pub mod interp;
 pub mod interrupts;
 pub mod paravirt;

@@ -71,6 +71,8 @@ pub struct SoftVcpu {
     kicker: Arc<SoftKicker>,
     /// An application processor waits for a STARTUP IPI (after power-on or an INIT).
     waiting_for_sipi: bool,
+    /// The translator, when there is one: asked before the interpreter at every boundary.
+    engine: Option<Box<dyn crate::engine::ExecEngine>>,
     /// The interrupt chip's INTR flag for this CPU, read between instructions.
     intr: Option<Arc<AtomicBool>>,
     /// When the vCPU was made (for the statistics on drop).
@@ -95,6 +97,7 @@ impl SoftVcpu {
             interp,
             kicker: Arc::new(SoftKicker::default()),
             waiting_for_sipi: id != 0,
+            engine: None,
             intr: None,
             created: std::time::Instant::now(),
         }
@@ -117,6 +120,13 @@ impl SoftVcpu {
     /// vCPU, atomic LOCK'ed accesses and the exclusive gate).
     pub fn with_group(mut self, group: Arc<crate::interp::cpu_group::CpuGroup>) -> Self {
         self.interp.join(group);
+        self
+    }
+
+    /// Runs guest code through `engine` where it can (the translator), the interpreter
+    /// elsewhere.
+    pub fn with_engine(mut self, engine: Box<dyn crate::engine::ExecEngine>) -> Self {
+        self.engine = Some(engine);
         self
     }
 
@@ -301,12 +311,31 @@ impl SoftVcpu {
 
     fn run_batch_held(&mut self) -> Result<Option<VcpuExit>, VcpuError> {
         {
-            for _ in 0..BATCH {
+            let mut left = BATCH;
+            while left > 0 {
+                // Instructions this round retired (at least one: an interrupt's delivery
+                // counts as one).
+                let mut retired = 1;
                 let stepped = match self.take_interrupt() {
                     Ok(true) => Ok(()),
-                    Ok(false) => self.interp.step(),
+                    Ok(false) => match &mut self.engine {
+                        Some(engine) => match engine.run(&mut self.interp, left) {
+                            Ok(0) => self.interp.step(),
+                            Ok(n) => {
+                                retired = n;
+                                Ok(())
+                            }
+                            Err(Stop::Fault(f)) => {
+                                self.interp.stats.exceptions += 1;
+                                self.interp.raise(f)
+                            }
+                            Err(e) => Err(e),
+                        },
+                        None => self.interp.step(),
+                    },
                     Err(e) => Err(e),
                 };
+                left = left.saturating_sub(retired);
                 match stepped {
                     Ok(()) => {}
                     Err(Stop::Halt) => {
@@ -338,6 +367,9 @@ impl SoftVcpu {
 impl Drop for SoftVcpu {
     /// What the vCPU did, for `RUST_LOG=ferrite::stats=info` (speed work reads this).
     fn drop(&mut self) {
+        if let Some(engine) = &self.engine {
+            log::info!(target: "ferrite::stats", "vCPU {}: {}", self.interp.apic_id, engine.summary());
+        }
         let s = &self.interp.stats;
         let secs = self.created.elapsed().as_secs_f64();
         log::info!(

@@ -136,6 +136,10 @@ pub struct RunArgs {
     /// guest time (N = 0..10), so two runs of a guest give the same output; software CPU only
     #[arg(long, value_name = "[shift=]N")]
     pub icount: Option<String>,
+    /// The software CPU's translator: "on" runs guest code as translated host code where it
+    /// can (experimental, x86-64 hosts), "off" the interpreter alone [default: off]
+    #[arg(long, value_name = "on|off")]
+    pub translator: Option<String>,
     /// Write one line saying why the run ended to FILE ("debug-exit V", "triple-fault",
     /// "reset", "poweroff", "stopped" or "error MESSAGE"); `ferrite test` reads it
     #[arg(long, value_name = "FILE", hide = true)]
@@ -163,6 +167,8 @@ pub struct Options {
     /// `-icount shift=N`: the deterministic clock.
     pub icount_shift: Option<u32>,
     pub no_reboot: bool,
+    /// `--translator on`: the software CPU translates guest code where it can.
+    pub translate: bool,
     /// `-device pc-testdev`.
     pub pc_testdev: bool,
     /// `-device pci-testdev`.
@@ -391,6 +397,11 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         None | Some("none") => {}
         Some(m) => warnings.push(format!("-monitor {m}: the QEMU monitor is not supported")),
     }
+    let translate = match a.translator.as_deref() {
+        None | Some("off") => false,
+        Some("on") => true,
+        Some(other) => return Err(format!("--translator {other}: say on or off")),
+    };
     let cpu = match a.cpu.as_deref() {
         Some(spec) if values::is_help(spec) => return Ok(Action::Print(values::cpu_help())),
         Some(spec) => Some(values::cpu(spec).map_err(|e| format!("-cpu: {e}"))?),
@@ -431,6 +442,7 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         cpu,
         icount_shift,
         no_reboot: a.no_reboot,
+        translate,
         pc_testdev,
         pci_testdev,
         exit_report: a.exit_report,

@@ -127,6 +127,7 @@ pub fn run(opts: &Options) -> Result<Ended, Error> {
         },
         cpu: opts.cpu,
         icount_shift: opts.icount_shift,
+        translate: opts.translate,
         pc_testdev: opts.pc_testdev,
         pci_testdev: opts.pci_testdev,
     };

@@ -1,1 +1,106 @@
+//! The dynamic binary translator: guest blocks become host code (dynasmrt), cached by guest
+//! physical address, run by the software vCPU through emu-core's [`ExecEngine`].
+//!
+//! The interpreter stays the reference semantics: the translator covers a subset of
+//! instructions (see [`translate`]) and ends a block before anything else, which the
+//! interpreter then runs. Guest ALU operations run as the same host instruction, so the
+//! host's flags are the guest's (`pushfq` after the operation, merged into RFLAGS for the
+//! flags the instruction writes). Guest memory is reached through helpers that call the
+//! interpreter's own segmentation, paging and MMIO paths, so faults are the interpreter's
+//! too, and precise: the block stops at the faulting instruction with everything before it
+//! committed and nothing of it.
+//!
+//! x86-64 hosts only (`cfg(target_arch = "x86_64")`): elsewhere [`Jit::new`] says so and the
+//! interpreter runs alone.
 
+#[cfg(target_arch = "x86_64")]
+mod cache;
+#[cfg(target_arch = "x86_64")]
+mod helpers;
+#[cfg(target_arch = "x86_64")]
+pub mod translate;
+
+use emu_core::engine::ExecEngine;
+
+/// Counters for `RUST_LOG=ferrite::stats=info`.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Blocks translated (and their guest instructions).
+    pub blocks: u64,
+    pub translated_instructions: u64,
+    /// Block executions, and the guest instructions they retired.
+    pub runs: u64,
+    pub instructions: u64,
+    /// Times the interpreter took over: an instruction no block starts with, or a state the
+    /// translator does not cover (not 64-bit code, TF, debug breakpoints).
+    pub declined: u64,
+    /// Blocks dropped because their page was written since they were translated.
+    pub invalidated: u64,
+    /// Whole-cache flushes (the code buffer reached its bound).
+    pub flushes: u64,
+    /// Exceptions raised in translated code.
+    pub faults: u64,
+}
+
+/// The translator for one vCPU.
+pub struct Jit {
+    #[cfg(target_arch = "x86_64")]
+    cache: cache::Cache,
+    stats: Stats,
+}
+
+impl Jit {
+    /// A translator, or why there is none on this host.
+    pub fn new() -> Result<Jit, String> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Ok(Jit {
+                cache: cache::Cache::new().map_err(|e| format!("no executable memory: {e}"))?,
+                stats: Stats::default(),
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            Err("the translator has an x86-64 host backend only; the interpreter runs".into())
+        }
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+}
+
+impl ExecEngine for Jit {
+    fn run(
+        &mut self,
+        interp: &mut emu_core::interp::Interp,
+        budget: u32,
+    ) -> Result<u32, emu_core::interp::fault::Stop> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.cache.run(interp, budget, &mut self.stats)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (interp, budget);
+            self.stats.declined += 1;
+            Ok(0)
+        }
+    }
+
+    fn summary(&self) -> String {
+        let s = &self.stats;
+        format!(
+            "translator: {} blocks ({} instructions) translated, {} runs retired {} instructions, \
+             {} handed to the interpreter, {} invalidated, {} flushes, {} faults",
+            s.blocks,
+            s.translated_instructions,
+            s.runs,
+            s.instructions,
+            s.declined,
+            s.invalidated,
+            s.flushes,
+            s.faults
+        )
+    }
+}

@@ -56,6 +56,9 @@ pub struct VmConfig {
     /// `-icount shift=N`: the deterministic clock (2^N ns of guest time per instruction;
     /// software CPU only). `None`: the host's monotonic clock.
     pub icount_shift: Option<u32>,
+    /// The software CPU runs guest code through the translator (`jit`) where it can; `false`
+    /// runs the interpreter alone.
+    pub translate: bool,
     /// QEMU's `-device pc-testdev` (kvm-unit-tests' scratch ports, IRQ-line ports and
     /// scratch MMIO).
     pub pc_testdev: bool,
@@ -79,6 +82,7 @@ impl VmConfig {
             debugcon: None,
             cpu: None,
             icount_shift: None,
+            translate: false,
             pc_testdev: false,
             pci_testdev: false,
         }

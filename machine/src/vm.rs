@@ -500,6 +500,10 @@ impl Vm {
                         emu_core::SoftVcpu::new(id, mem.clone(), platform, Some(a20.shared()))
                             .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX))
                             .with_group(group.clone());
+                    if cfg.translate {
+                        let jit = jit::Jit::new().map_err(Error::Accel)?;
+                        v = v.with_engine(Box::new(jit));
+                    }
                     if let Some(chip) = &soft_irq {
                         let kicker = v.soft_kicker();
                         chip.set_waker(id as usize, Arc::new(move || kicker.notify()));

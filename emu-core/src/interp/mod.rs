@@ -177,6 +177,21 @@ impl Interp {
 
     fn fetch(&mut self, out: &mut Instruction) -> Result<()> {
         let bits = self.cpu.code_bits();
+        let rip = self.cpu.rip;
+        let (phys, word) = self.code_location()?;
+        if let Some(instr) = self.icache.lookup(phys, bits, word, rip) {
+            self.check_code_limit(instr)?;
+            *out = *instr;
+            return Ok(());
+        }
+        self.fetch_slow(phys, word, out)
+    }
+
+    /// Where the instruction at CS:RIP is: its physical address (translated for execution,
+    /// with the faults a fetch raises) and its page's code word (see `code_pages`).
+    #[inline]
+    pub fn code_location(&mut self) -> Result<(u64, u32)> {
+        let bits = self.cpu.code_bits();
         let cs = self.cpu.seg[sreg::CS];
         let rip = self.cpu.rip;
         let linear = if bits == 64 {
@@ -190,7 +205,7 @@ impl Interp {
         let priv_ = self.privilege();
         let cpl = self.cpu.cpl();
         let a20 = self.mem.a20_mask();
-        let (phys, word) = match self.fetch_page {
+        Ok(match self.fetch_page {
             Some((lp, pp, generation, c, m, w))
                 if lp == linear >> 12
                     && generation == self.mmu.generation
@@ -208,12 +223,37 @@ impl Interp {
                 self.fetch_page = Some((linear >> 12, p >> 12, self.mmu.generation, cpl, a20, w));
                 (p, w)
             }
-        };
-        if let Some(instr) = self.icache.lookup(phys, bits, word, rip) {
-            self.check_code_limit(instr)?;
-            *out = *instr;
-            return Ok(());
+        })
+    }
+
+    /// Marks the code page `phys` is in as holding decoded code (before its bytes are read);
+    /// returns the word decodes of it are valid under, `None` outside RAM.
+    pub fn mark_code(&mut self, phys: u64) -> Option<u32> {
+        let marked = self.group.code.mark(phys >> 12);
+        if let (Some(w), Some(fp)) = (marked, self.fetch_page.as_mut()) {
+            if fp.1 == phys >> 12 {
+                fp.5 = w;
+            }
         }
+        marked
+    }
+
+    /// The current code word of the page `phys` is in.
+    #[inline]
+    pub fn code_word(&self, phys: u64) -> u32 {
+        self.group.code.current(phys >> 12)
+    }
+
+    #[inline(never)]
+    fn fetch_slow(&mut self, phys: u64, word: u32, out: &mut Instruction) -> Result<()> {
+        let bits = self.cpu.code_bits();
+        let rip = self.cpu.rip;
+        let linear = if bits == 64 {
+            rip
+        } else {
+            self.cpu.seg[sreg::CS].base.wrapping_add(rip) & 0xffff_ffff
+        };
+        let priv_ = self.privilege();
         if let Some(instr) = self.icache.get(phys, bits, word, rip) {
             self.check_code_limit(&instr)?;
             *out = instr;
@@ -222,10 +262,7 @@ impl Interp {
         self.stats.decode_cache_misses += 1;
         // The page is marked as holding code before its bytes are read, so a store after the
         // read moves its word (see `code_pages`).
-        let marked = self.group.code.mark(phys >> 12);
-        if let (Some(w), Some(fp)) = (marked, self.fetch_page.as_mut()) {
-            fp.5 = w;
-        }
+        let marked = self.mark_code(phys);
         // Bytes up to the end of the page; the next page only if the instruction needs it.
         let in_page = (0x1000 - (linear & 0xfff)).min(15) as usize;
         let mut bytes = [0u8; 15];

@@ -137,6 +137,11 @@ fn is_multi_bit_shift(i: &Instruction) -> bool {
 
 pub struct SoftRunner {
     ram: GuestMemoryMmap,
+    /// Run cases through the translator (`jit`) too, and report its outcome.
+    pub translate: bool,
+    /// Guest instructions the translator's blocks retired so far (the rest ran on the
+    /// interpreter).
+    pub translated: std::cell::Cell<u64>,
 }
 
 impl Default for SoftRunner {
@@ -175,7 +180,11 @@ impl SoftRunner {
         for (k, d) in gdt.iter().enumerate() {
             w(GDT + 8 * k as u64, *d);
         }
-        SoftRunner { ram }
+        SoftRunner {
+            ram,
+            translate: false,
+            translated: std::cell::Cell::new(0),
+        }
     }
 
     /// Runs arbitrary bytes (fuzzing): at CPL 0 or 3, stepping over any instruction that
@@ -305,8 +314,27 @@ impl SoftRunner {
         cpu
     }
 
-    /// Runs `case` on the interpreter; also returns the instructions it executed.
+    /// Runs `case` on the interpreter, or with [`SoftRunner::translate`] on the translator
+    /// (the flags-undefined bookkeeping then comes from an interpreter run: a translator
+    /// that took another path shows in the outcome); also returns the instructions the
+    /// interpreter executed.
     pub fn run(&self, case: &Case) -> (Outcome, Vec<Instruction>) {
+        let (outcome, executed) = self.run_interpreter(case);
+        if !self.translate {
+            return (outcome, executed);
+        }
+        let translated = self.run_translated(case);
+        (
+            Outcome {
+                undefined: outcome.undefined,
+                ..translated
+            },
+            executed,
+        )
+    }
+
+    /// Loads `case`'s code and data pages and makes its CPU.
+    fn setup(&self, case: &Case) -> Interp {
         let mut code = case.code.clone();
         code.resize(0x1000, 0xcc);
         self.ram
@@ -318,6 +346,81 @@ impl SoftRunner {
         let mem = PhysMem::new(self.ram.clone(), Arc::new(NoDevices));
         let mut interp = Interp::new(self.cpu_for(case), mem);
         interp.model = &emu_core::cpu_model::MAX;
+        interp
+    }
+
+    /// `case` through the translator, the interpreter running what it declines.
+    fn run_translated(&self, case: &Case) -> Outcome {
+        use emu_core::engine::ExecEngine;
+        let mut jit = jit::Jit::new().expect("translator");
+        let mut interp = self.setup(case);
+        let mut retired = 0u64;
+        let exception = loop {
+            if retired > 64 {
+                break Exception::Other(0xff);
+            }
+            match jit.run(&mut interp, 64) {
+                Ok(0) => {}
+                Ok(n) => {
+                    retired += u64::from(n);
+                    continue;
+                }
+                Err(Stop::Fault(f)) => break exception_of(f.vector),
+                Err(_) => break Exception::Other(0xfe),
+            }
+            if interp.peek_instruction().map(|i| i.code()) == Some(iced_x86::Code::Int3) {
+                interp.cpu.rip = interp.cpu.rip.wrapping_add(1);
+                break Exception::Trap;
+            }
+            match interp.execute_one() {
+                Ok(()) => retired += 1,
+                Err(Stop::Trap(_)) => break Exception::Trap,
+                Err(Stop::Fault(f)) => break exception_of(f.vector),
+                Err(Stop::Halt) | Err(Stop::Shutdown) => break Exception::Other(0xfe),
+            }
+        };
+        self.translated
+            .set(self.translated.get() + jit.stats().instructions);
+        self.outcome(case, &interp, exception, None)
+    }
+
+    /// The state `interp` ended `case` in.
+    fn outcome(
+        &self,
+        case: &Case,
+        interp: &Interp,
+        exception: Exception,
+        undefined: Option<String>,
+    ) -> Outcome {
+        let mut data = vec![0u8; DATA_SIZE];
+        self.ram
+            .read_slice(&mut data, GuestAddress(DATA_PHYS))
+            .expect("data page");
+        let mut regs = interp.cpu.regs;
+        if case.compat {
+            for v in &mut regs {
+                *v &= 0xffff_ffff;
+            }
+        }
+        Outcome {
+            regs,
+            rip: interp.cpu.rip,
+            rflags: interp.cpu.rflags,
+            data,
+            exception,
+            xmm: interp.cpu.fpu.xmm,
+            mxcsr: interp.cpu.fpu.mxcsr,
+            st: std::array::from_fn(|k| interp.cpu.fpu.st[(interp.cpu.fpu.top() + k) & 7]),
+            fcw: interp.cpu.fpu.fcw,
+            fsw: interp.cpu.fpu.fsw,
+            ftw: interp.cpu.fpu.ftw,
+            undefined,
+        }
+    }
+
+    /// Runs `case` on the interpreter alone.
+    fn run_interpreter(&self, case: &Case) -> (Outcome, Vec<Instruction>) {
+        let mut interp = self.setup(case);
         let mut executed = Vec::new();
         let (mut undef, mut undefined) = (0u64, None);
         let exception = loop {
@@ -352,53 +455,27 @@ impl SoftRunner {
                     }
                     break Exception::Trap;
                 }
-                Err(Stop::Fault(f)) => {
-                    break match f.vector {
-                        vector::DB | vector::BP => Exception::Trap,
-                        // Linux reports #XM and #MF as SIGFPE, like #DE.
-                        emu_core::interp::simd::XM | vector::MF => Exception::DivideError,
-                        vector::UD => Exception::InvalidOpcode,
-                        vector::DE => Exception::DivideError,
-                        // Linux reports #BR (BOUND) as SIGSEGV too.
-                        vector::GP
-                        | vector::SS
-                        | vector::PF
-                        | vector::NP
-                        | vector::AC
-                        | vector::BR => Exception::Protection,
-                        v => Exception::Other(v),
-                    };
-                }
+                Err(Stop::Fault(f)) => break exception_of(f.vector),
                 Err(Stop::Halt) | Err(Stop::Shutdown) => break Exception::Other(0xfe),
             }
         };
-        let mut data = vec![0u8; DATA_SIZE];
-        self.ram
-            .read_slice(&mut data, GuestAddress(DATA_PHYS))
-            .expect("data page");
-        let mut regs = interp.cpu.regs;
-        if case.compat {
-            for v in &mut regs {
-                *v &= 0xffff_ffff;
-            }
+        (self.outcome(case, &interp, exception, undefined), executed)
+    }
+}
+
+/// What the host's signal for exception `v` says (the oracle sees signals, not vectors).
+fn exception_of(v: u8) -> Exception {
+    match v {
+        vector::DB | vector::BP => Exception::Trap,
+        // Linux reports #XM and #MF as SIGFPE, like #DE.
+        emu_core::interp::simd::XM | vector::MF => Exception::DivideError,
+        vector::UD => Exception::InvalidOpcode,
+        vector::DE => Exception::DivideError,
+        // Linux reports #BR (BOUND) as SIGSEGV too.
+        vector::GP | vector::SS | vector::PF | vector::NP | vector::AC | vector::BR => {
+            Exception::Protection
         }
-        (
-            Outcome {
-                regs,
-                rip: interp.cpu.rip,
-                rflags: interp.cpu.rflags,
-                data,
-                exception,
-                xmm: interp.cpu.fpu.xmm,
-                mxcsr: interp.cpu.fpu.mxcsr,
-                st: std::array::from_fn(|k| interp.cpu.fpu.st[(interp.cpu.fpu.top() + k) & 7]),
-                fcw: interp.cpu.fpu.fcw,
-                fsw: interp.cpu.fpu.fsw,
-                ftw: interp.cpu.fpu.ftw,
-                undefined,
-            },
-            executed,
-        )
+        v => Exception::Other(v),
     }
 }
 

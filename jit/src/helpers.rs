@@ -1,0 +1,115 @@
+//! What translated code calls: guest memory and stack accesses through the interpreter (its
+//! segmentation, paging, MMIO and code-page tracking), reporting faults and stores into the
+//! block's own code page through the context.
+
+use emu_core::interp::fault::{Fault, Stop};
+use emu_core::interp::Interp;
+
+/// `Ctx::status` values.
+pub const OK: u64 = 0;
+/// A helper raised an exception (`Ctx::fault`): the block stops before the instruction.
+pub const FAULT: u64 = 1;
+/// A store changed the block's own code page: the block stops after the instruction.
+pub const CODE_WRITTEN: u64 = 2;
+
+/// The block's view of the vCPU. Translated code reads the first fields at fixed offsets.
+#[repr(C)]
+pub struct Ctx {
+    /// `Cpu::regs` (offset 0), `Cpu::rflags` (8), `Cpu::rip` (16).
+    pub regs: *mut u64,
+    pub rflags: *mut u64,
+    pub rip: *mut u64,
+    /// [`OK`], [`FAULT`] or [`CODE_WRITTEN`] (offset 24).
+    pub status: u64,
+    /// Scratch slots kept across helper calls (offsets 32 and 40).
+    pub scratch: [u64; 2],
+    pub interp: *mut Interp,
+    pub fault: Option<Fault>,
+    /// The block's code page (physical address >> 12) and the word it was translated under.
+    pub page: u64,
+    pub word: u32,
+}
+
+pub const REGS: i32 = 0;
+pub const RFLAGS: i32 = 8;
+pub const RIP: i32 = 16;
+pub const STATUS: i32 = 24;
+pub const SCRATCH0: i32 = 32;
+pub const SCRATCH1: i32 = 40;
+
+/// The context behind `ctx` and its interpreter.
+///
+/// # Safety
+/// `ctx` must be the context `Cache::run` passed to the block now running: valid, and its
+/// `interp` the vCPU's interpreter, which nothing else uses while the block runs.
+unsafe fn parts<'a>(ctx: *mut Ctx) -> (&'a mut Ctx, &'a mut Interp) {
+    // SAFETY: the caller's contract; the interpreter is reached through the context's raw
+    // pointer only for the duration of the helper.
+    unsafe {
+        let c = &mut *ctx;
+        let i = &mut *c.interp;
+        (c, i)
+    }
+}
+
+fn failed(c: &mut Ctx, stop: Stop) {
+    c.status = FAULT;
+    c.fault = Some(match stop {
+        Stop::Fault(f) | Stop::Trap(f) => f,
+        // Memory accesses raise exceptions only; anything else would be a bug: #GP(0)
+        // keeps the guest's state consistent.
+        _ => Fault::gp(0),
+    });
+}
+
+fn after_store(c: &mut Ctx, i: &Interp) {
+    if i.code_word(c.page << 12) != c.word {
+        c.status = CODE_WRITTEN;
+    }
+}
+
+/// Loads `size` bytes at `seg:offset`.
+pub extern "sysv64" fn load(ctx: *mut Ctx, seg: u64, offset: u64, size: u64) -> u64 {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    match i.read_mem(seg as usize, offset, size as u32) {
+        Ok(v) => v,
+        Err(stop) => {
+            failed(c, stop);
+            0
+        }
+    }
+}
+
+/// Stores the low `size` bytes of `value` at `seg:offset`.
+pub extern "sysv64" fn store(ctx: *mut Ctx, seg: u64, offset: u64, size: u64, value: u64) {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    match i.write_mem(seg as usize, offset, size as u32, value) {
+        Ok(()) => after_store(c, i),
+        Err(stop) => failed(c, stop),
+    }
+}
+
+/// PUSH of `size` bytes.
+pub extern "sysv64" fn push(ctx: *mut Ctx, value: u64, size: u64) {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    match i.push(value, size as u32) {
+        Ok(()) => after_store(c, i),
+        Err(stop) => failed(c, stop),
+    }
+}
+
+/// POP of `size` bytes (RSP moves only when the read succeeds).
+pub extern "sysv64" fn pop(ctx: *mut Ctx, size: u64) -> u64 {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    match i.pop(size as u32) {
+        Ok(v) => v,
+        Err(stop) => {
+            failed(c, stop);
+            0
+        }
+    }
+}
