@@ -25,8 +25,12 @@ fn guest_dir() -> Option<PathBuf> {
 }
 
 /// Runs `ferrite args…`, killing it after [`TIMEOUT`]; returns (status, stdout, stderr).
-fn run_with_timeout(args: &[&str]) -> (Option<i32>, String, String) {
-    let dir = std::env::temp_dir().join(format!("ferrite-linux-guest-{}", std::process::id()));
+/// `name` keeps the outputs of tests running at once apart.
+fn run_with_timeout(name: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "ferrite-linux-guest-{}-{name}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let out_path = dir.join("stdout");
     let err_path = dir.join("stderr");
@@ -89,7 +93,7 @@ fn boot_and_check(cpus: u32) {
     );
     let smp = cpus.to_string();
     let start = Instant::now();
-    let (status, out, err) = run_with_timeout(&[
+    let (status, out, err) = run_with_timeout(&format!("smp{cpus}"), &[
         "run",
         "--accel",
         "dbt",
