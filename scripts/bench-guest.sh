@@ -1,27 +1,35 @@
 #!/usr/bin/env bash
-# CPU-bound work inside the Debian demo guest: Ferrite's software CPU beside QEMU TCG, in one
-# run, with the ratios. Each engine boots the same kernel and initramfs, the host measures the
-# time to the guest's FERRITE-READY marker, and the guest times each command itself (from
-# /proc/uptime, so the numbers are guest time, as a user inside the guest would see them).
+# CPU-bound work inside the Debian demo guest, in one run: natively on the host (the guest's
+# own static busybox), on Ferrite's software CPU with the translator ("jit") and with the
+# interpreter alone ("interp"), and under QEMU TCG, with the ratios. Each emulator boots the
+# same kernel and initramfs, the host measures the time to the guest's FERRITE-READY marker,
+# and the guest times each command itself (from /proc/uptime, so the numbers are guest time,
+# as a user inside the guest would see them).
 #
-# Usage: scripts/bench-guest.sh [--scale N] [--only ferrite|qemu] [-- EXTRA FERRITE FLAGS]
+# Usage: scripts/bench-guest.sh [--scale N] [--only native|jit|interp|qemu]...
+#                               [-- EXTRA FERRITE FLAGS]
 #   --scale N   multiply every workload by N (default 1: about a minute of interpreted work)
-# Output: one line per engine and command, then "ratio" lines (Ferrite time / QEMU time).
+#   --only E    run engine E (repeatable; default: all four)
+# Output: one line per engine and command, then "ratio" lines (A / B: how many times longer A
+# took than B; below 1, A was faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scale=1
-only=
+only=()
 while (($#)); do
     case $1 in
         --scale) scale=$2; shift 2 ;;
-        --only) only=$2; shift 2 ;;
+        --only)
+            [[ $2 =~ ^(native|jit|interp|qemu)$ ]] || { echo "bench-guest: --only takes native, jit, interp or qemu" >&2; exit 2; }
+            only+=("$2"); shift 2 ;;
         --) shift; break ;;
         *) echo "bench-guest: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done
 [[ $scale =~ ^[1-9][0-9]*$ ]] || { echo "bench-guest: --scale needs a positive integer" >&2; exit 2; }
 extra=("$@")
+wanted() { ((${#only[@]} == 0)) || [[ " ${only[*]} " == *" $1 "* ]]; }
 
 guest=$(bash guests/build-debian-guest.sh)
 kernel=$(sed -n 's/^kernel=//p' <<<"$guest")
@@ -36,19 +44,20 @@ n_seq=$((300000 * scale))
 # The kernel takes at most 32 words after "--" and strips double quotes, so the workload
 # travels base64-encoded as one word and the guest's shell decodes it.
 read -r -d '' workload <<EOF || true
+D=\${D:-/tmp}
 t() { read a x < /proc/uptime; \$2 >/dev/null; read b x < /proc/uptime; echo BENCH \$1 \$a \$b; }
 shloop() { i=0; while [ \$i -lt $n_loop ]; do i=\$((i+1)); done; }
 awkloop() { awk 'BEGIN { s = 0; for (i = 0; i < $n_awk; i++) s += i % 7; print s }'; }
-md5() { md5sum /tmp/data; }
-sha() { sha256sum /tmp/data; }
-gz() { gzip -c /tmp/data | gunzip | md5sum; }
-seq 1 $n_seq > /tmp/data
+md5() { md5sum \$D/data; }
+sha() { sha256sum \$D/data; }
+gz() { gzip -c \$D/data | gunzip | md5sum; }
+seq 1 $n_seq > \$D/data
 t shell-loop shloop
 t awk-loop awkloop
 t md5sum md5
 t sha256sum sha
 t gzip-roundtrip gz
-md5sum /tmp/data
+md5sum \$D/data
 EOF
 append="console=ttyS0 panic=-1 quiet -- echo $(base64 -w0 <<<"$workload") | base64 -d | sh"
 
@@ -80,11 +89,42 @@ run_engine() {
     }
 }
 
-if [[ $only != qemu ]]; then
-    run_engine ferrite target/release/ferrite run --accel dbt --memory 512M -no-reboot \
-        --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
+if wanted native; then
+    # The guest's static busybox, taken out of the initramfs (gzip'd newc cpio), with its
+    # applets linked into a directory of their own.
+    python3 - "$initrd" "$out/busybox" <<'PY'
+import gzip, sys
+data = gzip.open(sys.argv[1]).read()
+at = 0
+while data[at:at + 6] == b"070701":
+    field = lambda k: int(data[at + 6 + 8 * k: at + 14 + 8 * k], 16)
+    size, namesize = field(6), field(11)
+    name_at = at + 110
+    name = data[name_at:name_at + namesize - 1].decode()
+    body = (name_at + namesize + 3) & ~3
+    if name == "bin/busybox":
+        open(sys.argv[2], "wb").write(data[body:body + size])
+        break
+    at = (body + size + 3) & ~3
+else:
+    sys.exit("bench-guest: no bin/busybox in the initramfs")
+PY
+    chmod +x "$out/busybox"
+    mkdir -p "$out/bin" "$out/native"
+    "$out/busybox" --install -s "$out/bin"
+    # Natively there is no boot: the marker comes at once.
+    run_engine native env PATH="$out/bin" D="$out/native" "$out/busybox" sh -c \
+        "$(printf 'echo FERRITE-READY\n%s\necho FERRITE-EXIT $?\n' "$workload")"
 fi
-if [[ $only != ferrite ]]; then
+if wanted jit; then
+    run_engine jit target/release/ferrite run --accel dbt --translator on --memory 512M \
+        -no-reboot --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
+fi
+if wanted interp; then
+    run_engine interp target/release/ferrite run --accel dbt --translator off --memory 512M \
+        -no-reboot --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
+fi
+if wanted qemu; then
     if command -v qemu-system-x86_64 >/dev/null; then
         run_engine qemu qemu-system-x86_64 -accel tcg -cpu max -m 512M -nographic -no-reboot \
             -kernel "$kernel" -initrd "$initrd" -append "$append"
@@ -92,10 +132,17 @@ if [[ $only != ferrite ]]; then
         echo "bench-guest: qemu-system-x86_64 is not installed; no QEMU column" >&2
     fi
 fi
-if [[ -s $out/ferrite.sum && -s $out/qemu.sum ]]; then
-    # Ratio lines: how many times longer Ferrite took than QEMU TCG (below 1: faster).
-    join -j 2 <(awk '{print $1, $2, $3}' "$out/ferrite.sum" | sort -k2,2) \
-        <(awk '{print $1, $2, $3}' "$out/qemu.sum" | sort -k2,2) |
-        awk '{ r = ($5 > 0) ? $3 / $5 : 0
-               printf "ratio    %-14s %8.2f x  (ferrite %s s, qemu %s s)\n", $1, r, $3, $5 }'
-fi
+# Ratio lines: how many times longer A took than B (below 1: A was faster).
+ratio() {
+    local a=$1 b=$2
+    [[ -s $out/$a.sum && -s $out/$b.sum ]] || return 0
+    join -j 2 <(awk '{print $1, $2, $3}' "$out/$a.sum" | sort -k2,2) \
+        <(awk '{print $1, $2, $3}' "$out/$b.sum" | sort -k2,2) |
+        awk -v a="$a" -v b="$b" '{ r = ($5 > 0) ? $3 / $5 : 0
+               printf "ratio %-6s/ %-6s %-14s %8.2f x  (%s s, %s s)\n", a, b, $1, r, $3, $5 }'
+}
+ratio jit qemu
+ratio interp qemu
+ratio interp jit
+ratio qemu native
+ratio jit native
