@@ -27,10 +27,8 @@ fn guest_dir() -> Option<PathBuf> {
 /// Runs `ferrite args…`, killing it after [`TIMEOUT`]; returns (status, stdout, stderr).
 /// `name` keeps the outputs of tests running at once apart.
 fn run_with_timeout(name: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let dir = std::env::temp_dir().join(format!(
-        "ferrite-linux-guest-{}-{name}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("ferrite-linux-guest-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out_path = dir.join("stdout");
     let err_path = dir.join("stderr");
@@ -93,22 +91,25 @@ fn boot_and_check(cpus: u32) {
     );
     let smp = cpus.to_string();
     let start = Instant::now();
-    let (status, out, err) = run_with_timeout(&format!("smp{cpus}"), &[
-        "run",
-        "--accel",
-        "dbt",
-        "-smp",
-        &smp,
-        "--memory",
-        "256M",
-        "-no-reboot",
-        "--kernel",
-        kernel.to_str().unwrap(),
-        "--initrd",
-        initrd.to_str().unwrap(),
-        "--append",
-        &append,
-    ]);
+    let (status, out, err) = run_with_timeout(
+        &format!("smp{cpus}"),
+        &[
+            "run",
+            "--accel",
+            "dbt",
+            "-smp",
+            &smp,
+            "--memory",
+            "256M",
+            "-no-reboot",
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--initrd",
+            initrd.to_str().unwrap(),
+            "--append",
+            &append,
+        ],
+    );
     let secs = start.elapsed().as_secs_f64();
     let tail: String = {
         let lines: Vec<&str> = out.lines().collect();
