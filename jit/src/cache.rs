@@ -8,13 +8,12 @@
 //! [`MAX_CODE_BYTES`] or the map [`MAX_BLOCKS`], everything is dropped and translation
 //! starts over (the cache never grows without bound, whatever the guest does).
 
-use std::collections::HashMap;
-
 use dynasmrt::x64::Assembler;
 use dynasmrt::{AssemblyOffset, DynasmApi, Executor};
 use iced_x86::{Decoder, DecoderOptions};
 
 use emu_core::interp::cpu::{flags, Mode};
+use emu_core::interp::fasthash::FastMap;
 use emu_core::interp::fault::Stop;
 use emu_core::interp::Interp;
 
@@ -32,12 +31,15 @@ struct Block {
     /// `None`: the instruction here is not translated (the interpreter runs it).
     entry: Option<AssemblyOffset>,
     word: u32,
+    /// For a block that is not there: the instruction the interpreter runs instead (for the
+    /// statistics), as iced's mnemonic and operand size.
+    fallback: (iced_x86::Mnemonic, u8),
 }
 
 pub struct Cache {
     ops: Assembler,
     reader: Executor,
-    blocks: HashMap<(u64, u64), Block>,
+    blocks: FastMap<(u64, u64), Block>,
 }
 
 /// A translated block: the context in, the guest instructions retired out.
@@ -50,7 +52,7 @@ impl Cache {
         Ok(Cache {
             ops,
             reader,
-            blocks: HashMap::new(),
+            blocks: FastMap::default(),
         })
     }
 
@@ -76,12 +78,14 @@ impl Cache {
             return Block {
                 entry: None,
                 word: 0,
+                fallback: (iced_x86::Mnemonic::INVALID, 0),
             };
         };
         let mut bytes = vec![0u8; (0x1000 - (phys & 0xfff)) as usize];
         interp.mem.read(phys, &mut bytes);
         let mut decoder = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
         let mut instrs = Vec::new();
+        let mut fallback = (iced_x86::Mnemonic::INVALID, 0);
         while instrs.len() < MAX_BLOCK && decoder.can_decode() {
             let i = decoder.decode();
             // Invalid includes an instruction cut by the end of the page.
@@ -89,7 +93,15 @@ impl Cache {
                 break;
             }
             match supported(&i) {
-                None => break,
+                None => {
+                    let size = match i.op0_kind() {
+                        iced_x86::OpKind::Register => i.op0_register().size(),
+                        iced_x86::OpKind::Memory => i.memory_size().size(),
+                        _ => 0,
+                    };
+                    fallback = (i.mnemonic(), size as u8);
+                    break;
+                }
                 Some(flow) => {
                     instrs.push(i);
                     if flow == crate::translate::Flow::End {
@@ -99,39 +111,75 @@ impl Cache {
             }
         }
         let block = if instrs.is_empty() {
-            Block { entry: None, word }
+            Block {
+                entry: None,
+                word,
+                fallback,
+            }
         } else {
             let entry = BlockBuilder::build(&mut self.ops, &instrs);
             if let Err(e) = self.ops.commit() {
                 log::warn!("translator: commit failed ({e}); interpreting");
-                return Block { entry: None, word };
+                return Block {
+                    entry: None,
+                    word,
+                    fallback,
+                };
             }
             stats.blocks += 1;
             stats.translated_instructions += instrs.len() as u64;
             Block {
                 entry: Some(entry),
                 word,
+                fallback,
             }
         };
         self.blocks.insert((phys, rip), block);
         block
     }
 
+    /// Runs translated blocks from the current state until `budget` instructions have
+    /// retired, a block ends on a store into its own code, or the next instruction is not
+    /// translated (then the interpreter takes it; 0 if that was the first).
     pub fn run(
         &mut self,
         interp: &mut Interp,
-        _budget: u32,
+        budget: u32,
         stats: &mut Stats,
     ) -> Result<u32, Stop> {
+        let mut total = 0u32;
+        loop {
+            match self.run_block(interp, stats)? {
+                Some((retired, more)) => {
+                    total += retired;
+                    if !more || total >= budget {
+                        return Ok(total);
+                    }
+                }
+                None => {
+                    if total == 0 {
+                        stats.declined += 1;
+                    }
+                    return Ok(total);
+                }
+            }
+        }
+    }
+
+    /// One block: `None` if there is none here; else the instructions it retired and
+    /// whether another may follow at once.
+    fn run_block(
+        &mut self,
+        interp: &mut Interp,
+        stats: &mut Stats,
+    ) -> Result<Option<(u32, bool)>, Stop> {
         let cpu = &interp.cpu;
         if cpu.mode() != Mode::Long64 || cpu.flag(flags::TF) || cpu.dr[7] & 0xff != 0 {
-            stats.declined += 1;
-            return Ok(0);
+            return Ok(None);
         }
         // A fetch fault is the interpreter's to raise.
         let Ok((phys, word)) = interp.code_location() else {
-            stats.declined += 1;
-            return Ok(0);
+            return Ok(None);
         };
         let rip = interp.cpu.rip;
         let block = match self.blocks.get(&(phys, rip)) {
@@ -144,8 +192,8 @@ impl Cache {
             }
         };
         let Some(entry) = block.entry else {
-            stats.declined += 1;
-            return Ok(0);
+            *stats.fallbacks.entry(block.fallback).or_default() += 1;
+            return Ok(None);
         };
         let p: *mut Interp = interp;
         let mut ctx = Ctx {
@@ -184,7 +232,7 @@ impl Cache {
                 interp.interrupt_shadow = false;
                 Err(Stop::Fault(f))
             }
-            _ => Ok(retired),
+            (status, _) => Ok(Some((retired, status == helpers::OK))),
         }
     }
 }

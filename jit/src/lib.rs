@@ -40,6 +40,9 @@ pub struct Stats {
     pub flushes: u64,
     /// Exceptions raised in translated code.
     pub faults: u64,
+    /// The instructions the interpreter ran because no block starts with them, by iced
+    /// mnemonic and operand size (bytes), with how often.
+    pub fallbacks: std::collections::HashMap<(iced_x86::Mnemonic, u8), u64>,
 }
 
 /// The translator for one vCPU.
@@ -90,9 +93,17 @@ impl ExecEngine for Jit {
 
     fn summary(&self) -> String {
         let s = &self.stats;
+        let mut top: Vec<_> = s.fallbacks.iter().collect();
+        top.sort_by(|a, b| b.1.cmp(a.1));
+        let top: Vec<String> = top
+            .iter()
+            .take(12)
+            .map(|((m, size), n)| format!("{m:?}/{size} {n}"))
+            .collect();
         format!(
             "translator: {} blocks ({} instructions) translated, {} runs retired {} instructions, \
-             {} handed to the interpreter, {} invalidated, {} flushes, {} faults",
+             {} handed to the interpreter, {} invalidated, {} flushes, {} faults; the \
+             interpreter's most frequent: {}",
             s.blocks,
             s.translated_instructions,
             s.runs,
@@ -100,7 +111,8 @@ impl ExecEngine for Jit {
             s.declined,
             s.invalidated,
             s.flushes,
-            s.faults
+            s.faults,
+            top.join(", ")
         )
     }
 }

@@ -1,10 +1,11 @@
 //! Guest instructions to host code.
 //!
-//! What is translated (64-bit code, 32- and 64-bit operands, no LOCK or REP prefix): MOV,
-//! the ALU group (ADD OR ADC SBB AND SUB XOR CMP TEST), INC DEC NEG NOT, SHL SHR SAR by an
-//! immediate, LEA, MOVZX MOVSX MOVSXD, PUSH and POP of registers, and as the block's last
-//! instruction JMP, Jcc and CALL to a relative target and RET. Register and memory operands
-//! both; memory goes through the helpers. A block ends before the first instruction outside
+//! What is translated (64-bit code, 8- to 64-bit operands, no LOCK or REP prefix): MOV, the
+//! ALU group (ADD OR ADC SBB AND SUB XOR CMP TEST), INC DEC NEG NOT, SHL SHR SAR by an
+//! immediate, LEA, MOVZX MOVSX MOVSXD, SETcc, CMOVcc, two- and three-operand IMUL, XCHG of two
+//! registers, NOP and ENDBR, PUSH and POP of 64-bit registers, and as the block's last instruction JMP,
+//! Jcc and CALL to a relative target and RET. Register and memory operands both; memory goes
+//! through the helpers. A block ends before the first instruction outside
 //! this set, at the end of its page, or after [`MAX_BLOCK`] instructions.
 //!
 //! Register use in a block: RBX = the context, R12 = `Cpu::regs`, R13 = RFLAGS' address,
@@ -52,12 +53,11 @@ fn written_flags(i: &Instruction) -> u32 {
     f
 }
 
-/// A general register operand of 32 or 64 bits: its index in `Cpu::regs`.
-fn reg64_32(r: Register) -> Option<(i32, u32)> {
-    match gpr(r)? {
-        (idx, size @ (4 | 8), false) => Some((idx as i32, size)),
-        _ => None,
-    }
+/// A general register operand: where its bytes are in `Cpu::regs` (AH–BH are byte 1 of
+/// their register) and its size in bytes.
+fn reg_slot(r: Register) -> Option<(i32, u32)> {
+    let (idx, size, high) = gpr(r)?;
+    Some((8 * idx as i32 + i32::from(high), size))
 }
 
 /// Whether the translator handles `i` (and how it affects the block).
@@ -66,17 +66,20 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
         return None;
     }
     let size = op_size(i);
-    let sized = matches!(size, Some(4 | 8));
+    let sized = matches!(size, Some(1 | 2 | 4 | 8));
+    let wide = matches!(size, Some(2 | 4 | 8));
     let mem_ok = |k: u32| i.op_kind(k) != OpKind::Memory || memory_ok(i);
     let reg_or_mem = |k: u32| match i.op_kind(k) {
-        OpKind::Register => reg64_32(i.op_register(k)).is_some(),
+        OpKind::Register => reg_slot(i.op_register(k)).is_some(),
         OpKind::Memory => memory_ok(i),
         _ => false,
     };
     let src_ok = |k: u32| match i.op_kind(k) {
-        OpKind::Register => reg64_32(i.op_register(k)).is_some(),
+        OpKind::Register => reg_slot(i.op_register(k)).is_some(),
         OpKind::Memory => memory_ok(i),
         OpKind::Immediate8
+        | OpKind::Immediate16
+        | OpKind::Immediate8to16
         | OpKind::Immediate8to32
         | OpKind::Immediate8to64
         | OpKind::Immediate32
@@ -97,12 +100,17 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
         }
         M::Inc | M::Dec | M::Neg | M::Not => sized && reg_or_mem(0),
         M::Shl | M::Sal | M::Shr | M::Sar => {
-            sized && reg_or_mem(0) && i.op_kind(1) == OpKind::Immediate8
-        }
-        M::Lea => sized && i.op_kind(0) == OpKind::Register && memory_ok(i),
-        M::Movzx | M::Movsx | M::Movsxd => {
+            // A masked count of zero is the interpreter's (no flags change, but a 32-bit
+            // register destination is still zero-extended).
+            let mask = if size == Some(8) { 63 } else { 31 };
             sized
-                && i.op_kind(0) == OpKind::Register
+                && reg_or_mem(0)
+                && i.op_kind(1) == OpKind::Immediate8
+                && i.immediate8() & mask != 0
+        }
+        M::Lea => wide && i.op_kind(0) == OpKind::Register && memory_ok(i),
+        M::Movzx | M::Movsx | M::Movsxd => {
+            wide && i.op_kind(0) == OpKind::Register
                 && match i.op_kind(1) {
                     OpKind::Register => gpr(i.op_register(1)).is_some(),
                     OpKind::Memory => memory_ok(i),
@@ -115,6 +123,18 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
         M::Pop => {
             i.op_kind(0) == OpKind::Register && matches!(gpr(i.op_register(0)), Some((_, 8, false)))
         }
+        M::Nop | M::Endbr64 | M::Endbr32 => true,
+        M::Xchg => sized && i.op_kind(0) == OpKind::Register && i.op_kind(1) == OpKind::Register,
+        M::Imul => {
+            wide && i.op_kind(0) == OpKind::Register
+                && match i.op_count() {
+                    2 => reg_or_mem(1),
+                    3 => reg_or_mem(1) && src_ok(2),
+                    _ => false,
+                }
+        }
+        m if is_setcc(m) => size == Some(1) && reg_or_mem(0),
+        m if is_cmovcc(m) => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
         M::Jmp | M::Call => i.op_kind(0) == OpKind::NearBranch64,
         M::Ret => i.op_count() == 0,
         m if i.is_jcc_short_or_near() && m != M::Jrcxz => true,
@@ -128,6 +148,50 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
     } else {
         Flow::End
     })
+}
+
+fn is_setcc(m: M) -> bool {
+    matches!(
+        m,
+        M::Seto
+            | M::Setno
+            | M::Setb
+            | M::Setae
+            | M::Sete
+            | M::Setne
+            | M::Setbe
+            | M::Seta
+            | M::Sets
+            | M::Setns
+            | M::Setp
+            | M::Setnp
+            | M::Setl
+            | M::Setge
+            | M::Setle
+            | M::Setg
+    )
+}
+
+fn is_cmovcc(m: M) -> bool {
+    matches!(
+        m,
+        M::Cmovo
+            | M::Cmovno
+            | M::Cmovb
+            | M::Cmovae
+            | M::Cmove
+            | M::Cmovne
+            | M::Cmovbe
+            | M::Cmova
+            | M::Cmovs
+            | M::Cmovns
+            | M::Cmovp
+            | M::Cmovnp
+            | M::Cmovl
+            | M::Cmovge
+            | M::Cmovle
+            | M::Cmovg
+    )
 }
 
 /// The operand size the translator works in (None for instructions without one).
@@ -328,41 +392,53 @@ impl<'a> BlockBuilder<'a> {
         self.check(i, k);
     }
 
+    /// RAX (`rcx` false) or RCX = register `r`, zero-extended from its size.
+    fn load_reg(&mut self, r: Register, rcx: bool) {
+        let (off, size) = reg_slot(r).expect("checked");
+        match (rcx, size) {
+            (false, 8) => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r12 + off]),
+            (false, 4) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r12 + off]),
+            (false, 2) => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r12 + off]),
+            (false, _) => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r12 + off]),
+            (true, 8) => dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD [r12 + off]),
+            (true, 4) => dynasm!(self.ops ; .arch x64 ; mov ecx, DWORD [r12 + off]),
+            (true, 2) => dynasm!(self.ops ; .arch x64 ; movzx ecx, WORD [r12 + off]),
+            (true, _) => dynasm!(self.ops ; .arch x64 ; movzx ecx, BYTE [r12 + off]),
+        }
+    }
+
+    /// Register `r` = RAX's low bytes: a 32-bit write zero-extends into the whole register,
+    /// 8- and 16-bit writes leave the rest alone.
+    fn store_reg(&mut self, r: Register) {
+        let (off, size) = reg_slot(r).expect("checked");
+        match size {
+            8 => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + off], rax),
+            4 => dynasm!(self.ops ; .arch x64 ; mov eax, eax ; mov QWORD [r12 + off], rax),
+            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + off], ax),
+            _ => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + off], al),
+        }
+    }
+
     /// RAX = operand 0 (a register or memory) in `size` bytes.
     fn load_dest(&mut self, i: &Instruction, k: u32, size: u32) {
         match i.op_kind(0) {
             OpKind::Memory => self.load_mem(i, k, size),
-            _ => {
-                let (r, _) = reg64_32(i.op_register(0)).expect("checked");
-                let off_r = 8 * r;
-                dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_r]);
-            }
+            _ => self.load_reg(i.op_register(0), false),
         }
     }
 
-    /// Operand 0 = RAX (a 32-bit register write zero-extends, as RAX already is).
+    /// Operand 0 = RAX's low `size` bytes.
     fn store_dest(&mut self, i: &Instruction, k: u32, size: u32) {
         match i.op_kind(0) {
             OpKind::Memory => self.store_mem(i, k, size),
-            _ => {
-                let (r, _) = reg64_32(i.op_register(0)).expect("checked");
-                let off_r = 8 * r;
-                if size == 4 {
-                    dynasm!(self.ops ; .arch x64 ; mov eax, eax);
-                }
-                dynasm!(self.ops ; .arch x64 ; mov [r12 + off_r], rax);
-            }
+            _ => self.store_reg(i.op_register(0)),
         }
     }
 
     /// RCX = operand `n` (register, immediate or memory) in `size` bytes.
     fn load_src(&mut self, i: &Instruction, k: u32, n: u32, size: u32) {
         match i.op_kind(n) {
-            OpKind::Register => {
-                let (r, _) = reg64_32(i.op_register(n)).expect("checked");
-                let off_r = 8 * r;
-                dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + off_r]);
-            }
+            OpKind::Register => self.load_reg(i.op_register(n), true),
             OpKind::Memory => {
                 self.load_mem(i, k, size);
                 dynasm!(self.ops ; .arch x64 ; mov rcx, rax);
@@ -409,8 +485,54 @@ impl<'a> BlockBuilder<'a> {
 
     fn instruction(&mut self, i: &Instruction, k: u32) -> Flow {
         let size = op_size(i).unwrap_or(8);
-        let wide = size == 8;
         match i.mnemonic() {
+            M::Nop | M::Endbr64 | M::Endbr32 => {}
+            M::Xchg => {
+                self.load_reg(i.op_register(0), false);
+                self.load_reg(i.op_register(1), true);
+                self.store_reg(i.op_register(1));
+                dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
+                self.store_reg(i.op_register(0));
+            }
+            M::Imul => {
+                // Two operands: dest *= r/m; three: dest = r/m * imm.
+                if i.op_count() == 2 {
+                    self.load_src(i, k, 1, size);
+                    self.load_reg(i.op_register(0), false);
+                } else {
+                    self.load_src(i, k, 1, size);
+                    dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
+                    let imm = i.immediate(2) as i64;
+                    dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD imm);
+                }
+                match size {
+                    2 => dynasm!(self.ops ; .arch x64 ; imul ax, cx),
+                    4 => dynasm!(self.ops ; .arch x64 ; imul eax, ecx),
+                    _ => dynasm!(self.ops ; .arch x64 ; imul rax, rcx),
+                }
+                self.save_flags();
+                self.store_reg(i.op_register(0));
+                self.merge_flags(written_flags(i));
+            }
+            m if is_setcc(m) => {
+                if i.op_kind(0) == OpKind::Memory {
+                    self.effective_address(i);
+                    dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH0], rdx);
+                }
+                // MOV, not XOR: the flags must survive until the CMOV.
+                dynasm!(self.ops ; .arch x64 ; mov eax, 0 ; mov ecx, 1);
+                self.load_flags();
+                self.cmov_cc(i.condition_code());
+                self.store_dest(i, k, 1);
+            }
+            m if is_cmovcc(m) => {
+                // The source is read whatever the condition, as on hardware.
+                self.load_src(i, k, 1, size);
+                self.load_reg(i.op_register(0), false);
+                self.load_flags();
+                self.cmov_cc(i.condition_code());
+                self.store_reg(i.op_register(0));
+            }
             M::Mov => {
                 if i.op_kind(0) == OpKind::Memory {
                     self.load_src(i, k, 1, size);
@@ -440,10 +562,11 @@ impl<'a> BlockBuilder<'a> {
                 }
                 macro_rules! op {
                     ($op:ident) => {
-                        if wide {
-                            dynasm!(self.ops ; .arch x64 ; $op rax, rcx)
-                        } else {
-                            dynasm!(self.ops ; .arch x64 ; $op eax, ecx)
+                        match size {
+                            1 => dynasm!(self.ops ; .arch x64 ; $op al, cl),
+                            2 => dynasm!(self.ops ; .arch x64 ; $op ax, cx),
+                            4 => dynasm!(self.ops ; .arch x64 ; $op eax, ecx),
+                            _ => dynasm!(self.ops ; .arch x64 ; $op rax, rcx),
                         }
                     };
                 }
@@ -468,10 +591,11 @@ impl<'a> BlockBuilder<'a> {
                 self.load_dest(i, k, size);
                 macro_rules! op {
                     ($op:ident) => {
-                        if wide {
-                            dynasm!(self.ops ; .arch x64 ; $op rax)
-                        } else {
-                            dynasm!(self.ops ; .arch x64 ; $op eax)
+                        match size {
+                            1 => dynasm!(self.ops ; .arch x64 ; $op al),
+                            2 => dynasm!(self.ops ; .arch x64 ; $op ax),
+                            4 => dynasm!(self.ops ; .arch x64 ; $op eax),
+                            _ => dynasm!(self.ops ; .arch x64 ; $op rax),
                         }
                     };
                 }
@@ -486,19 +610,16 @@ impl<'a> BlockBuilder<'a> {
                 self.merge_flags(written_flags(i));
             }
             m @ (M::Shl | M::Sal | M::Shr | M::Sar) => {
-                let count = (i.immediate8() as u32) & if wide { 63 } else { 31 };
-                if count == 0 {
-                    // A masked count of zero changes nothing, flags included.
-                    return Flow::Next;
-                }
+                let count = (i.immediate8() as u32) & if size == 8 { 63 } else { 31 };
                 self.load_dest(i, k, size);
                 let c = count as i8;
                 macro_rules! op {
                     ($op:ident) => {
-                        if wide {
-                            dynasm!(self.ops ; .arch x64 ; $op rax, c)
-                        } else {
-                            dynasm!(self.ops ; .arch x64 ; $op eax, c)
+                        match size {
+                            1 => dynasm!(self.ops ; .arch x64 ; $op al, c),
+                            2 => dynasm!(self.ops ; .arch x64 ; $op ax, c),
+                            4 => dynasm!(self.ops ; .arch x64 ; $op eax, c),
+                            _ => dynasm!(self.ops ; .arch x64 ; $op rax, c),
                         }
                     };
                 }
@@ -519,13 +640,8 @@ impl<'a> BlockBuilder<'a> {
             m @ (M::Movzx | M::Movsx | M::Movsxd) => {
                 let src_size = match i.op_kind(1) {
                     OpKind::Register => {
-                        let (r, s, high) = gpr(i.op_register(1)).expect("checked");
-                        let off_r = 8 * r as i32;
-                        dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_r]);
-                        if high {
-                            dynasm!(self.ops ; .arch x64 ; shr rax, 8);
-                        }
-                        s
+                        self.load_reg(i.op_register(1), false);
+                        reg_slot(i.op_register(1)).expect("checked").1
                     }
                     _ => {
                         let s = i.memory_size().size() as u32;
@@ -620,24 +736,7 @@ impl<'a> BlockBuilder<'a> {
                     ; mov rax, QWORD next
                     ; mov rcx, QWORD target
                 );
-                match i.condition_code() {
-                    ConditionCode::o => dynasm!(self.ops ; .arch x64 ; cmovo rax, rcx),
-                    ConditionCode::no => dynasm!(self.ops ; .arch x64 ; cmovno rax, rcx),
-                    ConditionCode::b => dynasm!(self.ops ; .arch x64 ; cmovb rax, rcx),
-                    ConditionCode::ae => dynasm!(self.ops ; .arch x64 ; cmovae rax, rcx),
-                    ConditionCode::e => dynasm!(self.ops ; .arch x64 ; cmove rax, rcx),
-                    ConditionCode::ne => dynasm!(self.ops ; .arch x64 ; cmovne rax, rcx),
-                    ConditionCode::be => dynasm!(self.ops ; .arch x64 ; cmovbe rax, rcx),
-                    ConditionCode::a => dynasm!(self.ops ; .arch x64 ; cmova rax, rcx),
-                    ConditionCode::s => dynasm!(self.ops ; .arch x64 ; cmovs rax, rcx),
-                    ConditionCode::ns => dynasm!(self.ops ; .arch x64 ; cmovns rax, rcx),
-                    ConditionCode::p => dynasm!(self.ops ; .arch x64 ; cmovp rax, rcx),
-                    ConditionCode::np => dynasm!(self.ops ; .arch x64 ; cmovnp rax, rcx),
-                    ConditionCode::l => dynasm!(self.ops ; .arch x64 ; cmovl rax, rcx),
-                    ConditionCode::ge => dynasm!(self.ops ; .arch x64 ; cmovge rax, rcx),
-                    ConditionCode::le => dynasm!(self.ops ; .arch x64 ; cmovle rax, rcx),
-                    _ => dynasm!(self.ops ; .arch x64 ; cmovg rax, rcx),
-                }
+                self.cmov_cc(i.condition_code());
                 let (epilogue, done) = (self.epilogue, (k + 1) as i32);
                 dynasm!(self.ops
                     ; .arch x64
@@ -649,6 +748,28 @@ impl<'a> BlockBuilder<'a> {
             }
         }
         Flow::Next
+    }
+
+    /// RAX = RCX if condition `cc` holds on the host's flags.
+    fn cmov_cc(&mut self, cc: ConditionCode) {
+        match cc {
+            ConditionCode::o => dynasm!(self.ops ; .arch x64 ; cmovo rax, rcx),
+            ConditionCode::no => dynasm!(self.ops ; .arch x64 ; cmovno rax, rcx),
+            ConditionCode::b => dynasm!(self.ops ; .arch x64 ; cmovb rax, rcx),
+            ConditionCode::ae => dynasm!(self.ops ; .arch x64 ; cmovae rax, rcx),
+            ConditionCode::e => dynasm!(self.ops ; .arch x64 ; cmove rax, rcx),
+            ConditionCode::ne => dynasm!(self.ops ; .arch x64 ; cmovne rax, rcx),
+            ConditionCode::be => dynasm!(self.ops ; .arch x64 ; cmovbe rax, rcx),
+            ConditionCode::a => dynasm!(self.ops ; .arch x64 ; cmova rax, rcx),
+            ConditionCode::s => dynasm!(self.ops ; .arch x64 ; cmovs rax, rcx),
+            ConditionCode::ns => dynasm!(self.ops ; .arch x64 ; cmovns rax, rcx),
+            ConditionCode::p => dynasm!(self.ops ; .arch x64 ; cmovp rax, rcx),
+            ConditionCode::np => dynasm!(self.ops ; .arch x64 ; cmovnp rax, rcx),
+            ConditionCode::l => dynasm!(self.ops ; .arch x64 ; cmovl rax, rcx),
+            ConditionCode::ge => dynasm!(self.ops ; .arch x64 ; cmovge rax, rcx),
+            ConditionCode::le => dynasm!(self.ops ; .arch x64 ; cmovle rax, rcx),
+            _ => dynasm!(self.ops ; .arch x64 ; cmovg rax, rcx),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! Differential test of the interpreter against the host CPU.
 //!
 //! Usage: ferrite-difftest [--cases N] [--seed S] [--class NAME]... [--mode 64|32|both]
-//!                         [--no-shrink]
+//!                         [--no-shrink] [--translator]
+//!   --translator  run the cases through the translator (the interpreter runs what it
+//!                 declines) instead of the interpreter alone
 //! Runs N random cases (1–6 instructions each) per class and mode; prints a report per
 //! class, the first mismatches of each (shrunk), and exits non-zero on any mismatch.
 
@@ -15,6 +17,7 @@ fn main() {
     let mut classes: Vec<String> = Vec::new();
     let mut modes = vec![false, true];
     let mut shrink = true;
+    let mut translator = false;
     let mut args = std::env::args().skip(1);
     let fail = |msg: String| -> ! {
         eprintln!("ferrite-difftest: {msg}");
@@ -48,8 +51,9 @@ fn main() {
                 }
             }
             "--no-shrink" => shrink = false,
+            "--translator" => translator = true,
             "-h" | "--help" => {
-                println!("usage: ferrite-difftest [--cases N] [--seed S] [--class NAME]... [--mode 64|32|both] [--no-shrink]");
+                println!("usage: ferrite-difftest [--cases N] [--seed S] [--class NAME]... [--mode 64|32|both] [--no-shrink] [--translator]");
                 println!(
                     "classes: {}",
                     CLASSES
@@ -73,6 +77,7 @@ fn main() {
     }
     let mut differ =
         Differ::new().unwrap_or_else(|e| fail(format!("cannot start the host oracle: {e}")));
+    differ.soft.translate = translator;
     let start = std::time::Instant::now();
     let (mut total_cases, mut total_instr, mut total_bad, mut total_undef) = (0, 0, 0, 0);
     let mut total_ulp = 0;
@@ -107,6 +112,12 @@ fn main() {
         "total: {total_cases} cases, {total_instr} instructions, {total_bad} mismatches in {:.1} s (seed {seed}); {total_undef} cases left out (they depended on architecturally undefined results); {total_ulp} transcendental results within one ulp of the host's (C1 then not compared)",
         start.elapsed().as_secs_f64()
     );
+    if translator {
+        println!(
+            "translator: {} of the {total_instr} instructions ran in translated blocks",
+            differ.soft.translated.get()
+        );
+    }
     for e in &examples {
         println!("\n{e}");
     }
