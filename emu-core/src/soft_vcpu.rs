@@ -21,14 +21,16 @@ const BATCH: u32 = 256;
 #[derive(Default)]
 pub struct SoftKicker {
     kicked: AtomicBool,
-    lock: Mutex<()>,
+    /// A [`SoftKicker::notify`] not yet seen by a sleep (so one that comes between the
+    /// CPU's last look at its interrupt line and its sleep is not lost).
+    notified: Mutex<bool>,
     wake: Condvar,
 }
 
 impl VcpuKicker for SoftKicker {
     fn kick(&self) {
         self.kicked.store(true, Ordering::Release);
-        let _g = self.lock.lock();
+        let _g = self.notified.lock();
         self.wake.notify_all();
     }
 }
@@ -41,7 +43,7 @@ impl SoftKicker {
     /// Sleeps until kicked (nothing else can wake a halted CPU without an interrupt
     /// controller).
     fn wait(&self) {
-        let mut g = self.lock.lock();
+        let mut g = self.notified.lock();
         while !self.kicked.load(Ordering::Acquire) {
             self.wake.wait_for(&mut g, Duration::from_millis(100));
         }
@@ -49,15 +51,16 @@ impl SoftKicker {
 
     /// Sleeps at most `timeout`, or until kicked or [`SoftKicker::notify`]d.
     fn sleep(&self, timeout: Duration) {
-        let mut g = self.lock.lock();
-        if !self.kicked.load(Ordering::Acquire) {
-            self.wake.wait_for(&mut g, timeout);
+        let mut notified = self.notified.lock();
+        if !*notified && !self.kicked.load(Ordering::Acquire) {
+            self.wake.wait_for(&mut notified, timeout);
         }
+        *notified = false;
     }
 
     /// Wakes a halted CPU to look at its interrupt line again (not a kick: `run` goes on).
     pub fn notify(&self) {
-        let _g = self.lock.lock();
+        *self.notified.lock() = true;
         self.wake.notify_all();
     }
 }
@@ -71,6 +74,8 @@ pub struct SoftVcpu {
     kicker: Arc<SoftKicker>,
     /// An application processor waits for a STARTUP IPI (after power-on or an INIT).
     waiting_for_sipi: bool,
+    /// An application processor halted with interrupts off: only INIT resumes it.
+    parked: bool,
     /// The translator, when there is one: asked before the interpreter at every boundary.
     engine: Option<Box<dyn crate::engine::ExecEngine>>,
     /// The interrupt chip's INTR flag for this CPU, read between instructions.
@@ -97,6 +102,7 @@ impl SoftVcpu {
             interp,
             kicker: Arc::new(SoftKicker::default()),
             waiting_for_sipi: id != 0,
+            parked: false,
             engine: None,
             intr: None,
             created: std::time::Instant::now(),
@@ -187,18 +193,19 @@ impl SoftVcpu {
 
     /// HLT with interrupts disabled on an application processor: sleeps until the machine
     /// kicks it or an INIT/STARTUP signal comes (NMIs are not delivered).
-    fn park(&mut self) {
+    /// Returns whether it was kicked (`run` must return to the vCPU loop).
+    fn park(&mut self) -> bool {
         self.interp.end_batch();
         let Some(ic) = self.interp.irq.clone() else {
-            return;
+            return false;
         };
         while !ic.startup_pending() {
-            // Kicked: `run` returns to the vCPU loop, which looks at why.
             if self.kicker.take() {
-                return;
+                return true;
             }
             self.kicker.sleep(MAX_HALT_SLEEP);
         }
+        false
     }
 
     /// Takes the INIT and STARTUP signals sent to this CPU, in order.
@@ -219,6 +226,7 @@ impl SoftVcpu {
     /// INIT: the reset state with MSRs and x87/SSE state kept (SDM 9.1.1); an application
     /// processor then waits for STARTUP, the boot CPU starts at the reset vector.
     fn init(&mut self) {
+        self.parked = false;
         self.load(&CpuState::reset());
         self.waiting_for_sipi = self.interp.apic_id != 0;
     }
@@ -268,6 +276,13 @@ impl Vcpu for SoftVcpu {
                 return Ok(VcpuExit::Interrupted);
             }
             self.take_startup_signals();
+            if self.parked {
+                // Back to sleep after a kick: nothing but INIT ends the park.
+                if self.park() {
+                    return Ok(VcpuExit::Interrupted);
+                }
+                continue;
+            }
             if self.waiting_for_sipi {
                 match &self.interp.irq {
                     // The chip's waker notifies the kicker when a signal comes.
@@ -343,7 +358,9 @@ impl SoftVcpu {
                             // An application processor parks so (Linux stops CPUs with CLI;
                             // HLT): only INIT wakes it. The boot CPU doing it ends the run.
                             if self.interp.apic_id != 0 && self.interp.irq.is_some() {
-                                self.park();
+                                self.parked = true;
+                                // Kicked or signalled, `run` looks at why next.
+                                let _ = self.park();
                                 return Ok(Some(VcpuExit::Interrupted));
                             }
                             return Ok(Some(VcpuExit::Halted));

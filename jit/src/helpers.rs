@@ -101,6 +101,27 @@ pub extern "sysv64" fn push(ctx: *mut Ctx, value: u64, size: u64) {
     }
 }
 
+/// RET's target: popped only if it is canonical (else #GP at the RET, RSP untouched, as
+/// the interpreter's near jumps do).
+pub extern "sysv64" fn ret(ctx: *mut Ctx) -> u64 {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    match i.stack_read(0, 8) {
+        Ok(target) if emu_core::interp::canonical(target) => {
+            i.adjust_rsp(8);
+            target
+        }
+        Ok(_) => {
+            failed(c, Stop::Fault(Fault::gp(0)));
+            0
+        }
+        Err(stop) => {
+            failed(c, stop);
+            0
+        }
+    }
+}
+
 /// POP of `size` bytes (RSP moves only when the read succeeds).
 pub extern "sysv64" fn pop(ctx: *mut Ctx, size: u64) -> u64 {
     // SAFETY: called only by translated code, with the context it was given.

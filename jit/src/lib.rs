@@ -42,7 +42,7 @@ pub struct Stats {
     pub faults: u64,
     /// The instructions the interpreter ran because no block starts with them, by iced
     /// mnemonic and operand size (bytes), with how often.
-    pub fallbacks: std::collections::HashMap<(iced_x86::Mnemonic, u8), u64>,
+    pub fallbacks: emu_core::interp::fasthash::FastMap<(iced_x86::Mnemonic, u8), u64>,
 }
 
 /// The translator for one vCPU.

@@ -135,9 +135,14 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
         }
         m if is_setcc(m) => size == Some(1) && reg_or_mem(0),
         m if is_cmovcc(m) => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
-        M::Jmp | M::Call => i.op_kind(0) == OpKind::NearBranch64,
+        // A non-canonical target is the interpreter's #GP to raise.
+        M::Jmp | M::Call => {
+            i.op_kind(0) == OpKind::NearBranch64 && emu_core::interp::canonical(i.near_branch64())
+        }
         M::Ret => i.op_count() == 0,
-        m if i.is_jcc_short_or_near() && m != M::Jrcxz => true,
+        m if i.is_jcc_short_or_near() && m != M::Jrcxz => {
+            emu_core::interp::canonical(i.near_branch_target())
+        }
         _ => false,
     };
     if !ok || !mem_ok(0) {
@@ -221,8 +226,11 @@ fn memory_ok(i: &Instruction) -> bool {
 pub struct BlockBuilder<'a> {
     ops: &'a mut Assembler,
     epilogue: DynamicLabel,
-    /// Per instruction with a helper call: (its exit label, its index, RIP, next RIP).
-    exits: Vec<(DynamicLabel, u32, u64, u64)>,
+    /// Per instruction with a helper call: (its exit label, its index, RIP, next RIP, the
+    /// flags a store into the block's code must still merge from R15 on the way out).
+    exits: Vec<(DynamicLabel, u32, u64, u64, u32)>,
+    /// Flags computed into R15 and not yet merged (set around a destination's store).
+    pending_flags: u32,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -233,6 +241,7 @@ impl<'a> BlockBuilder<'a> {
             ops,
             epilogue,
             exits: Vec::new(),
+            pending_flags: 0,
         };
         let entry = b.ops.offset();
         dynasm!(b.ops
@@ -262,7 +271,7 @@ impl<'a> BlockBuilder<'a> {
         // Exits after helper calls: a fault stops before the instruction, a store into the
         // block's code page after it.
         let exits = std::mem::take(&mut b.exits);
-        for (label, k, rip, next) in exits {
+        for (label, k, rip, next, flags) in exits {
             let fault = b.ops.new_dynamic_label();
             let fault_status = helpers::FAULT as i32;
             dynasm!(b.ops
@@ -271,6 +280,8 @@ impl<'a> BlockBuilder<'a> {
                 ; cmp QWORD [rbx + STATUS], fault_status
                 ; je =>fault
             );
+            // The instruction completed: its flags too.
+            b.merge_flags(flags);
             b.finish_at_const(next, k + 1);
             dynasm!(b.ops ; .arch x64 ; =>fault);
             b.finish_at_const(rip, k);
@@ -303,11 +314,15 @@ impl<'a> BlockBuilder<'a> {
     /// After a helper call: leave through instruction `k`'s exit if the helper failed or
     /// wrote the block's code.
     fn check(&mut self, i: &Instruction, k: u32) {
-        let label = match self.exits.iter().find(|e| e.1 == k) {
-            Some(e) => e.0,
+        let pending = self.pending_flags;
+        let label = match self.exits.iter_mut().find(|e| e.1 == k) {
+            Some(e) => {
+                e.4 |= pending;
+                e.0
+            }
             None => {
                 let l = self.ops.new_dynamic_label();
-                self.exits.push((l, k, i.ip(), i.next_ip()));
+                self.exits.push((l, k, i.ip(), i.next_ip(), pending));
                 l
             }
         };
@@ -321,7 +336,7 @@ impl<'a> BlockBuilder<'a> {
     /// After CALL's push: leave through instruction `k`'s exit only if it faulted.
     fn check_fault(&mut self, i: &Instruction, k: u32) {
         let label = self.ops.new_dynamic_label();
-        self.exits.push((label, k, i.ip(), i.next_ip()));
+        self.exits.push((label, k, i.ip(), i.next_ip(), 0));
         let fault_status = helpers::FAULT as i32;
         dynasm!(self.ops
             ; .arch x64
@@ -462,13 +477,15 @@ impl<'a> BlockBuilder<'a> {
         );
     }
 
-    /// The host's flags into R15 (right after the operation).
-    fn save_flags(&mut self) {
+    /// The host's flags into R15 (right after the operation of `i`), pending until merged.
+    fn save_flags(&mut self, i: &Instruction) {
+        self.pending_flags = written_flags(i);
         dynasm!(self.ops ; .arch x64 ; pushfq ; pop r15);
     }
 
     /// RFLAGS = RFLAGS with the flags in `which` from R15.
     fn merge_flags(&mut self, which: u32) {
+        self.pending_flags = 0;
         if which == 0 {
             return;
         }
@@ -510,7 +527,7 @@ impl<'a> BlockBuilder<'a> {
                     4 => dynasm!(self.ops ; .arch x64 ; imul eax, ecx),
                     _ => dynasm!(self.ops ; .arch x64 ; imul rax, rcx),
                 }
-                self.save_flags();
+                self.save_flags(i);
                 self.store_reg(i.op_register(0));
                 self.merge_flags(written_flags(i));
             }
@@ -581,7 +598,7 @@ impl<'a> BlockBuilder<'a> {
                     M::Cmp => op!(cmp),
                     _ => op!(test),
                 }
-                self.save_flags();
+                self.save_flags(i);
                 if !matches!(m, M::Cmp | M::Test) {
                     self.store_dest(i, k, size);
                 }
@@ -605,7 +622,7 @@ impl<'a> BlockBuilder<'a> {
                     M::Neg => op!(neg),
                     _ => op!(not),
                 }
-                self.save_flags();
+                self.save_flags(i);
                 self.store_dest(i, k, size);
                 self.merge_flags(written_flags(i));
             }
@@ -628,7 +645,7 @@ impl<'a> BlockBuilder<'a> {
                     M::Sar => op!(sar),
                     _ => op!(shl),
                 }
-                self.save_flags();
+                self.save_flags(i);
                 self.store_dest(i, k, size);
                 self.merge_flags(written_flags(i));
             }
@@ -709,11 +726,10 @@ impl<'a> BlockBuilder<'a> {
                 return Flow::End;
             }
             M::Ret => {
-                let f = helpers::pop as *const () as usize as i64;
+                let f = helpers::ret as *const () as usize as i64;
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov rdi, rbx
-                    ; mov esi, 8
                     ; mov rax, QWORD f
                     ; call rax
                 );

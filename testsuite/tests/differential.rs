@@ -105,6 +105,15 @@ fn translated_code_sees_its_own_stores() {
     a.mov(dword_ptr(at(23)), 0x100u32).unwrap();
     a.dec(esi).unwrap();
     a.jnz(body).unwrap();
+    // A counter on the code page itself: every DEC is a store into the block's own page
+    // (the block ends after it) and the JNZ needs the DEC's flags.
+    let mut down = a.create_label();
+    a.mov(dword_ptr(at(0x800)), 3u32).unwrap();
+    a.set_label(&mut down).unwrap();
+    a.dec(dword_ptr(at(0x800))).unwrap();
+    a.jnz(down).unwrap();
+    a.mov(edi, dword_ptr(at(0x800))).unwrap();
+    a.inc(edi).unwrap();
     a.ud2().unwrap();
     let code = a.assemble(CODE_ADDR).unwrap();
     let case = Case {
@@ -113,7 +122,7 @@ fn translated_code_sees_its_own_stores() {
         regs: [0; 16],
         rflags: 0,
         data: vec![0; DATA_SIZE],
-        instructions: 9,
+        instructions: 15,
         xmm: [0; 16],
         mxcsr: 0x1f80,
         mm: [0; 8],

@@ -45,7 +45,7 @@ const PF_U: u32 = 1 << 2;
 const PF_RSVD: u32 = 1 << 3;
 const PF_I: u32 = 1 << 4;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct TlbEntry {
     /// Physical address of the 4 KiB frame.
     frame: u64,
@@ -152,6 +152,36 @@ fn walk(
     wp: bool,
     nxe: bool,
 ) -> Result<TlbEntry> {
+    // Another vCPU changing an entry between the walk and its A/D update makes the update
+    // fail: walk again, as hardware's locked update works on the entry as it is then. A
+    // pathological run of failures ends with an entry that is not marked dirty, so the
+    // next write walks again rather than trusting a D bit that never reached memory.
+    for _ in 0..16 {
+        if let (entry, true) = walk_once(cpu, mem, linear, access, user, wp, nxe, false)? {
+            return Ok(entry);
+        }
+    }
+    let (entry, updated) = walk_once(cpu, mem, linear, access, user, wp, nxe, true)?;
+    Ok(TlbEntry {
+        dirty: entry.dirty && updated,
+        ..entry
+    })
+}
+
+/// One walk; `false` when an A/D update lost a race with another vCPU's change to the
+/// entry (nothing of that entry was written). With `finish` the walk completes anyway on
+/// what it read (the caller then does not trust the D bit).
+#[allow(clippy::too_many_arguments)]
+fn walk_once(
+    cpu: &Cpu,
+    mem: &PhysMem,
+    linear: u64,
+    access: Access,
+    user: bool,
+    wp: bool,
+    nxe: bool,
+    finish: bool,
+) -> Result<(TlbEntry, bool)> {
     let not_present = || Fault::pf(linear, fault_code(access, user, false, nxe));
     let rsvd = || Fault::pf(linear, fault_code(access, user, true, nxe) | PF_RSVD);
     let long = cpu.efer & EFER_LMA != 0;
@@ -236,6 +266,7 @@ fn walk(
     }
     // Accessed bits on every level, dirty on the leaf for writes.
     let last = entries.len() - 1;
+    let mut updated = true;
     for (i, (addr, e, wide)) in entries.iter().enumerate() {
         let mut new = e | PTE_A;
         if i == last && access == Access::Write {
@@ -244,26 +275,32 @@ fn walk(
         if new != *e {
             // Compare-and-swap, as hardware sets A/D with a locked cycle: another vCPU may
             // have cleared or replaced the entry since the walk (Linux's xchg in
-            // ptep_get_and_clear), and writing the old entry back would resurrect it. If so,
-            // this access still completes on what was walked, as on hardware until the
-            // other CPU's TLB shootdown.
+            // ptep_get_and_clear), and writing the old entry back would resurrect it.
             let size = if *wide { 8 } else { 4 };
-            if mem.atomic_cas(*addr, size, *e, new).is_none() {
-                if *wide {
-                    mem.write_u64(*addr, new);
-                } else {
-                    mem.write_u32(*addr, new as u32);
+            match mem.atomic_cas(*addr, size, *e, new) {
+                Some(true) => {}
+                Some(false) if finish => updated = false,
+                Some(false) => return Ok((TlbEntry::default(), false)),
+                None => {
+                    if *wide {
+                        mem.write_u64(*addr, new);
+                    } else {
+                        mem.write_u32(*addr, new as u32);
+                    }
                 }
             }
         }
     }
     let leaf_e = entries[last].1;
-    Ok(TlbEntry {
-        frame: leaf,
-        writable,
-        user: user_ok,
-        nx,
-        global: leaf_e & PTE_G != 0,
-        dirty: access == Access::Write || leaf_e & PTE_D != 0,
-    })
+    Ok((
+        TlbEntry {
+            frame: leaf,
+            writable,
+            user: user_ok,
+            nx,
+            global: leaf_e & PTE_G != 0,
+            dirty: access == Access::Write || leaf_e & PTE_D != 0,
+        },
+        updated,
+    ))
 }
