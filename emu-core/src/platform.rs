@@ -17,3 +17,18 @@ pub trait Platform: Send + Sync {
     /// A store to a guest-physical address that is not RAM.
     fn mmio_write(&self, addr: u64, data: &[u8]);
 }
+
+/// A machine with no devices: reads are all ones, writes are dropped (test harnesses and
+/// snippets that must not reach any device).
+pub struct NoDevices;
+
+impl Platform for NoDevices {
+    fn pio_read(&self, _port: u16, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn pio_write(&self, _port: u16, _data: &[u8]) {}
+    fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+    fn mmio_write(&self, _addr: u64, _data: &[u8]) {}
+}

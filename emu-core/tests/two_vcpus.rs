@@ -9,21 +9,10 @@ use emu_core::interp::cpu_group::CpuGroup;
 use emu_core::interp::fault::Stop;
 use emu_core::interp::memory::PhysMem;
 use emu_core::interp::Interp;
-use emu_core::{CpuState, Platform};
+use emu_core::platform::NoDevices;
+use emu_core::CpuState;
 use iced_x86::code_asm::*;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
-
-struct NoDevices;
-impl Platform for NoDevices {
-    fn pio_read(&self, _port: u16, data: &mut [u8]) {
-        data.fill(0xff);
-    }
-    fn pio_write(&self, _port: u16, _data: &[u8]) {}
-    fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
-        data.fill(0xff);
-    }
-    fn mmio_write(&self, _addr: u64, _data: &[u8]) {}
-}
 
 const CODE: u64 = 0x1000;
 /// Counters: aligned (host compare-and-swap) and split across a page (exclusive gate).

@@ -483,6 +483,14 @@ impl<'a> BlockBuilder<'a> {
         dynasm!(self.ops ; .arch x64 ; pushfq ; pop r15);
     }
 
+    /// The result in RAX to operand 0 and the operation's flags to RFLAGS (the flags only
+    /// once the store cannot fault any more).
+    fn commit(&mut self, i: &Instruction, k: u32, size: u32) {
+        self.save_flags(i);
+        self.store_dest(i, k, size);
+        self.merge_flags(written_flags(i));
+    }
+
     /// RFLAGS = RFLAGS with the flags in `which` from R15.
     fn merge_flags(&mut self, which: u32) {
         self.pending_flags = 0;
@@ -622,9 +630,7 @@ impl<'a> BlockBuilder<'a> {
                     M::Neg => op!(neg),
                     _ => op!(not),
                 }
-                self.save_flags(i);
-                self.store_dest(i, k, size);
-                self.merge_flags(written_flags(i));
+                self.commit(i, k, size);
             }
             m @ (M::Shl | M::Sal | M::Shr | M::Sar) => {
                 let count = (i.immediate8() as u32) & if size == 8 { 63 } else { 31 };
@@ -645,9 +651,7 @@ impl<'a> BlockBuilder<'a> {
                     M::Sar => op!(sar),
                     _ => op!(shl),
                 }
-                self.save_flags(i);
-                self.store_dest(i, k, size);
-                self.merge_flags(written_flags(i));
+                self.commit(i, k, size);
             }
             M::Lea => {
                 self.effective_address(i);

@@ -7,9 +7,9 @@ use emu_core::interp::cpu::{flags, Cpu};
 use emu_core::interp::fault::{vector, Stop};
 use emu_core::interp::memory::PhysMem;
 use emu_core::interp::Interp;
+use emu_core::platform::NoDevices;
 use emu_core::state::bits::*;
 use emu_core::state::{CpuState, DescriptorTable, Segment};
-use emu_core::Platform;
 use iced_x86::Instruction;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -21,19 +21,6 @@ const CODE_PHYS: u64 = 0x10000;
 const DATA_PHYS: u64 = 0x11000;
 const GDT: u64 = 0x500;
 const RAM: usize = 1 << 20;
-
-/// A platform with no devices: a snippet doing port I/O at CPL 3 faults before reaching it.
-struct NoDevices;
-impl Platform for NoDevices {
-    fn pio_read(&self, _port: u16, data: &mut [u8]) {
-        data.fill(0xff);
-    }
-    fn pio_write(&self, _port: u16, _data: &[u8]) {}
-    fn mmio_read(&self, _addr: u64, data: &mut [u8]) {
-        data.fill(0xff);
-    }
-    fn mmio_write(&self, _addr: u64, _data: &[u8]) {}
-}
 
 /// RFLAGS bits from iced's `RflagsBits`.
 fn to_bits(r: u32) -> u64 {

@@ -604,23 +604,7 @@ pub fn pit_timing() -> Vec<u8> {
     Kernel::build(|k| {
         let c = &mut k.c32;
         skip_if_pvm(c, PVM_STOPS_ON_IRQ_SETUP);
-        // The master PIC at vector 0x20 with only IRQ 0 open; the slave masked.
-        init_8259(c, 0xfe, 0xff);
-        let handler = c.sym();
-        let h = c.addr(handler);
-        gate32(c, 0x20, h);
-        load_idt(c, false);
-        let mut over = c.label();
-        check(c.a.jmp(over));
-        c.bind(handler);
-        check(c.a.push(eax));
-        check(c.a.inc(dword_ptr(TICKS)));
-        check(c.a.mov(al, 0x20u32));
-        check(c.a.out(0x20, al));
-        check(c.a.pop(eax));
-        check(c.a.iretd());
-        c.here(&mut over);
-        check(c.a.mov(dword_ptr(TICKS), 0u32));
+        count_irq0(c, TICKS);
         // Channel 0, lobyte/hibyte, mode 2 (rate generator), divisor 1193: 1 kHz.
         check(c.a.mov(al, 0x34u32));
         check(c.a.out(0x43, al));
@@ -776,6 +760,27 @@ pub fn rtc_periodic() -> Vec<u8> {
     })
 }
 
+/// The master 8259 at vector 0x20 with only IRQ 0 open (the slave masked) and a handler that
+/// counts IRQ 0s at `counter` (zeroed here) and acknowledges them.
+fn count_irq0(c: &mut Code, counter: u32) {
+    init_8259(c, 0xfe, 0xff);
+    let handler = c.sym();
+    let h = c.addr(handler);
+    gate32(c, 0x20, h);
+    load_idt(c, false);
+    let mut over = c.label();
+    check(c.a.jmp(over));
+    c.bind(handler);
+    check(c.a.push(eax));
+    check(c.a.inc(dword_ptr(counter)));
+    check(c.a.mov(al, 0x20u32));
+    check(c.a.out(0x20, al));
+    check(c.a.pop(eax));
+    check(c.a.iretd());
+    c.here(&mut over);
+    check(c.a.mov(dword_ptr(counter), 0u32));
+}
+
 /// Where [`hpet_legacy`]'s interrupt handler counts.
 const HPET_COUNT: u32 = 0x7fc0;
 const HPET: u32 = 0xfed0_0000;
@@ -794,22 +799,7 @@ pub fn hpet_legacy() -> Vec<u8> {
         check(c.a.jne(bad_caps));
         check(c.a.test(dword_ptr(HPET), 1 << 15));
         check(c.a.je(bad_caps));
-        init_8259(c, 0xfe, 0xff);
-        let handler = c.sym();
-        let h = c.addr(handler);
-        gate32(c, 0x20, h);
-        load_idt(c, false);
-        let mut over = c.label();
-        check(c.a.jmp(over));
-        c.bind(handler);
-        check(c.a.push(eax));
-        check(c.a.inc(dword_ptr(HPET_COUNT)));
-        check(c.a.mov(al, 0x20u32));
-        check(c.a.out(0x20, al));
-        check(c.a.pop(eax));
-        check(c.a.iretd());
-        c.here(&mut over);
-        check(c.a.mov(dword_ptr(HPET_COUNT), 0u32));
+        count_irq0(c, HPET_COUNT);
         // Timer 0 as Linux sets it: enabled, periodic, SETVAL, 32-bit; the first comparator,
         // then the period.
         check(c.a.mov(dword_ptr(HPET + 0x100), 0x14cu32));
