@@ -1,85 +1,162 @@
-//! Translated blocks by guest physical address and RIP, in one bounded code buffer, and the
-//! call into them.
+//! Translated blocks by guest physical address and RIP, in one bounded code buffer; the
+//! trampoline into them and the dispatcher loop that finds, translates and chains them.
 //!
 //! A block is valid while its code page's word (emu-core's `CodePages`) is the one it was
-//! translated under: any store to the page, by this vCPU or another, moves the word, and the
-//! next lookup translates the block again. The key includes RIP because relative targets
-//! depend on the linear address the same physical bytes run at. When the buffer passes
-//! [`MAX_CODE_BYTES`] or the map [`MAX_BLOCKS`], everything is dropped and translation
-//! starts over (the cache never grows without bound, whatever the guest does).
+//! translated under: any store to the page, by this vCPU or another, moves the word; the
+//! dispatcher then translates the block again, and a block reached through a chained jump
+//! checks the word itself on entry. The key includes RIP because relative targets depend on
+//! the linear address the same physical bytes run at.
+//!
+//! Chaining: a block's jump to a constant target in its own linear page first goes to a
+//! stub that reports the jump to the dispatcher; once the target's block exists (same
+//! physical page, same word), the dispatcher patches the jump to go there directly. Only
+//! same-page targets are chained, so a chained jump never needs a new address translation:
+//! the page's mapping and execute permission are the ones the dispatcher checked when it
+//! entered the chain. All blocks of a page go stale together (one word per page), so a
+//! stale block only ever chains to stale blocks, whose entry check sends control back.
+//!
+//! When the buffer passes [`MAX_CODE_BYTES`] or the map [`MAX_BLOCKS`], everything but the
+//! trampoline is dropped and translation starts over (the cache never grows without
+//! bound, whatever the guest does).
 
-use dynasmrt::x64::Assembler;
-use dynasmrt::{AssemblyOffset, DynasmApi, Executor};
+use dynasmrt::{dynasm, DynasmApi, DynasmLabelApi};
 use iced_x86::{Decoder, DecoderOptions};
 
-use emu_core::interp::cpu::{flags, Mode};
+use emu_core::interp::cpu::{flags, sreg, Mode};
 use emu_core::interp::fasthash::FastMap;
 use emu_core::interp::fault::Stop;
 use emu_core::interp::Interp;
 
-use crate::helpers::{self, Ctx};
-use crate::translate::{supported, BlockBuilder, MAX_BLOCK};
+use crate::code_buffer::CodeBuffer;
+use crate::helpers::{self, Ctx, REGS, RFLAGS, RIP, TLB};
+use crate::translate::{supported, Asm, BlockBuilder, BlockEnv, MAX_BLOCK};
 use crate::Stats;
 
-/// Host code bytes kept at most before the cache starts over.
-const MAX_CODE_BYTES: usize = 64 << 20;
+/// The code buffer's size.
+const CAPACITY: usize = 64 << 20;
+/// Host code bytes kept at most before the cache starts over (room for the largest block
+/// beyond it).
+const MAX_CODE_BYTES: usize = CAPACITY - (1 << 20);
 /// Blocks (and "cannot translate here" marks) kept at most.
 const MAX_BLOCKS: usize = 1 << 18;
 
 #[derive(Clone, Copy)]
 struct Block {
-    /// `None`: the instruction here is not translated (the interpreter runs it).
-    entry: Option<AssemblyOffset>,
+    /// The block's executable address; `None`: the instruction here is not translated (the
+    /// interpreter runs it).
+    entry: Option<usize>,
     word: u32,
     /// For a block that is not there: the instruction the interpreter runs instead (for the
     /// statistics), as iced's mnemonic and operand size.
     fallback: (iced_x86::Mnemonic, u8),
 }
 
-pub struct Cache {
-    ops: Assembler,
-    reader: Executor,
-    blocks: FastMap<(u64, u64), Block>,
+/// A jump waiting to be chained: its displacement's address, and the flush epoch, page and
+/// word of the block it is in.
+#[derive(Clone, Copy)]
+struct Link {
+    field: usize,
+    epoch: u64,
+    page: u64,
+    word: u32,
 }
 
-/// A translated block: the context in, the guest instructions retired out.
-type BlockFn = extern "sysv64" fn(*mut Ctx) -> u32;
+pub struct Cache {
+    code: CodeBuffer,
+    /// The trampoline: `enter(ctx, block)` and the exit every block jumps to.
+    enter: usize,
+    exit: usize,
+    /// Bytes kept across flushes (the trampoline).
+    keep: usize,
+    /// Bumped by every flush (a pending link from before one is void).
+    epoch: u64,
+    blocks: FastMap<(u64, u64), Block>,
+    tlb: crate::tlb::Tlb,
+}
+
+/// The trampoline's signature: the context and a block's address.
+type EnterFn = extern "sysv64" fn(*mut Ctx, usize);
 
 impl Cache {
     pub fn new() -> std::io::Result<Cache> {
-        let ops = Assembler::new()?;
-        let reader = ops.reader();
+        let mut code = CodeBuffer::new(CAPACITY)?;
+        let base = code.next_addr();
+        let mut ops = Asm::new(base);
+        let exit = ops.new_dynamic_label();
+        // Callee-saved registers hold the block's context (see `translate`); the extra 8
+        // bytes keep the stack 16-byte aligned at the helpers' call sites.
+        dynasm!(ops
+            ; .arch x64
+            ; push rbx
+            ; push rbp
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            ; sub rsp, 8
+            ; mov rbx, rdi
+            ; mov r12, [rbx + REGS]
+            ; mov r13, [rbx + RFLAGS]
+            ; mov r14, [rbx + RIP]
+            ; mov rbp, [rbx + TLB]
+            ; jmp rsi
+            ; =>exit
+            ; add rsp, 8
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbp
+            ; pop rbx
+            ; ret
+        );
+        let exit_at = ops
+            .labels()
+            .resolve_dynamic(exit)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let bytes = ops
+            .finalize()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let at = code
+            .append(&bytes)
+            .ok_or_else(|| std::io::Error::other("code buffer too small"))?;
+        let keep = code.len();
         Ok(Cache {
-            ops,
-            reader,
+            enter: code.addr(at),
+            exit: code.addr(at + exit_at.0),
+            keep,
+            code,
+            epoch: 0,
             blocks: FastMap::default(),
+            tlb: crate::tlb::Tlb::new(),
         })
     }
 
     fn flush(&mut self, stats: &mut Stats) {
-        match Assembler::new() {
-            Ok(ops) => {
-                self.reader = ops.reader();
-                self.ops = ops;
-            }
-            Err(e) => log::warn!("translator: cannot renew the code buffer ({e}); reusing it"),
-        }
+        self.code.truncate(self.keep);
         self.blocks.clear();
+        self.epoch += 1;
         stats.flushes += 1;
     }
 
     /// Translates the block at `phys` (RIP `rip`).
     fn translate(&mut self, interp: &mut Interp, phys: u64, rip: u64, stats: &mut Stats) -> Block {
-        if self.ops.offset().0 > MAX_CODE_BYTES || self.blocks.len() > MAX_BLOCKS {
+        if self.code.len() > MAX_CODE_BYTES.min(self.code.capacity())
+            || self.blocks.len() > MAX_BLOCKS
+        {
             self.flush(stats);
         }
+        let none = |word, fallback| Block {
+            entry: None,
+            word,
+            fallback,
+        };
         // Marked before the bytes are read, so a later store moves the word.
-        let Some(word) = interp.mark_code(phys) else {
-            return Block {
-                entry: None,
-                word: 0,
-                fallback: (iced_x86::Mnemonic::INVALID, 0),
-            };
+        let (Some(word), Some(word_ptr)) = (
+            interp.mark_code(phys),
+            interp.code_word_ref(phys).map(|w| w as *const _ as usize),
+        ) else {
+            return none(0, (iced_x86::Mnemonic::INVALID, 0));
         };
         let mut bytes = vec![0u8; (0x1000 - (phys & 0xfff)) as usize];
         interp.mem.read(phys, &mut bytes);
@@ -111,25 +188,35 @@ impl Cache {
             }
         }
         let block = if instrs.is_empty() {
-            Block {
-                entry: None,
-                word,
-                fallback,
-            }
+            none(word, fallback)
         } else {
-            let entry = BlockBuilder::build(&mut self.ops, &instrs);
-            if let Err(e) = self.ops.commit() {
-                log::warn!("translator: commit failed ({e}); interpreting");
-                return Block {
-                    entry: None,
-                    word,
-                    fallback,
-                };
-            }
+            let env = BlockEnv {
+                base: self.code.next_addr(),
+                exit: self.exit,
+                word_ptr,
+                word,
+            };
+            let mut ops = Asm::new(env.base);
+            BlockBuilder::build(&mut ops, &env, &instrs);
+            let code = match ops.finalize() {
+                Ok(code) => code,
+                Err(e) => {
+                    log::warn!(
+                        "translator: cannot assemble a block at {rip:#x} ({e}); interpreting"
+                    );
+                    return none(word, fallback);
+                }
+            };
+            let Some(at) = self.code.append(&code) else {
+                // Past the bound's margin (a block larger than 1 MiB cannot happen): start
+                // over; the block is translated again at its next lookup.
+                self.flush(stats);
+                return none(word, fallback);
+            };
             stats.blocks += 1;
             stats.translated_instructions += instrs.len() as u64;
             Block {
-                entry: Some(entry),
+                entry: Some(self.code.addr(at)),
                 word,
                 fallback,
             }
@@ -138,67 +225,27 @@ impl Cache {
         block
     }
 
-    /// Runs translated blocks from the current state until `budget` instructions have
-    /// retired, a block ends on a store into its own code, or the next instruction is not
-    /// translated (then the interpreter takes it; 0 if that was the first).
+    /// Runs translated code from the current state until about `budget` instructions have
+    /// retired, a block ends on a store into its own code or an exception, or the next
+    /// instruction is not translated (then the interpreter takes it; 0 if that was the
+    /// first).
     pub fn run(
         &mut self,
         interp: &mut Interp,
         budget: u32,
         stats: &mut Stats,
     ) -> Result<u32, Stop> {
-        let mut total = 0u32;
-        loop {
-            match self.run_block(interp, stats)? {
-                Some((retired, more)) => {
-                    total += retired;
-                    if !more || total >= budget {
-                        return Ok(total);
-                    }
-                }
-                None => {
-                    if total == 0 {
-                        stats.declined += 1;
-                    }
-                    return Ok(total);
-                }
-            }
-        }
-    }
-
-    /// One block: `None` if there is none here; else the instructions it retired and
-    /// whether another may follow at once.
-    fn run_block(
-        &mut self,
-        interp: &mut Interp,
-        stats: &mut Stats,
-    ) -> Result<Option<(u32, bool)>, Stop> {
         let cpu = &interp.cpu;
         if cpu.mode() != Mode::Long64 || cpu.flag(flags::TF) || cpu.dr[7] & 0xff != 0 {
-            return Ok(None);
+            stats.declined += 1;
+            return Ok(0);
         }
-        // A fetch fault is the interpreter's to raise.
-        let Ok((phys, word)) = interp.code_location() else {
-            return Ok(None);
-        };
-        let rip = interp.cpu.rip;
-        let block = match self.blocks.get(&(phys, rip)) {
-            Some(b) if b.word == word => *b,
-            stale => {
-                if stale.is_some() {
-                    stats.invalidated += 1;
-                }
-                self.translate(interp, phys, rip, stats)
-            }
-        };
-        let Some(entry) = block.entry else {
-            *stats.fallbacks.entry(block.fallback).or_default() += 1;
-            return Ok(None);
-        };
+        self.tlb.revalidate(interp);
+        let (fs_base, gs_base) = (cpu.seg[sreg::FS].base, cpu.seg[sreg::GS].base);
         let p: *mut Interp = interp;
         let mut ctx = Ctx {
             // SAFETY: field addresses of the live interpreter behind `p`; no reference to it
-            // is used while the block runs (helpers reach it through `ctx.interp`).
+            // is used while translated code runs (helpers reach it through `ctx.interp`).
             regs: unsafe { std::ptr::addr_of_mut!((*p).cpu.regs) }.cast(),
             // SAFETY: as above.
             rflags: unsafe { std::ptr::addr_of_mut!((*p).cpu.rflags) },
@@ -206,33 +253,93 @@ impl Cache {
             rip: unsafe { std::ptr::addr_of_mut!((*p).cpu.rip) },
             status: helpers::OK,
             scratch: [0; 2],
+            tlb: self.tlb.base(),
+            fs_base,
+            gs_base,
+            retired: 0,
+            limit: u64::from(budget),
+            link: 0,
             interp: p,
+            tlb_owner: &mut self.tlb,
             fault: None,
-            page: phys >> 12,
-            word: block.word,
+            page: 0,
+            word: 0,
         };
-        let retired = {
-            let code = self.reader.lock();
-            // SAFETY: `entry` is the start of a block `BlockBuilder` emitted and committed
-            // into this buffer (the cache is cleared whenever the buffer is replaced), with
-            // the `BlockFn` signature; the buffer stays mapped and executable while `code`
-            // is held.
-            let f: BlockFn = unsafe { std::mem::transmute(code.ptr(entry)) };
-            f(&mut ctx)
+        let mut link: Option<Link> = None;
+        let result = loop {
+            // SAFETY: no translated code runs now; the reference ends before the next run.
+            let interp = unsafe { &mut *p };
+            // A fetch fault is the interpreter's to raise.
+            let Ok((phys, word)) = interp.code_location() else {
+                break Ok(());
+            };
+            let rip = interp.cpu.rip;
+            let block = match self.blocks.get(&(phys, rip)) {
+                Some(b) if b.word == word => *b,
+                stale => {
+                    if stale.is_some() {
+                        stats.invalidated += 1;
+                    }
+                    self.translate(interp, phys, rip, stats)
+                }
+            };
+            let Some(entry) = block.entry else {
+                *stats.fallbacks.entry(block.fallback).or_default() += 1;
+                break Ok(());
+            };
+            if let Some(l) = link.take() {
+                if l.epoch == self.epoch && l.page == phys >> 12 && l.word == block.word {
+                    let rel = (entry as i64 - (l.field as i64 + 4)) as i32;
+                    self.code.patch(l.field, &rel.to_le_bytes());
+                    stats.chained += 1;
+                }
+            }
+            ctx.page = phys >> 12;
+            ctx.word = block.word;
+            ctx.tlb_owner = &mut self.tlb;
+            ctx.tlb = self.tlb.base();
+            // SAFETY: `self.enter` is the trampoline emitted into this buffer with the
+            // `EnterFn` signature, and `entry` a block emitted for the current flush epoch
+            // (the map is cleared at every flush), both in the executable view, which stays
+            // mapped while `self` lives. The context's pointers are valid for the call.
+            let enter: EnterFn = unsafe { std::mem::transmute(self.enter) };
+            enter(&mut ctx, entry);
+            stats.dispatches += 1;
+            match ctx.status {
+                helpers::FAULT => break Err(ctx.fault.take()),
+                helpers::CODE_WRITTEN => break Ok(()),
+                _ => {}
+            }
+            if ctx.link != 0 {
+                link = Some(Link {
+                    field: ctx.link as usize,
+                    epoch: self.epoch,
+                    page: ctx.page,
+                    word: ctx.word,
+                });
+                ctx.link = 0;
+            }
+            if ctx.retired >= u64::from(budget) {
+                break Ok(());
+            }
         };
-        stats.runs += 1;
-        stats.instructions += u64::from(retired);
-        interp.stats.instructions += u64::from(retired);
+        let retired = ctx.retired;
+        stats.instructions += retired;
+        interp.stats.instructions += retired;
         if retired > 0 {
             interp.interrupt_shadow = false;
+        } else if result.is_ok() {
+            stats.declined += 1;
         }
-        match (ctx.status, ctx.fault) {
-            (helpers::FAULT, Some(f)) => {
+        match result {
+            Ok(()) => Ok(retired as u32),
+            Err(fault) => {
                 stats.faults += 1;
                 interp.interrupt_shadow = false;
-                Err(Stop::Fault(f))
+                Err(Stop::Fault(
+                    fault.unwrap_or_else(|| emu_core::interp::fault::Fault::gp(0)),
+                ))
             }
-            (status, _) => Ok(Some((retired, status == helpers::OK))),
         }
     }
 }

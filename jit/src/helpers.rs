@@ -23,7 +23,21 @@ pub struct Ctx {
     pub status: u64,
     /// Scratch slots kept across helper calls (offsets 32 and 40).
     pub scratch: [u64; 2],
+    /// The soft TLB's entries (offset 48), and the FS and GS bases (56, 64: the only
+    /// segment bases 64-bit code adds).
+    pub tlb: *mut crate::tlb::Entry,
+    pub fs_base: u64,
+    pub gs_base: u64,
+    /// Guest instructions retired in this run (offset 72); blocks stop chaining once it
+    /// reaches `limit` (80).
+    pub retired: u64,
+    pub limit: u64,
+    /// Set by an unchained jump's stub (offset 88): the address of the jump's displacement,
+    /// for the dispatcher to patch once it knows the target's block.
+    pub link: u64,
     pub interp: *mut Interp,
+    /// The soft TLB the slow paths fill.
+    pub tlb_owner: *mut crate::tlb::Tlb,
     pub fault: Option<Fault>,
     /// The block's code page (physical address >> 12) and the word it was translated under.
     pub page: u64,
@@ -36,6 +50,12 @@ pub const RIP: i32 = 16;
 pub const STATUS: i32 = 24;
 pub const SCRATCH0: i32 = 32;
 pub const SCRATCH1: i32 = 40;
+pub const TLB: i32 = 48;
+pub const FS_BASE: i32 = 56;
+pub const GS_BASE: i32 = 64;
+pub const RETIRED: i32 = 72;
+pub const LIMIT: i32 = 80;
+pub const LINK: i32 = 88;
 
 /// The context behind `ctx` and its interpreter.
 ///
@@ -50,6 +70,14 @@ unsafe fn parts<'a>(ctx: *mut Ctx) -> (&'a mut Ctx, &'a mut Interp) {
         let i = &mut *c.interp;
         (c, i)
     }
+}
+
+/// Enters the page of the access just done into the soft TLB.
+fn fill(c: &mut Ctx, i: &mut Interp, seg: u64, offset: u64, write: bool) {
+    // SAFETY: `tlb_owner` is the vCPU's table, which `Cache::run` lends the running block
+    // and nothing else touches meanwhile.
+    let tlb = unsafe { &mut *c.tlb_owner };
+    tlb.fill(i, seg as usize, offset, write);
 }
 
 fn failed(c: &mut Ctx, stop: Stop) {
@@ -73,7 +101,10 @@ pub extern "sysv64" fn load(ctx: *mut Ctx, seg: u64, offset: u64, size: u64) -> 
     // SAFETY: called only by translated code, with the context it was given.
     let (c, i) = unsafe { parts(ctx) };
     match i.read_mem(seg as usize, offset, size as u32) {
-        Ok(v) => v,
+        Ok(v) => {
+            fill(c, i, seg, offset, false);
+            v
+        }
         Err(stop) => {
             failed(c, stop);
             0
@@ -86,7 +117,10 @@ pub extern "sysv64" fn store(ctx: *mut Ctx, seg: u64, offset: u64, size: u64, va
     // SAFETY: called only by translated code, with the context it was given.
     let (c, i) = unsafe { parts(ctx) };
     match i.write_mem(seg as usize, offset, size as u32, value) {
-        Ok(()) => after_store(c, i),
+        Ok(()) => {
+            after_store(c, i);
+            fill(c, i, seg, offset, true);
+        }
         Err(stop) => failed(c, stop),
     }
 }
@@ -96,7 +130,11 @@ pub extern "sysv64" fn push(ctx: *mut Ctx, value: u64, size: u64) {
     // SAFETY: called only by translated code, with the context it was given.
     let (c, i) = unsafe { parts(ctx) };
     match i.push(value, size as u32) {
-        Ok(()) => after_store(c, i),
+        Ok(()) => {
+            after_store(c, i);
+            let top = i.cpu.regs[4];
+            fill(c, i, emu_core::interp::cpu::sreg::SS as u64, top, true);
+        }
         Err(stop) => failed(c, stop),
     }
 }
@@ -108,6 +146,8 @@ pub extern "sysv64" fn ret(ctx: *mut Ctx) -> u64 {
     let (c, i) = unsafe { parts(ctx) };
     match i.stack_read(0, 8) {
         Ok(target) if emu_core::interp::canonical(target) => {
+            let top = i.cpu.regs[4];
+            fill(c, i, emu_core::interp::cpu::sreg::SS as u64, top, false);
             i.adjust_rsp(8);
             target
         }
@@ -115,19 +155,6 @@ pub extern "sysv64" fn ret(ctx: *mut Ctx) -> u64 {
             failed(c, Stop::Fault(Fault::gp(0)));
             0
         }
-        Err(stop) => {
-            failed(c, stop);
-            0
-        }
-    }
-}
-
-/// POP of `size` bytes (RSP moves only when the read succeeds).
-pub extern "sysv64" fn pop(ctx: *mut Ctx, size: u64) -> u64 {
-    // SAFETY: called only by translated code, with the context it was given.
-    let (c, i) = unsafe { parts(ctx) };
-    match i.pop(size as u32) {
-        Ok(v) => v,
         Err(stop) => {
             failed(c, stop);
             0

@@ -16,7 +16,11 @@
 #[cfg(target_arch = "x86_64")]
 mod cache;
 #[cfg(target_arch = "x86_64")]
+mod code_buffer;
+#[cfg(target_arch = "x86_64")]
 mod helpers;
+#[cfg(target_arch = "x86_64")]
+mod tlb;
 #[cfg(target_arch = "x86_64")]
 pub mod translate;
 
@@ -28,9 +32,12 @@ pub struct Stats {
     /// Blocks translated (and their guest instructions).
     pub blocks: u64,
     pub translated_instructions: u64,
-    /// Block executions, and the guest instructions they retired.
-    pub runs: u64,
+    /// Entries into translated code from the dispatcher (each may run many chained
+    /// blocks), and the guest instructions retired in translated code.
+    pub dispatches: u64,
     pub instructions: u64,
+    /// Jumps patched to go straight to their target's block.
+    pub chained: u64,
     /// Times the interpreter took over: an instruction no block starts with, or a state the
     /// translator does not cover (not 64-bit code, TF, debug breakpoints).
     pub declined: u64,
@@ -101,12 +108,13 @@ impl ExecEngine for Jit {
             .map(|((m, size), n)| format!("{m:?}/{size} {n}"))
             .collect();
         format!(
-            "translator: {} blocks ({} instructions) translated, {} runs retired {} instructions, \
-             {} handed to the interpreter, {} invalidated, {} flushes, {} faults; the \
-             interpreter's most frequent: {}",
+            "translator: {} blocks ({} instructions) translated, {} jumps chained, {} dispatches \
+             retired {} instructions, {} handed to the interpreter, {} invalidated, {} flushes, \
+             {} faults; the interpreter's most frequent: {}",
             s.blocks,
             s.translated_instructions,
-            s.runs,
+            s.chained,
+            s.dispatches,
             s.instructions,
             s.declined,
             s.invalidated,

@@ -9,17 +9,21 @@
 //! this set, at the end of its page, or after [`MAX_BLOCK`] instructions.
 //!
 //! Register use in a block: RBX = the context, R12 = `Cpu::regs`, R13 = RFLAGS' address,
-//! R14 = RIP's address, R15 = flags kept across a helper call; RAX, RCX, RDX, RSI, RDI and
+//! R14 = RIP's address, RBP = the soft TLB, R15 = flags kept across a helper call; RAX, RCX, RDX, RSI, RDI and
 //! R8 are scratch. Guest registers live in `Cpu::regs` between instructions, so an exception
 //! in a helper finds the guest state exact.
 
-use dynasmrt::x64::Assembler;
-use dynasmrt::{dynasm, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi};
+use dynasmrt::x64::X64Relocation;
+use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use iced_x86::{ConditionCode, Instruction, Mnemonic as M, OpKind, Register, RflagsBits};
 
 use emu_core::interp::operand::{gpr, seg_index};
 
-use crate::helpers::{self, REGS, RFLAGS, RIP, SCRATCH0, SCRATCH1, STATUS};
+use crate::helpers::{self, FS_BASE, GS_BASE, LIMIT, LINK, RETIRED, SCRATCH0, SCRATCH1, STATUS};
+
+/// The assembler blocks are emitted with, at the address they will run from.
+pub type Asm = VecAssembler<X64Relocation>;
+use crate::tlb;
 
 /// Guest instructions in a block at most.
 pub const MAX_BLOCK: usize = 64;
@@ -222,40 +226,102 @@ fn memory_ok(i: &Instruction) -> bool {
     base_ok && index_ok && seg_index(i.memory_segment()).is_some()
 }
 
-/// Emits one block; returns its entry offset and how many guest instructions it holds.
+/// What a memory access's slow path calls (the interpreter's full path).
+#[derive(Clone, Copy)]
+enum SlowCall {
+    /// `load(ctx, seg, RDX, size)` into RAX.
+    Load { seg: i32, size: u32 },
+    /// `store(ctx, seg, RDX, size, RAX)`.
+    Store { seg: i32, size: u32 },
+    /// `push(ctx, RAX, 8)`: the store and RSP's update.
+    Push,
+    /// `ret(ctx)` into RAX: the load, the canonical check and RSP's update.
+    Ret,
+}
+
+/// An inline access's way out when the soft TLB misses: the helper, the checks after it,
+/// then back into the block.
+struct Slow {
+    label: DynamicLabel,
+    back: DynamicLabel,
+    call: SlowCall,
+    instr: Instruction,
+    k: u32,
+    /// Flags pending in R15 at the access (merged if a store ends the block there).
+    pending: u32,
+    /// Leave only on a fault (CALL's push, where the block ends anyway).
+    fault_only: bool,
+}
+
+/// What a block is translated against: where it will run and what it checks on entry.
+pub struct BlockEnv {
+    /// The address the block is emitted for (`ops`' base).
+    pub base: usize,
+    /// The trampoline's exit (every way out of a block jumps there).
+    pub exit: usize,
+    /// The block's code page's word (emu-core's `CodePages`) and its value at translation.
+    pub word_ptr: usize,
+    pub word: u32,
+}
+
+/// A block's jump to a constant target in its own page, patchable into a direct jump to
+/// that target's block: the address of the jump's 32-bit displacement, and the target.
+#[derive(Clone, Copy, Debug)]
+pub struct ChainSite {
+    pub field: usize,
+    pub target: u64,
+}
+
+/// Emits one block at `ops`' base address.
 pub struct BlockBuilder<'a> {
-    ops: &'a mut Assembler,
-    epilogue: DynamicLabel,
+    ops: &'a mut Asm,
+    env: &'a BlockEnv,
+    /// The block's linear page: jumps to constant targets inside it may be chained.
+    page: u64,
     /// Per instruction with a helper call: (its exit label, its index, RIP, next RIP, the
     /// flags a store into the block's code must still merge from R15 on the way out).
     exits: Vec<(DynamicLabel, u32, u64, u64, u32)>,
     /// Flags computed into R15 and not yet merged (set around a destination's store).
     pending_flags: u32,
+    /// The slow paths of inline memory accesses, emitted after the block's body.
+    slow: Vec<Slow>,
+    /// Chainable jumps: their link stubs (emitted after the body), displacement offsets and
+    /// targets.
+    chains: Vec<(DynamicLabel, usize, u64)>,
 }
 
 impl<'a> BlockBuilder<'a> {
-    /// Translates `instrs` (already checked with [`supported`]) into one block.
-    pub fn build(ops: &'a mut Assembler, instrs: &[Instruction]) -> AssemblyOffset {
-        let epilogue = ops.new_dynamic_label();
+    /// Translates `instrs` (already checked with [`supported`]) into one block starting at
+    /// offset 0 of `ops`; returns its chainable jumps.
+    ///
+    /// The block runs inside the trampoline's frame: RBX = the context, R12 = `Cpu::regs`,
+    /// R13 = RFLAGS' address, R14 = RIP's address, RBP = the soft TLB. On entry it checks
+    /// the run's instruction budget and its page's code word (a store by any vCPU since
+    /// translation sends it back to the dispatcher, which translates it again); every exit
+    /// adds the instructions it retired to `Ctx::retired` and leaves RIP at the next one.
+    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) -> Vec<ChainSite> {
         let mut b = BlockBuilder {
             ops,
-            epilogue,
+            env,
+            page: instrs.first().map_or(0, |i| i.ip() >> 12),
             exits: Vec::new(),
             pending_flags: 0,
+            slow: Vec::new(),
+            chains: Vec::new(),
         };
-        let entry = b.ops.offset();
+        let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         dynasm!(b.ops
             ; .arch x64
-            ; push rbx
-            ; push r12
-            ; push r13
-            ; push r14
-            ; push r15
-            ; mov rbx, rdi
-            ; mov r12, [rbx + REGS]
-            ; mov r13, [rbx + RFLAGS]
-            ; mov r14, [rbx + RIP]
+            ; mov rax, [rbx + RETIRED]
+            ; cmp rax, [rbx + LIMIT]
         );
+        b.jcc_exit(0x83); // JAE
+        dynasm!(b.ops
+            ; .arch x64
+            ; mov rax, QWORD word_ptr
+            ; cmp DWORD [rax], word
+        );
+        b.jcc_exit(0x85); // JNE
         let n = instrs.len() as u32;
         let mut ended = false;
         for (k, i) in instrs.iter().enumerate() {
@@ -266,7 +332,11 @@ impl<'a> BlockBuilder<'a> {
         }
         if !ended {
             let next = instrs.last().map_or(0, |i| i.next_ip());
-            b.finish_at_const(next, n);
+            b.jump_to(next, n);
+        }
+        let slow = std::mem::take(&mut b.slow);
+        for path in slow {
+            b.slow_path(path);
         }
         // Exits after helper calls: a fault stops before the instruction, a store into the
         // block's code page after it.
@@ -282,33 +352,83 @@ impl<'a> BlockBuilder<'a> {
             );
             // The instruction completed: its flags too.
             b.merge_flags(flags);
-            b.finish_at_const(next, k + 1);
+            b.leave_at(next, k + 1);
             dynasm!(b.ops ; .arch x64 ; =>fault);
-            b.finish_at_const(rip, k);
+            b.leave_at(rip, k);
         }
-        dynasm!(b.ops
-            ; .arch x64
-            ; =>epilogue
-            ; pop r15
-            ; pop r14
-            ; pop r13
-            ; pop r12
-            ; pop rbx
-            ; ret
-        );
-        entry
+        // Link stubs: an unchained jump tells the dispatcher which displacement to patch.
+        let base = b.env.base;
+        let chains = std::mem::take(&mut b.chains);
+        let mut sites = Vec::new();
+        for (stub, field, target) in chains {
+            let at = (base + field) as i64;
+            dynasm!(b.ops
+                ; .arch x64
+                ; =>stub
+                ; mov rax, QWORD at
+                ; mov [rbx + LINK], rax
+            );
+            b.jmp_exit();
+            sites.push(ChainSite {
+                field: base + field,
+                target,
+            });
+        }
+        sites
     }
 
-    /// Sets RIP to `rip` and returns `count` retired instructions.
-    fn finish_at_const(&mut self, rip: u64, count: u32) {
-        let (new_rip, count, epilogue) = (rip as i64, count as i32, self.epilogue);
+    /// Counts `count` retired instructions and sets RIP to `rip`.
+    fn retire_at(&mut self, rip: u64, count: u32) {
+        let (new_rip, count) = (rip as i64, count as i32);
         dynasm!(self.ops
             ; .arch x64
+            ; add QWORD [rbx + RETIRED], count
             ; mov rax, QWORD new_rip
             ; mov [r14], rax
-            ; mov eax, count
-            ; jmp =>epilogue
         );
+    }
+
+    /// Leaves the block (to the dispatcher) at `rip` with `count` retired.
+    fn leave_at(&mut self, rip: u64, count: u32) {
+        self.retire_at(rip, count);
+        self.jmp_exit();
+    }
+
+    /// A jump to the trampoline's exit (a rel32 to an absolute address: the block's base is
+    /// known, so the displacement is computed here).
+    fn jmp_exit(&mut self) {
+        self.ops.push(0xe9);
+        self.push_rel32_to_exit();
+    }
+
+    /// A conditional jump (`0F op`) to the trampoline's exit.
+    fn jcc_exit(&mut self, op: u8) {
+        self.ops.push(0x0f);
+        self.ops.push(op);
+        self.push_rel32_to_exit();
+    }
+
+    fn push_rel32_to_exit(&mut self) {
+        let end = (self.env.base + self.ops.offset().0 + 4) as i64;
+        let rel = self.env.exit as i64 - end;
+        // The buffer is far smaller than 2 GiB, so the exit is always in reach.
+        self.ops
+            .push_i32(i32::try_from(rel).expect("code buffer within 2 GiB"));
+    }
+
+    /// Continues at the constant `rip` with `count` retired: a chainable jump when the
+    /// target is in the block's own page (first to a link stub, later patched to go straight
+    /// to the target's block), else back to the dispatcher.
+    fn jump_to(&mut self, rip: u64, count: u32) {
+        if rip >> 12 != self.page {
+            self.leave_at(rip, count);
+            return;
+        }
+        self.retire_at(rip, count);
+        let stub = self.ops.new_dynamic_label();
+        dynasm!(self.ops ; .arch x64 ; jmp =>stub);
+        let field = self.ops.offset().0 - 4;
+        self.chains.push((stub, field, rip));
     }
 
     /// After a helper call: leave through instruction `k`'s exit if the helper failed or
@@ -373,38 +493,189 @@ impl<'a> BlockBuilder<'a> {
         }
     }
 
-    /// RAX = the memory operand (`size` bytes, zero-extended) through the load helper.
+    /// RAX = the memory operand (`size` bytes, zero-extended); its offset stays in
+    /// scratch 0 (for a store back to it).
     fn load_mem(&mut self, i: &Instruction, k: u32, size: u32) {
         self.effective_address(i);
         let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
-        let (size, f) = (size as i32, helpers::load as *const () as usize as i64);
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov [rbx + SCRATCH0], rdx
-            ; mov rdi, rbx
-            ; mov esi, seg
-            ; mov ecx, size
-            ; mov rax, QWORD f
-            ; call rax
-        );
-        self.check(i, k);
+        dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH0], rdx);
+        self.mem_load(i, k, seg, size);
     }
 
     /// Stores RAX's low `size` bytes to the memory operand whose offset is in scratch 0.
     fn store_mem(&mut self, i: &Instruction, k: u32, size: u32) {
         let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
-        let (size, f) = (size as i32, helpers::store as *const () as usize as i64);
+        dynasm!(self.ops ; .arch x64 ; mov rdx, [rbx + SCRATCH0]);
+        self.mem_store(i, k, seg, size);
+    }
+
+    /// RSI = the host address of the `size` bytes at `seg`:RDX, through the soft TLB, or a
+    /// jump to `slow` (a miss, a page-crossing access, a store to a page with decoded code).
+    /// Keeps RAX and RDX; clobbers RCX and RDI.
+    fn tlb_lookup(&mut self, seg: i32, size: u32, write: bool, slow: DynamicLabel) {
+        dynasm!(self.ops ; .arch x64 ; mov rsi, rdx);
+        if seg == emu_core::interp::cpu::sreg::FS as i32 {
+            dynasm!(self.ops ; .arch x64 ; add rsi, [rbx + FS_BASE]);
+        } else if seg == emu_core::interp::cpu::sreg::GS as i32 {
+            dynasm!(self.ops ; .arch x64 ; add rsi, [rbx + GS_BASE]);
+        }
+        let (mask, shift, last) = (
+            (tlb::ENTRIES - 1) as i32,
+            tlb::ENTRY_SHIFT as i8,
+            size as i32 - 1,
+        );
+        // The tag is compared with the last byte's page, indexed by the first byte's: an
+        // access crossing pages can never match (consecutive pages have different indices).
         dynasm!(self.ops
             ; .arch x64
-            ; mov r8, rax
-            ; mov rdx, [rbx + SCRATCH0]
-            ; mov rdi, rbx
-            ; mov esi, seg
-            ; mov ecx, size
-            ; mov rax, QWORD f
-            ; call rax
+            ; mov rdi, rsi
+            ; shr rdi, 12
+            ; and edi, mask
+            ; shl edi, shift
+            ; add rdi, rbp
+            ; lea rcx, [rsi + last]
+            ; and rcx, -4096
         );
-        self.check(i, k);
+        if write {
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp rcx, [rdi + tlb::WRITE_TAG]
+                ; jne =>slow
+                ; mov rcx, [rdi + tlb::CODE]
+                ; test BYTE [rcx], 1
+                ; jnz =>slow
+            );
+        } else {
+            dynasm!(self.ops
+                ; .arch x64
+                ; cmp rcx, [rdi + tlb::READ_TAG]
+                ; jne =>slow
+            );
+        }
+        dynasm!(self.ops ; .arch x64 ; add rsi, [rdi + tlb::ADDEND]);
+    }
+
+    /// Registers a slow path and returns its label and the label to come back to.
+    fn slow_path_for(
+        &mut self,
+        i: &Instruction,
+        k: u32,
+        call: SlowCall,
+        fault_only: bool,
+    ) -> (DynamicLabel, DynamicLabel) {
+        let (label, back) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        self.slow.push(Slow {
+            label,
+            back,
+            call,
+            instr: *i,
+            k,
+            pending: self.pending_flags,
+            fault_only,
+        });
+        (label, back)
+    }
+
+    /// RAX = the `size` bytes at `seg`:RDX, zero-extended.
+    fn mem_load(&mut self, i: &Instruction, k: u32, seg: i32, size: u32) {
+        let (slow, back) = self.slow_path_for(i, k, SlowCall::Load { seg, size }, false);
+        self.tlb_lookup(seg, size, false, slow);
+        match size {
+            1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [rsi]),
+            2 => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [rsi]),
+            4 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rsi]),
+            _ => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rsi]),
+        }
+        dynasm!(self.ops ; .arch x64 ; =>back);
+    }
+
+    /// The `size` bytes at `seg`:RDX = RAX's low bytes.
+    fn mem_store(&mut self, i: &Instruction, k: u32, seg: i32, size: u32) {
+        let (slow, back) = self.slow_path_for(i, k, SlowCall::Store { seg, size }, false);
+        self.tlb_lookup(seg, size, true, slow);
+        match size {
+            1 => dynasm!(self.ops ; .arch x64 ; mov BYTE [rsi], al),
+            2 => dynasm!(self.ops ; .arch x64 ; mov WORD [rsi], ax),
+            4 => dynasm!(self.ops ; .arch x64 ; mov DWORD [rsi], eax),
+            _ => dynasm!(self.ops ; .arch x64 ; mov QWORD [rsi], rax),
+        }
+        dynasm!(self.ops ; .arch x64 ; =>back);
+    }
+
+    /// PUSH of RAX (8 bytes): RSP moves once the store is done.
+    fn push_rax(&mut self, i: &Instruction, k: u32, fault_only: bool) {
+        let ss = emu_core::interp::cpu::sreg::SS as i32;
+        let (slow, back) = self.slow_path_for(i, k, SlowCall::Push, fault_only);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rdx, [r12 + 32]
+            ; sub rdx, 8
+        );
+        self.tlb_lookup(ss, 8, true, slow);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov [rsi], rax
+            ; sub QWORD [r12 + 32], 8
+            ; =>back
+        );
+    }
+
+    /// The body of a slow path (after the block's code).
+    fn slow_path(&mut self, path: Slow) {
+        dynasm!(self.ops ; .arch x64 ; =>path.label);
+        match path.call {
+            SlowCall::Load { seg, size } => {
+                let (size, f) = (size as i32, helpers::load as *const () as usize as i64);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rdi, rbx
+                    ; mov esi, seg
+                    ; mov ecx, size
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
+            }
+            SlowCall::Store { seg, size } => {
+                let (size, f) = (size as i32, helpers::store as *const () as usize as i64);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov r8, rax
+                    ; mov rdi, rbx
+                    ; mov esi, seg
+                    ; mov ecx, size
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
+            }
+            SlowCall::Push => {
+                let f = helpers::push as *const () as usize as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rsi, rax
+                    ; mov rdi, rbx
+                    ; mov edx, 8
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
+            }
+            SlowCall::Ret => {
+                let f = helpers::ret as *const () as usize as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rdi, rbx
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
+            }
+        }
+        self.pending_flags = path.pending;
+        if path.fault_only {
+            self.check_fault(&path.instr, path.k);
+        } else {
+            self.check(&path.instr, path.k);
+        }
+        self.pending_flags = 0;
+        dynasm!(self.ops ; .arch x64 ; jmp =>path.back);
     }
 
     /// RAX (`rcx` false) or RCX = register `r`, zero-extended from its size.
@@ -684,90 +955,95 @@ impl<'a> BlockBuilder<'a> {
             M::Push => {
                 let (r, _, _) = gpr(i.op_register(0)).expect("checked");
                 let off_r = 8 * r as i32;
-                let f = helpers::push as *const () as usize as i64;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov rdi, rbx
-                    ; mov rsi, [r12 + off_r]
-                    ; mov edx, 8
-                    ; mov rax, QWORD f
-                    ; call rax
-                );
-                self.check(i, k);
+                dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_r]);
+                self.push_rax(i, k, false);
             }
             M::Pop => {
                 let (r, _, _) = gpr(i.op_register(0)).expect("checked");
                 let off_r = 8 * r as i32;
-                let f = helpers::pop as *const () as usize as i64;
+                let ss = emu_core::interp::cpu::sreg::SS as i32;
+                dynasm!(self.ops ; .arch x64 ; mov rdx, [r12 + 32]);
+                self.mem_load(i, k, ss, 8);
+                // POP RSP: the loaded value wins over the increment.
                 dynasm!(self.ops
                     ; .arch x64
-                    ; mov rdi, rbx
-                    ; mov esi, 8
-                    ; mov rax, QWORD f
-                    ; call rax
+                    ; add QWORD [r12 + 32], 8
+                    ; mov [r12 + off_r], rax
                 );
-                self.check(i, k);
-                dynasm!(self.ops ; .arch x64 ; mov [r12 + off_r], rax);
             }
             M::Jmp => {
-                self.finish_at_const(i.near_branch64(), k + 1);
+                self.jump_to(i.near_branch64(), k + 1);
                 return Flow::End;
             }
             M::Call => {
                 let next = i.next_ip() as i64;
-                let f = helpers::push as *const () as usize as i64;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov rdi, rbx
-                    ; mov rsi, QWORD next
-                    ; mov edx, 8
-                    ; mov rax, QWORD f
-                    ; call rax
-                );
+                dynasm!(self.ops ; .arch x64 ; mov rax, QWORD next);
                 // The push may have written this block's page: the block ends here anyway.
-                self.check_fault(i, k);
-                self.finish_at_const(i.near_branch64(), k + 1);
+                self.push_rax(i, k, true);
+                self.jump_to(i.near_branch64(), k + 1);
                 return Flow::End;
             }
             M::Ret => {
-                let f = helpers::ret as *const () as usize as i64;
+                // The target is loaded inline; a TLB miss or a non-canonical target goes to
+                // the helper (which raises the #GP at the RET with RSP untouched).
+                let ss = emu_core::interp::cpu::sreg::SS as i32;
+                let (slow, back) = self.slow_path_for(i, k, SlowCall::Ret, false);
+                dynasm!(self.ops ; .arch x64 ; mov rdx, [r12 + 32]);
+                self.tlb_lookup(ss, 8, false, slow);
                 dynasm!(self.ops
                     ; .arch x64
-                    ; mov rdi, rbx
-                    ; mov rax, QWORD f
-                    ; call rax
+                    ; mov rax, [rsi]
+                    ; mov rcx, rax
+                    ; shl rcx, 16
+                    ; sar rcx, 16
+                    ; cmp rcx, rax
+                    ; jne =>slow
+                    ; add QWORD [r12 + 32], 8
+                    ; =>back
                 );
-                self.check(i, k);
-                let (epilogue, done) = (self.epilogue, (k + 1) as i32);
+                let done = (k + 1) as i32;
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov [r14], rax
-                    ; mov eax, done
-                    ; jmp =>epilogue
+                    ; add QWORD [rbx + RETIRED], done
                 );
+                self.jmp_exit();
                 return Flow::End;
             }
             _ => {
-                // Jcc: RIP = the target if the condition holds, else the next instruction.
+                // Jcc: on to the target if the condition holds, else the next instruction.
                 self.load_flags();
-                let (next, target) = (i.next_ip() as i64, i.near_branch_target() as i64);
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov rax, QWORD next
-                    ; mov rcx, QWORD target
-                );
-                self.cmov_cc(i.condition_code());
-                let (epilogue, done) = (self.epilogue, (k + 1) as i32);
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov [r14], rax
-                    ; mov eax, done
-                    ; jmp =>epilogue
-                );
+                let taken = self.ops.new_dynamic_label();
+                self.jcc(i.condition_code(), taken);
+                self.jump_to(i.next_ip(), k + 1);
+                dynasm!(self.ops ; .arch x64 ; =>taken);
+                self.jump_to(i.near_branch_target(), k + 1);
                 return Flow::End;
             }
         }
         Flow::Next
+    }
+
+    /// A jump to `to` if condition `cc` holds on the host's flags.
+    fn jcc(&mut self, cc: ConditionCode, to: DynamicLabel) {
+        match cc {
+            ConditionCode::o => dynasm!(self.ops ; .arch x64 ; jo =>to),
+            ConditionCode::no => dynasm!(self.ops ; .arch x64 ; jno =>to),
+            ConditionCode::b => dynasm!(self.ops ; .arch x64 ; jb =>to),
+            ConditionCode::ae => dynasm!(self.ops ; .arch x64 ; jae =>to),
+            ConditionCode::e => dynasm!(self.ops ; .arch x64 ; je =>to),
+            ConditionCode::ne => dynasm!(self.ops ; .arch x64 ; jne =>to),
+            ConditionCode::be => dynasm!(self.ops ; .arch x64 ; jbe =>to),
+            ConditionCode::a => dynasm!(self.ops ; .arch x64 ; ja =>to),
+            ConditionCode::s => dynasm!(self.ops ; .arch x64 ; js =>to),
+            ConditionCode::ns => dynasm!(self.ops ; .arch x64 ; jns =>to),
+            ConditionCode::p => dynasm!(self.ops ; .arch x64 ; jp =>to),
+            ConditionCode::np => dynasm!(self.ops ; .arch x64 ; jnp =>to),
+            ConditionCode::l => dynasm!(self.ops ; .arch x64 ; jl =>to),
+            ConditionCode::ge => dynasm!(self.ops ; .arch x64 ; jge =>to),
+            ConditionCode::le => dynasm!(self.ops ; .arch x64 ; jle =>to),
+            _ => dynasm!(self.ops ; .arch x64 ; jg =>to),
+        }
     }
 
     /// RAX = RCX if condition `cc` holds on the host's flags.

@@ -56,6 +56,13 @@ impl CodePages {
         })
     }
 
+    /// The page's word itself, for code that checks it on every store (the translator's
+    /// inline stores); `None` for untracked pages.
+    #[inline]
+    pub fn word_ref(&self, page: u64) -> Option<&AtomicU32> {
+        self.word(page)
+    }
+
     /// The page's current word (0 for untracked pages, which then never match a decode).
     #[inline]
     pub fn current(&self, page: u64) -> u32 {

@@ -82,6 +82,16 @@ pub struct Interp {
     pub(crate) capture: Option<atomic::Capture>,
     /// Whether other vCPUs run beside this one (the group's, cached for the hot path).
     pub(crate) smp: bool,
+    /// Unique among the interpreters of this process, renewed when it joins a group (see
+    /// [`Interp::identity`]).
+    identity: u64,
+}
+
+/// The next [`Interp::identity`].
+static NEXT_IDENTITY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn next_identity() -> u64 {
+    NEXT_IDENTITY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Where an instruction's bytes come from, for the decode cache.
@@ -105,6 +115,7 @@ impl Interp {
             irq: None,
             started: std::time::Instant::now(),
             fetch_page: None,
+            identity: next_identity(),
         }
     }
 
@@ -242,6 +253,38 @@ impl Interp {
     #[inline]
     pub fn code_word(&self, phys: u64) -> u32 {
         self.group.code.current(phys >> 12)
+    }
+
+    /// The word of the code page `phys` is in, for code that tests its "decoded code" bit
+    /// (bit 0) before every store to the page; `None` outside RAM.
+    pub fn code_word_ref(&self, phys: u64) -> Option<&std::sync::atomic::AtomicU32> {
+        self.group.code.word_ref(phys >> 12)
+    }
+
+    /// This interpreter, with its memory and vCPU group, as an identity no other
+    /// interpreter of the process shares (an address could be reused): for caches that
+    /// hold host pointers into its RAM and code-page map.
+    pub fn identity(&self) -> u64 {
+        self.identity
+    }
+
+    /// After a data access at `seg:offset` succeeded: its linear page and the physical page
+    /// that maps to for a read (or a write), as the MMU's TLB now holds them. `None` when
+    /// the access could not be repeated without a fault.
+    pub fn data_page(&mut self, seg: usize, offset: u64, write: bool) -> Option<(u64, u64)> {
+        let linear = self.wrap_linear(self.seg_linear(seg, offset, 1, write).ok()?);
+        let access = if write { Access::Write } else { Access::Read };
+        let priv_ = self.privilege();
+        let phys = self
+            .mmu
+            .translate(&mut self.cpu, &self.mem, linear, access, priv_)
+            .ok()?;
+        Some((linear & !0xfff, phys & !0xfff))
+    }
+
+    /// Whether data accesses are checked for alignment now (#AC: CPL 3, CR0.AM, EFLAGS.AC).
+    pub fn alignment_checked(&self) -> bool {
+        self.cpu.cr0 & (1 << 18) != 0 && self.cpu.flag(cpu::flags::AC) && self.cpu.cpl() == 3
     }
 
     #[inline(never)]
@@ -389,6 +432,7 @@ impl Interp {
         self.group = group;
         self.running = None;
         self.fetch_page = None;
+        self.identity = next_identity();
     }
 
     /// Takes this vCPU's shared hold on the group's gate for a batch of instructions
@@ -412,12 +456,7 @@ impl Interp {
 
     /// #AC: at CPL 3 with CR0.AM and EFLAGS.AC set, data accesses must be naturally aligned.
     pub(crate) fn check_alignment(&self, linear: u64, size: u32) -> Result<()> {
-        if size > 1
-            && linear & u64::from(size - 1) != 0
-            && self.cpu.cr0 & (1 << 18) != 0
-            && self.cpu.flag(cpu::flags::AC)
-            && self.cpu.cpl() == 3
-        {
+        if size > 1 && linear & u64::from(size - 1) != 0 && self.alignment_checked() {
             return Err(Fault::with_code(fault::vector::AC, 0).into());
         }
         Ok(())

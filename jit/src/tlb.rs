@@ -1,0 +1,138 @@
+//! The translator's soft TLB: linear page → host address, looked up inline by translated
+//! loads and stores (QEMU's fast path: a dozen host instructions on a hit).
+//!
+//! Direct-mapped, [`ENTRIES`] entries indexed by the linear page's low bits. An entry holds
+//! the page's linear address as a read tag and, once a write went through the slow path
+//! (so the page is writable at this privilege and its dirty bit is set), as a write tag;
+//! the host address of the page's RAM minus its linear address; and the page's code word
+//! (emu-core's `CodePages`), whose bit 0 ("decoded code here") sends a store to the slow
+//! path, where it moves the word so any vCPU's blocks of that page go stale.
+//!
+//! Only whole RAM pages are entered (MMIO always takes the slow path, which is the
+//! interpreter's). Entries are filled by the slow path after the interpreter's own access
+//! succeeded, so every permission, A/D-bit and fault decision is the interpreter's; the
+//! table is dropped whenever the interpreter's MMU flushed (its generation moved), the CPL,
+//! CR0.WP or the A20 gate changed, or alignment checking came on (then nothing is entered).
+
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
+
+use emu_core::interp::Interp;
+
+/// Entries (a power of two).
+pub const ENTRIES: usize = 256;
+/// Bytes per entry (the index is scaled by this in translated code).
+pub const ENTRY_SHIFT: u8 = 5;
+/// Field offsets within an entry.
+pub const READ_TAG: i32 = 0;
+pub const WRITE_TAG: i32 = 8;
+pub const ADDEND: i32 = 16;
+pub const CODE: i32 = 24;
+/// A tag no page-aligned address equals.
+const INVALID: u64 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Entry {
+    read_tag: u64,
+    write_tag: u64,
+    /// Host address of the page minus its linear address.
+    addend: u64,
+    /// The page's code word.
+    code: *const std::sync::atomic::AtomicU32,
+}
+
+const EMPTY: Entry = Entry {
+    read_tag: INVALID,
+    write_tag: INVALID,
+    addend: 0,
+    code: std::ptr::null(),
+};
+
+/// What the entries are valid under.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+struct Key {
+    interp: u64,
+    generation: u64,
+    a20: u64,
+    cpl: u8,
+    wp: bool,
+    aligned: bool,
+}
+
+pub struct Tlb {
+    entries: Box<[Entry; ENTRIES]>,
+    key: Key,
+}
+
+// SAFETY: the code-word pointers point into the vCPU group's `CodePages`, shared by design
+// between the machine's vCPU threads (atomics); the table itself belongs to one vCPU.
+unsafe impl Send for Tlb {}
+
+impl Tlb {
+    pub fn new() -> Tlb {
+        Tlb {
+            entries: Box::new([EMPTY; ENTRIES]),
+            key: Key::default(),
+        }
+    }
+
+    /// The table, for translated code.
+    pub fn base(&mut self) -> *mut Entry {
+        self.entries.as_mut_ptr()
+    }
+
+    /// Drops every entry if what they were made under changed.
+    pub fn revalidate(&mut self, interp: &Interp) {
+        let key = Key {
+            interp: interp.identity(),
+            generation: interp.mmu.generation,
+            a20: interp.mem.a20_mask(),
+            cpl: interp.cpu.cpl(),
+            wp: interp.cpu.cr0 & emu_core::state::bits::CR0_WP != 0,
+            aligned: interp.alignment_checked(),
+        };
+        if key != self.key {
+            self.entries.fill(EMPTY);
+            self.key = key;
+        }
+    }
+
+    /// Enters the page of a data access at `seg:offset` that the interpreter just did (a
+    /// write too if `write`), if it is a whole page of RAM and the key still holds.
+    pub fn fill(&mut self, interp: &mut Interp, seg: usize, offset: u64, write: bool) {
+        if self.key.aligned || self.key.generation != interp.mmu.generation {
+            return;
+        }
+        let Some((linear, phys)) = interp.data_page(seg, offset, write) else {
+            return;
+        };
+        let ram = interp.mem.ram();
+        let Some((region, at)) = ram.to_region_addr(GuestAddress(phys)) else {
+            return;
+        };
+        if at
+            .0
+            .checked_add(0x1000)
+            .is_none_or(|end| end > region.len())
+        {
+            return;
+        }
+        let Ok(host) = region.get_host_address(at) else {
+            return;
+        };
+        let Some(code) = interp.code_word_ref(phys) else {
+            return;
+        };
+        let e = &mut self.entries[(linear >> 12) as usize % ENTRIES];
+        let addend = (host as u64).wrapping_sub(linear);
+        if e.read_tag != linear || e.addend != addend {
+            *e = EMPTY;
+        }
+        e.read_tag = linear;
+        e.addend = addend;
+        e.code = code;
+        if write {
+            e.write_tag = linear;
+        }
+    }
+}
