@@ -135,6 +135,7 @@ impl Cache {
     fn flush(&mut self, stats: &mut Stats) {
         self.code.truncate(self.keep);
         self.blocks.clear();
+        self.tlb.forget_jumps();
         self.epoch += 1;
         stats.flushes += 1;
     }
@@ -259,7 +260,9 @@ impl Cache {
             retired: 0,
             limit: u64::from(budget),
             link: 0,
+            jumps: self.tlb.jumps(),
             interp: p,
+            interpreted: 0,
             tlb_owner: &mut self.tlb,
             fault: None,
             page: 0,
@@ -296,8 +299,10 @@ impl Cache {
             }
             ctx.page = phys >> 12;
             ctx.word = block.word;
+            self.tlb.remember_jump(rip, entry);
             ctx.tlb_owner = &mut self.tlb;
             ctx.tlb = self.tlb.base();
+            ctx.jumps = self.tlb.jumps();
             // SAFETY: `self.enter` is the trampoline emitted into this buffer with the
             // `EnterFn` signature, and `entry` a block emitted for the current flush epoch
             // (the map is cleared at every flush), both in the executable view, which stays
@@ -325,6 +330,7 @@ impl Cache {
         };
         let retired = ctx.retired;
         stats.instructions += retired;
+        stats.interpreted += ctx.interpreted;
         interp.stats.instructions += retired;
         if retired > 0 {
             interp.interrupt_shadow = false;

@@ -35,7 +35,11 @@ pub struct Ctx {
     /// Set by an unchained jump's stub (offset 88): the address of the jump's displacement,
     /// for the dispatcher to patch once it knows the target's block.
     pub link: u64,
+    /// The jump cache (offset 96): RIP tag and block address per entry.
+    pub jumps: *mut [u64; 2],
     pub interp: *mut Interp,
+    /// Instructions the interpreter ran inside blocks (for the statistics).
+    pub interpreted: u64,
     /// The soft TLB the slow paths fill.
     pub tlb_owner: *mut crate::tlb::Tlb,
     pub fault: Option<Fault>,
@@ -56,6 +60,7 @@ pub const GS_BASE: i32 = 64;
 pub const RETIRED: i32 = 72;
 pub const LIMIT: i32 = 80;
 pub const LINK: i32 = 88;
+pub const JUMPS: i32 = 96;
 
 /// The context behind `ctx` and its interpreter.
 ///
@@ -160,4 +165,24 @@ pub extern "sysv64" fn ret(ctx: *mut Ctx) -> u64 {
             0
         }
     }
+}
+
+/// Runs the instruction at RIP (which the block set) through the interpreter, inside the
+/// block: everything the translator does not emit itself but that cannot change what the
+/// block relies on (see `translate::interpreted`).
+pub extern "sysv64" fn interpret(ctx: *mut Ctx) {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    c.interpreted += 1;
+    match i.execute_in_block() {
+        Ok(()) => after_store(c, i),
+        Err(stop) => failed(c, stop),
+    }
+}
+
+/// #GP(0) at the current instruction (a non-canonical indirect target).
+pub extern "sysv64" fn gp(ctx: *mut Ctx) {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, _) = unsafe { parts(ctx) };
+    failed(c, Stop::Fault(Fault::gp(0)));
 }

@@ -38,6 +38,9 @@ pub struct Stats {
     pub instructions: u64,
     /// Jumps patched to go straight to their target's block.
     pub chained: u64,
+    /// Of the instructions retired in translated code, those the interpreter ran inside a
+    /// block (instructions without a translation of their own).
+    pub interpreted: u64,
     /// Times the interpreter took over: an instruction no block starts with, or a state the
     /// translator does not cover (not 64-bit code, TF, debug breakpoints).
     pub declined: u64,
@@ -109,13 +112,15 @@ impl ExecEngine for Jit {
             .collect();
         format!(
             "translator: {} blocks ({} instructions) translated, {} jumps chained, {} dispatches \
-             retired {} instructions, {} handed to the interpreter, {} invalidated, {} flushes, \
+             retired {} instructions ({} of them by the interpreter inside blocks), {} handed to \
+             the interpreter, {} invalidated, {} flushes, \
              {} faults; the interpreter's most frequent: {}",
             s.blocks,
             s.translated_instructions,
             s.chained,
             s.dispatches,
             s.instructions,
+            s.interpreted,
             s.declined,
             s.invalidated,
             s.flushes,

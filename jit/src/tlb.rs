@@ -59,8 +59,19 @@ struct Key {
     aligned: bool,
 }
 
+/// Jump-cache entries (a power of two): linear RIP → the entry of the block there, for
+/// returns, indirect and cross-page jumps. Valid under the same key as the TLB (the
+/// linear-to-physical mapping and CPL the dispatcher found the block under); the block's
+/// own entry check covers its code page's word.
+pub const JUMPS: usize = 4096;
+/// Bytes per jump-cache entry (RIP tag, block address).
+pub const JUMP_SHIFT: u8 = 4;
+/// A RIP tag no instruction has (not canonical).
+const NO_RIP: u64 = 1 << 63;
+
 pub struct Tlb {
     entries: Box<[Entry; ENTRIES]>,
+    jumps: Box<[[u64; 2]; JUMPS]>,
     key: Key,
 }
 
@@ -72,8 +83,24 @@ impl Tlb {
     pub fn new() -> Tlb {
         Tlb {
             entries: Box::new([EMPTY; ENTRIES]),
+            jumps: Box::new([[NO_RIP, 0]; JUMPS]),
             key: Key::default(),
         }
+    }
+
+    /// The jump cache, for translated code.
+    pub fn jumps(&mut self) -> *mut [u64; 2] {
+        self.jumps.as_mut_ptr()
+    }
+
+    /// Remembers that the block for `rip` starts at host address `entry`.
+    pub fn remember_jump(&mut self, rip: u64, entry: usize) {
+        self.jumps[rip as usize % JUMPS] = [rip, entry as u64];
+    }
+
+    /// Forgets every jump target (their code is gone).
+    pub fn forget_jumps(&mut self) {
+        self.jumps.fill([NO_RIP, 0]);
     }
 
     /// The table, for translated code.
@@ -93,6 +120,7 @@ impl Tlb {
         };
         if key != self.key {
             self.entries.fill(EMPTY);
+            self.forget_jumps();
             self.key = key;
         }
     }

@@ -19,7 +19,9 @@ use iced_x86::{ConditionCode, Instruction, Mnemonic as M, OpKind, Register, Rfla
 
 use emu_core::interp::operand::{gpr, seg_index};
 
-use crate::helpers::{self, FS_BASE, GS_BASE, LIMIT, LINK, RETIRED, SCRATCH0, SCRATCH1, STATUS};
+use crate::helpers::{
+    self, FS_BASE, GS_BASE, JUMPS, LIMIT, LINK, RETIRED, SCRATCH0, SCRATCH1, STATUS,
+};
 
 /// The assembler blocks are emitted with, at the address they will run from.
 pub type Asm = VecAssembler<X64Relocation>;
@@ -64,8 +66,78 @@ fn reg_slot(r: Register) -> Option<(i32, u32)> {
     Some((8 * idx as i32 + i32::from(high), size))
 }
 
-/// Whether the translator handles `i` (and how it affects the block).
+/// Whether the translator handles `i` (and how it affects the block): with host code of
+/// its own, or by calling the interpreter for it inside the block.
 pub fn supported(i: &Instruction) -> Option<Flow> {
+    native(i).or_else(|| interpreted(i).then_some(Flow::Next))
+}
+
+/// Instructions a block runs by calling the interpreter in place: any that continues at the
+/// next instruction and cannot change what translated code relies on — the mode, CPL,
+/// paging and the TLB, the FS/GS bases, TF/IF/AC, interrupt shadows, debug registers — or
+/// reach devices (port I/O, hypercalls). Those end the block instead.
+fn interpreted(i: &Instruction) -> bool {
+    if i.flow_control() != iced_x86::FlowControl::Next {
+        return false;
+    }
+    // Writes to segment, control and debug registers.
+    if i.op_count() > 0 && i.op0_kind() == OpKind::Register {
+        let r = i.op0_register();
+        if r.is_segment_register() || r.is_cr() || r.is_dr() {
+            return false;
+        }
+    }
+    !matches!(
+        i.mnemonic(),
+        M::Popf
+            | M::Popfd
+            | M::Popfq
+            | M::Sti
+            | M::Cli
+            | M::Stac
+            | M::Clac
+            | M::Hlt
+            | M::In
+            | M::Out
+            | M::Insb
+            | M::Insw
+            | M::Insd
+            | M::Outsb
+            | M::Outsw
+            | M::Outsd
+            | M::Lss
+            | M::Lfs
+            | M::Lgs
+            | M::Lds
+            | M::Les
+            | M::Wrmsr
+            | M::Swapgs
+            | M::Wrfsbase
+            | M::Wrgsbase
+            | M::Lgdt
+            | M::Lidt
+            | M::Lldt
+            | M::Ltr
+            | M::Lmsw
+            | M::Clts
+            | M::Invlpg
+            | M::Invpcid
+            | M::Invlpga
+            | M::Xsetbv
+            | M::Monitor
+            | M::Mwait
+            | M::Umwait
+            | M::Tpause
+            | M::Rsm
+            | M::Invd
+            | M::Wbinvd
+            | M::Vmcall
+            | M::Vmmcall
+    )
+}
+
+/// Whether the translator emits host code of its own for `i`.
+fn native(i: &Instruction) -> Option<Flow> {
     if i.has_lock_prefix() || i.has_rep_prefix() || i.has_repne_prefix() {
         return None;
     }
@@ -103,14 +175,11 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
             sized && reg_or_mem(0) && src_ok(1)
         }
         M::Inc | M::Dec | M::Neg | M::Not => sized && reg_or_mem(0),
-        M::Shl | M::Sal | M::Shr | M::Sar => {
-            // A masked count of zero is the interpreter's (no flags change, but a 32-bit
-            // register destination is still zero-extended).
-            let mask = if size == Some(8) { 63 } else { 31 };
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => {
             sized
                 && reg_or_mem(0)
-                && i.op_kind(1) == OpKind::Immediate8
-                && i.immediate8() & mask != 0
+                && (i.op_kind(1) == OpKind::Immediate8
+                    || (i.op_kind(1) == OpKind::Register && i.op_register(1) == Register::CL))
         }
         M::Lea => wide && i.op_kind(0) == OpKind::Register && memory_ok(i),
         M::Movzx | M::Movsx | M::Movsxd => {
@@ -140,9 +209,14 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
         m if is_setcc(m) => size == Some(1) && reg_or_mem(0),
         m if is_cmovcc(m) => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
         // A non-canonical target is the interpreter's #GP to raise.
-        M::Jmp | M::Call => {
-            i.op_kind(0) == OpKind::NearBranch64 && emu_core::interp::canonical(i.near_branch64())
-        }
+        M::Jmp | M::Call => match i.op_kind(0) {
+            // A non-canonical constant target is the interpreter's #GP to raise.
+            OpKind::NearBranch64 => emu_core::interp::canonical(i.near_branch64()),
+            // Indirect through a 64-bit register or memory (not the 16-bit forms).
+            OpKind::Register => matches!(gpr(i.op_register(0)), Some((_, 8, false))),
+            OpKind::Memory => i.memory_size().size() == 8 && memory_ok(i),
+            _ => false,
+        },
         M::Ret => i.op_count() == 0,
         m if i.is_jcc_short_or_near() && m != M::Jrcxz => {
             emu_core::interp::canonical(i.near_branch_target())
@@ -237,6 +311,8 @@ enum SlowCall {
     Push,
     /// `ret(ctx)` into RAX: the load, the canonical check and RSP's update.
     Ret,
+    /// `gp(ctx)`: #GP(0) at the instruction (it never comes back).
+    Gp,
 }
 
 /// An inline access's way out when the soft TLB misses: the helper, the checks after it,
@@ -394,6 +470,22 @@ impl<'a> BlockBuilder<'a> {
         self.jmp_exit();
     }
 
+    /// On to the block for the RIP in RAX (already stored, its instructions counted) if the
+    /// jump cache knows it, else back to the dispatcher.
+    fn jump_through_cache(&mut self) {
+        let (mask, shift) = ((tlb::JUMPS - 1) as i32, tlb::JUMP_SHIFT as i8);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov ecx, eax
+            ; and ecx, mask
+            ; shl ecx, shift
+            ; add rcx, [rbx + JUMPS]
+            ; cmp rax, [rcx]
+        );
+        self.jcc_exit(0x85); // JNE
+        dynasm!(self.ops ; .arch x64 ; jmp QWORD [rcx + 8]);
+    }
+
     /// A jump to the trampoline's exit (a rel32 to an absolute address: the block's base is
     /// known, so the displacement is computed here).
     fn jmp_exit(&mut self) {
@@ -421,7 +513,8 @@ impl<'a> BlockBuilder<'a> {
     /// to the target's block), else back to the dispatcher.
     fn jump_to(&mut self, rip: u64, count: u32) {
         if rip >> 12 != self.page {
-            self.leave_at(rip, count);
+            self.retire_at(rip, count);
+            self.jump_through_cache();
             return;
         }
         self.retire_at(rip, count);
@@ -658,6 +751,15 @@ impl<'a> BlockBuilder<'a> {
                     ; call rax
                 );
             }
+            SlowCall::Gp => {
+                let f = helpers::gp as *const () as usize as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rdi, rbx
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
+            }
             SlowCall::Ret => {
                 let f = helpers::ret as *const () as usize as i64;
                 dynasm!(self.ops
@@ -779,7 +881,66 @@ impl<'a> BlockBuilder<'a> {
         );
     }
 
+    /// RAX = the target of an indirect JMP or CALL, checked to be canonical (else #GP(0)
+    /// at the instruction).
+    fn indirect_target(&mut self, i: &Instruction, k: u32) {
+        self.load_dest(i, k, 8);
+        let (gp, back) = self.slow_path_for(i, k, SlowCall::Gp, false);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rcx, rax
+            ; shl rcx, 16
+            ; sar rcx, 16
+            ; cmp rcx, rax
+            ; jne =>gp
+            ; =>back
+        );
+    }
+
+    /// RIP = RAX with `count` retired, on through the jump cache.
+    fn jump_indirect(&mut self, count: u32) {
+        let count = count as i32;
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov [r14], rax
+            ; add QWORD [rbx + RETIRED], count
+        );
+        self.jump_through_cache();
+    }
+
+    /// The instruction at RIP through the interpreter (see [`interpreted`]).
+    fn interpret(&mut self, i: &Instruction, k: u32) {
+        let (at, next) = (i.ip() as i64, i.next_ip() as i64);
+        let f = helpers::interpret as *const () as usize as i64;
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rax, QWORD at
+            ; mov [r14], rax
+            ; mov rdi, rbx
+            ; mov rax, QWORD f
+            ; call rax
+        );
+        self.check(i, k);
+        // An instruction that did not end at the next one (a REP string instruction the
+        // interpreter interrupts part way) leaves the block where it stopped.
+        let count = (k + 1) as i32;
+        let on = self.ops.new_dynamic_label();
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rax, QWORD next
+            ; cmp [r14], rax
+            ; je =>on
+            ; add QWORD [rbx + RETIRED], count
+        );
+        self.jmp_exit();
+        dynasm!(self.ops ; .arch x64 ; =>on);
+    }
+
     fn instruction(&mut self, i: &Instruction, k: u32) -> Flow {
+        if native(i).is_none() {
+            self.interpret(i, k);
+            return Flow::Next;
+        }
         let size = op_size(i).unwrap_or(8);
         match i.mnemonic() {
             M::Nop | M::Endbr64 | M::Endbr32 => {}
@@ -903,23 +1064,43 @@ impl<'a> BlockBuilder<'a> {
                 }
                 self.commit(i, k, size);
             }
-            m @ (M::Shl | M::Sal | M::Shr | M::Sar) => {
-                let count = (i.immediate8() as u32) & if size == 8 { 63 } else { 31 };
+            m @ (M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr) => {
                 self.load_dest(i, k, size);
+                let by_cl = i.op_kind(1) == OpKind::Register;
+                let count = (i.immediate8() as u32) & if size == 8 { 63 } else { 31 };
+                // A count that may mask to zero leaves the flags alone, and RCL/RCR read CF:
+                // the host then starts from the guest's flags.
+                if by_cl || count == 0 || matches!(m, M::Rcl | M::Rcr) {
+                    self.load_flags();
+                }
                 let c = count as i8;
                 macro_rules! op {
                     ($op:ident) => {
-                        match size {
-                            1 => dynasm!(self.ops ; .arch x64 ; $op al, c),
-                            2 => dynasm!(self.ops ; .arch x64 ; $op ax, c),
-                            4 => dynasm!(self.ops ; .arch x64 ; $op eax, c),
-                            _ => dynasm!(self.ops ; .arch x64 ; $op rax, c),
+                        if by_cl {
+                            dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + 8]);
+                            match size {
+                                1 => dynasm!(self.ops ; .arch x64 ; $op al, cl),
+                                2 => dynasm!(self.ops ; .arch x64 ; $op ax, cl),
+                                4 => dynasm!(self.ops ; .arch x64 ; $op eax, cl),
+                                _ => dynasm!(self.ops ; .arch x64 ; $op rax, cl),
+                            }
+                        } else {
+                            match size {
+                                1 => dynasm!(self.ops ; .arch x64 ; $op al, c),
+                                2 => dynasm!(self.ops ; .arch x64 ; $op ax, c),
+                                4 => dynasm!(self.ops ; .arch x64 ; $op eax, c),
+                                _ => dynasm!(self.ops ; .arch x64 ; $op rax, c),
+                            }
                         }
                     };
                 }
                 match m {
                     M::Shr => op!(shr),
                     M::Sar => op!(sar),
+                    M::Rol => op!(rol),
+                    M::Ror => op!(ror),
+                    M::Rcl => op!(rcl),
+                    M::Rcr => op!(rcr),
                     _ => op!(shl),
                 }
                 self.commit(i, k, size);
@@ -971,6 +1152,25 @@ impl<'a> BlockBuilder<'a> {
                     ; mov [r12 + off_r], rax
                 );
             }
+            M::Jmp if i.op_kind(0) != OpKind::NearBranch64 => {
+                self.indirect_target(i, k);
+                self.jump_indirect(k + 1);
+                return Flow::End;
+            }
+            M::Call if i.op_kind(0) != OpKind::NearBranch64 => {
+                // The target first (a non-canonical one faults before the push).
+                self.indirect_target(i, k);
+                let next = i.next_ip() as i64;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov [rbx + SCRATCH1], rax
+                    ; mov rax, QWORD next
+                );
+                self.push_rax(i, k, true);
+                dynasm!(self.ops ; .arch x64 ; mov rax, [rbx + SCRATCH1]);
+                self.jump_indirect(k + 1);
+                return Flow::End;
+            }
             M::Jmp => {
                 self.jump_to(i.near_branch64(), k + 1);
                 return Flow::End;
@@ -1007,7 +1207,7 @@ impl<'a> BlockBuilder<'a> {
                     ; mov [r14], rax
                     ; add QWORD [rbx + RETIRED], done
                 );
-                self.jmp_exit();
+                self.jump_through_cache();
                 return Flow::End;
             }
             _ => {

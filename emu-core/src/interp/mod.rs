@@ -157,6 +157,21 @@ impl Interp {
         }
     }
 
+    /// One instruction as [`Interp::execute_one`] does it, for a translator that runs it in
+    /// the middle of a translated block: not counted (the block counts it) and never
+    /// single-stepped (the translator does not run with TF set).
+    pub fn execute_in_block(&mut self) -> std::result::Result<(), Stop> {
+        let start_rip = self.cpu.rip;
+        self.interrupt_shadow = false;
+        match self.fetch_and_execute() {
+            Err(Stop::Fault(f)) => {
+                self.cpu.rip = start_rip;
+                Err(Stop::Fault(f))
+            }
+            other => other,
+        }
+    }
+
     /// The instruction at RIP as the interpreter decodes it (for reports and flag masks).
     pub fn peek_instruction(&mut self) -> Option<Instruction> {
         let mut instr = Instruction::default();
