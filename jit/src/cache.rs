@@ -172,12 +172,7 @@ impl Cache {
             }
             match supported(&i) {
                 None => {
-                    let size = match i.op0_kind() {
-                        iced_x86::OpKind::Register => i.op0_register().size(),
-                        iced_x86::OpKind::Memory => i.memory_size().size(),
-                        _ => 0,
-                    };
-                    fallback = (i.mnemonic(), size as u8);
+                    fallback = crate::kind(&i);
                     break;
                 }
                 Some(flow) => {
@@ -263,6 +258,8 @@ impl Cache {
             jumps: self.tlb.jumps(),
             interp: p,
             interpreted: 0,
+            interpreted_kinds: log::log_enabled!(target: "ferrite::stats", log::Level::Info)
+                .then(|| std::mem::take(&mut stats.interpreted_kinds)),
             tlb_owner: &mut self.tlb,
             fault: None,
             page: 0,
@@ -331,6 +328,9 @@ impl Cache {
         let retired = ctx.retired;
         stats.instructions += retired;
         stats.interpreted += ctx.interpreted;
+        if let Some(kinds) = ctx.interpreted_kinds.take() {
+            stats.interpreted_kinds = kinds;
+        }
         interp.stats.instructions += retired;
         if retired > 0 {
             interp.interrupt_shadow = false;

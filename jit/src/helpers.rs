@@ -38,8 +38,11 @@ pub struct Ctx {
     /// The jump cache (offset 96): RIP tag and block address per entry.
     pub jumps: *mut [u64; 2],
     pub interp: *mut Interp,
-    /// Instructions the interpreter ran inside blocks (for the statistics).
+    /// Instructions the interpreter ran inside blocks (for the statistics), and, when the
+    /// statistics are logged, which (by mnemonic and operand size).
     pub interpreted: u64,
+    pub interpreted_kinds:
+        Option<emu_core::interp::fasthash::FastMap<(iced_x86::Mnemonic, u8), u64>>,
     /// The soft TLB the slow paths fill.
     pub tlb_owner: *mut crate::tlb::Tlb,
     pub fault: Option<Fault>,
@@ -174,6 +177,11 @@ pub extern "sysv64" fn interpret(ctx: *mut Ctx) {
     // SAFETY: called only by translated code, with the context it was given.
     let (c, i) = unsafe { parts(ctx) };
     c.interpreted += 1;
+    if let Some(kinds) = &mut c.interpreted_kinds {
+        if let Some(instr) = i.peek_instruction() {
+            *kinds.entry(crate::kind(&instr)).or_default() += 1;
+        }
+    }
     match i.execute_in_block() {
         Ok(()) => after_store(c, i),
         Err(stop) => failed(c, stop),

@@ -53,6 +53,33 @@ pub struct Stats {
     /// The instructions the interpreter ran because no block starts with them, by iced
     /// mnemonic and operand size (bytes), with how often.
     pub fallbacks: emu_core::interp::fasthash::FastMap<(iced_x86::Mnemonic, u8), u64>,
+    /// The instructions the interpreter ran inside blocks, the same way (counted only while
+    /// the statistics are logged).
+    pub interpreted_kinds: emu_core::interp::fasthash::FastMap<(iced_x86::Mnemonic, u8), u64>,
+}
+
+/// An instruction's mnemonic and operand size (bytes), for the statistics.
+pub fn kind(i: &iced_x86::Instruction) -> (iced_x86::Mnemonic, u8) {
+    let size = match i.op0_kind() {
+        iced_x86::OpKind::Register => i.op0_register().size(),
+        iced_x86::OpKind::Memory => i.memory_size().size(),
+        _ => 0,
+    };
+    (i.mnemonic(), size as u8)
+}
+
+/// The `n` most frequent of `counts`, as text.
+fn top(
+    counts: &emu_core::interp::fasthash::FastMap<(iced_x86::Mnemonic, u8), u64>,
+    n: usize,
+) -> String {
+    let mut all: Vec<_> = counts.iter().collect();
+    all.sort_by(|a, b| b.1.cmp(a.1));
+    all.iter()
+        .take(n)
+        .map(|((m, size), n)| format!("{m:?}/{size} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The translator for one vCPU.
@@ -103,18 +130,16 @@ impl ExecEngine for Jit {
 
     fn summary(&self) -> String {
         let s = &self.stats;
-        let mut top: Vec<_> = s.fallbacks.iter().collect();
-        top.sort_by(|a, b| b.1.cmp(a.1));
-        let top: Vec<String> = top
-            .iter()
-            .take(12)
-            .map(|((m, size), n)| format!("{m:?}/{size} {n}"))
-            .collect();
+        let inside = if s.interpreted_kinds.is_empty() {
+            String::new()
+        } else {
+            format!("; inside blocks: {}", top(&s.interpreted_kinds, 16))
+        };
         format!(
             "translator: {} blocks ({} instructions) translated, {} jumps chained, {} dispatches \
              retired {} instructions ({} of them by the interpreter inside blocks), {} handed to \
              the interpreter, {} invalidated, {} flushes, \
-             {} faults; the interpreter's most frequent: {}",
+             {} faults; the interpreter's most frequent: {}{}",
             s.blocks,
             s.translated_instructions,
             s.chained,
@@ -125,7 +150,8 @@ impl ExecEngine for Jit {
             s.invalidated,
             s.flushes,
             s.faults,
-            top.join(", ")
+            top(&s.fallbacks, 12),
+            inside
         )
     }
 }

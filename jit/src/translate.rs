@@ -198,6 +198,7 @@ fn native(i: &Instruction) -> Option<Flow> {
         }
         M::Nop | M::Endbr64 | M::Endbr32 => true,
         M::Xchg => sized && i.op_kind(0) == OpKind::Register && i.op_kind(1) == OpKind::Register,
+        M::Imul if i.op_count() == 1 => sized && reg_or_mem(0),
         M::Imul => {
             wide && i.op_kind(0) == OpKind::Register
                 && match i.op_count() {
@@ -205,6 +206,23 @@ fn native(i: &Instruction) -> Option<Flow> {
                     3 => reg_or_mem(1) && src_ok(2),
                     _ => false,
                 }
+        }
+        // DIV raises #DE through the interpreter (see `divide`).
+        M::Mul | M::Div => sized && reg_or_mem(0),
+        M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => true,
+        M::Bsf | M::Bsr => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
+        // The bit-string forms with a memory operand address beyond it: the interpreter's.
+        M::Bt | M::Bts | M::Btr | M::Btc => {
+            wide && i.op_kind(0) == OpKind::Register
+                && matches!(i.op_kind(1), OpKind::Register | OpKind::Immediate8)
+                && (i.op_kind(1) != OpKind::Register || reg_slot(i.op_register(1)).is_some())
+        }
+        M::Shld | M::Shrd => {
+            matches!(size, Some(4 | 8))
+                && reg_or_mem(0)
+                && matches!(gpr(i.op_register(1)), Some((_, 4 | 8, false)))
+                && (i.op_kind(2) == OpKind::Immediate8
+                    || (i.op_kind(2) == OpKind::Register && i.op_register(2) == Register::CL))
         }
         m if is_setcc(m) => size == Some(1) && reg_or_mem(0),
         m if is_cmovcc(m) => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
@@ -231,6 +249,25 @@ fn native(i: &Instruction) -> Option<Flow> {
     } else {
         Flow::End
     })
+}
+
+/// The status flags a Jcc tests.
+fn jcc_flags(i: &Instruction) -> u32 {
+    let mut f = 0;
+    let r = i.rflags_read();
+    for (rf, bit) in [
+        (RflagsBits::CF, 1 << 0),
+        (RflagsBits::PF, 1 << 2),
+        (RflagsBits::AF, 1 << 4),
+        (RflagsBits::ZF, 1 << 6),
+        (RflagsBits::SF, 1 << 7),
+        (RflagsBits::OF, 1 << 11),
+    ] {
+        if r & rf != 0 {
+            f |= bit;
+        }
+    }
+    f
 }
 
 fn is_setcc(m: M) -> bool {
@@ -313,6 +350,8 @@ enum SlowCall {
     Ret,
     /// `gp(ctx)`: #GP(0) at the instruction (it never comes back).
     Gp,
+    /// The whole instruction through the interpreter (DIV's #DE cases).
+    Interpret,
 }
 
 /// An inline access's way out when the soft TLB misses: the helper, the checks after it,
@@ -323,10 +362,22 @@ struct Slow {
     call: SlowCall,
     instr: Instruction,
     k: u32,
-    /// Flags pending in R15 at the access (merged if a store ends the block there).
-    pending: u32,
+    /// The flags in R15 not yet in RFLAGS at the instruction's start and at the access
+    /// (see `BlockBuilder::unmerged`).
+    before: u32,
+    unmerged: u32,
     /// Leave only on a fault (CALL's push, where the block ends anyway).
     fault_only: bool,
+}
+
+/// A helper-calling instruction's ways out (see `BlockBuilder::exits`).
+struct Exit {
+    label: DynamicLabel,
+    k: u32,
+    rip: u64,
+    next: u64,
+    before: u32,
+    done: u32,
 }
 
 /// What a block is translated against: where it will run and what it checks on entry.
@@ -354,16 +405,27 @@ pub struct BlockBuilder<'a> {
     env: &'a BlockEnv,
     /// The block's linear page: jumps to constant targets inside it may be chained.
     page: u64,
-    /// Per instruction with a helper call: (its exit label, its index, RIP, next RIP, the
-    /// flags a store into the block's code must still merge from R15 on the way out).
-    exits: Vec<(DynamicLabel, u32, u64, u64, u32)>,
-    /// Flags computed into R15 and not yet merged (set around a destination's store).
-    pending_flags: u32,
+    /// Per instruction with a helper call: its exit label, its index, RIP and next RIP, and
+    /// the flags to merge from R15 on the way out when it faulted (those of the instructions
+    /// before it) and when it completed (a store into the block's code).
+    exits: Vec<Exit>,
+    /// Status flags computed into R15 and not yet merged into RFLAGS: flags are merged
+    /// lazily, when something reads RFLAGS (a helper running an instruction, an exit, a
+    /// POPF-style load) or when the next instruction's flags do not cover them all, so a run
+    /// of flag-writing instructions does not go through RFLAGS' memory one by one.
+    unmerged: u32,
+    /// `unmerged` at the start of the instruction being emitted: what its fault exit merges.
+    before: u32,
     /// The slow paths of inline memory accesses, emitted after the block's body.
     slow: Vec<Slow>,
     /// Chainable jumps: their link stubs (emitted after the body), displacement offsets and
     /// targets.
     chains: Vec<(DynamicLabel, usize, u64)>,
+    /// The instruction after the one being emitted, if it is in the block.
+    next: Option<Instruction>,
+    /// Flags an instruction left in the host's flags (and in R15) for the Jcc right after
+    /// it, not yet merged into RFLAGS.
+    live_flags: u32,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -381,9 +443,12 @@ impl<'a> BlockBuilder<'a> {
             env,
             page: instrs.first().map_or(0, |i| i.ip() >> 12),
             exits: Vec::new(),
-            pending_flags: 0,
+            unmerged: 0,
+            before: 0,
             slow: Vec::new(),
             chains: Vec::new(),
+            next: None,
+            live_flags: 0,
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         dynasm!(b.ops
@@ -401,6 +466,7 @@ impl<'a> BlockBuilder<'a> {
         let n = instrs.len() as u32;
         let mut ended = false;
         for (k, i) in instrs.iter().enumerate() {
+            b.next = instrs.get(k + 1).copied();
             if b.instruction(i, k as u32) == Flow::End {
                 ended = true;
                 break;
@@ -408,6 +474,7 @@ impl<'a> BlockBuilder<'a> {
         }
         if !ended {
             let next = instrs.last().map_or(0, |i| i.next_ip());
+            b.flush_flags();
             b.jump_to(next, n);
         }
         let slow = std::mem::take(&mut b.slow);
@@ -417,20 +484,21 @@ impl<'a> BlockBuilder<'a> {
         // Exits after helper calls: a fault stops before the instruction, a store into the
         // block's code page after it.
         let exits = std::mem::take(&mut b.exits);
-        for (label, k, rip, next, flags) in exits {
+        for e in exits {
             let fault = b.ops.new_dynamic_label();
             let fault_status = helpers::FAULT as i32;
             dynasm!(b.ops
                 ; .arch x64
-                ; =>label
+                ; =>e.label
                 ; cmp QWORD [rbx + STATUS], fault_status
                 ; je =>fault
             );
             // The instruction completed: its flags too.
-            b.merge_flags(flags);
-            b.leave_at(next, k + 1);
+            b.merge_flags(e.done);
+            b.leave_at(e.next, e.k + 1);
             dynasm!(b.ops ; .arch x64 ; =>fault);
-            b.leave_at(rip, k);
+            b.merge_flags(e.before);
+            b.leave_at(e.rip, e.k);
         }
         // Link stubs: an unchained jump tells the dispatcher which displacement to patch.
         let base = b.env.base;
@@ -527,16 +595,23 @@ impl<'a> BlockBuilder<'a> {
     /// After a helper call: leave through instruction `k`'s exit if the helper failed or
     /// wrote the block's code.
     fn check(&mut self, i: &Instruction, k: u32) {
-        let pending = self.pending_flags;
-        let label = match self.exits.iter_mut().find(|e| e.1 == k) {
+        let (before, done) = (self.before, self.unmerged);
+        let label = match self.exits.iter_mut().find(|e| e.k == k) {
             Some(e) => {
-                e.4 |= pending;
-                e.0
+                e.done |= done;
+                e.label
             }
             None => {
-                let l = self.ops.new_dynamic_label();
-                self.exits.push((l, k, i.ip(), i.next_ip(), pending));
-                l
+                let label = self.ops.new_dynamic_label();
+                self.exits.push(Exit {
+                    label,
+                    k,
+                    rip: i.ip(),
+                    next: i.next_ip(),
+                    before,
+                    done,
+                });
+                label
             }
         };
         dynasm!(self.ops
@@ -549,7 +624,14 @@ impl<'a> BlockBuilder<'a> {
     /// After CALL's push: leave through instruction `k`'s exit only if it faulted.
     fn check_fault(&mut self, i: &Instruction, k: u32) {
         let label = self.ops.new_dynamic_label();
-        self.exits.push((label, k, i.ip(), i.next_ip(), 0));
+        self.exits.push(Exit {
+            label,
+            k,
+            rip: i.ip(),
+            next: i.next_ip(),
+            before: self.before,
+            done: 0,
+        });
         let fault_status = helpers::FAULT as i32;
         dynasm!(self.ops
             ; .arch x64
@@ -663,7 +745,8 @@ impl<'a> BlockBuilder<'a> {
             call,
             instr: *i,
             k,
-            pending: self.pending_flags,
+            before: self.before,
+            unmerged: self.unmerged,
             fault_only,
         });
         (label, back)
@@ -751,6 +834,20 @@ impl<'a> BlockBuilder<'a> {
                     ; call rax
                 );
             }
+            SlowCall::Interpret => {
+                let (at, f) = (
+                    path.instr.ip() as i64,
+                    helpers::interpret as *const () as usize as i64,
+                );
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, QWORD at
+                    ; mov [r14], rax
+                    ; mov rdi, rbx
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
+            }
             SlowCall::Gp => {
                 let f = helpers::gp as *const () as usize as i64;
                 dynasm!(self.ops
@@ -770,13 +867,14 @@ impl<'a> BlockBuilder<'a> {
                 );
             }
         }
-        self.pending_flags = path.pending;
+        let (before, unmerged) = (self.before, self.unmerged);
+        (self.before, self.unmerged) = (path.before, path.unmerged);
         if path.fault_only {
             self.check_fault(&path.instr, path.k);
         } else {
             self.check(&path.instr, path.k);
         }
-        self.pending_flags = 0;
+        (self.before, self.unmerged) = (before, unmerged);
         dynasm!(self.ops ; .arch x64 ; jmp =>path.back);
     }
 
@@ -840,6 +938,7 @@ impl<'a> BlockBuilder<'a> {
 
     /// The guest's status flags into the host's (for instructions that read them).
     fn load_flags(&mut self) {
+        self.flush_flags();
         let status = STATUS_FLAGS as i32;
         dynasm!(self.ops
             ; .arch x64
@@ -852,21 +951,32 @@ impl<'a> BlockBuilder<'a> {
 
     /// The host's flags into R15 (right after the operation of `i`), pending until merged.
     fn save_flags(&mut self, i: &Instruction) {
-        self.pending_flags = written_flags(i);
-        dynasm!(self.ops ; .arch x64 ; pushfq ; pop r15);
+        let written = written_flags(i);
+        if self.unmerged & !written != 0 {
+            // Some of the earlier flags survive this instruction: into RFLAGS with them.
+            dynasm!(self.ops ; .arch x64 ; pushfq ; pop rdi);
+            self.merge_flags(self.unmerged);
+            dynasm!(self.ops ; .arch x64 ; mov r15, rdi);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; pushfq ; pop r15);
+        }
+        self.unmerged = written;
     }
 
-    /// The result in RAX to operand 0 and the operation's flags to RFLAGS (the flags only
-    /// once the store cannot fault any more).
+    /// The result in RAX to operand 0, the operation's flags pending in R15.
     fn commit(&mut self, i: &Instruction, k: u32, size: u32) {
         self.save_flags(i);
         self.store_dest(i, k, size);
-        self.merge_flags(written_flags(i));
     }
 
-    /// RFLAGS = RFLAGS with the flags in `which` from R15.
+    /// RFLAGS gets the flags pending in R15.
+    fn flush_flags(&mut self) {
+        self.merge_flags(self.unmerged);
+        self.unmerged = 0;
+    }
+
+    /// RFLAGS = RFLAGS with the flags in `which` from R15 (which it clobbers).
     fn merge_flags(&mut self, which: u32) {
-        self.pending_flags = 0;
         if which == 0 {
             return;
         }
@@ -908,6 +1018,74 @@ impl<'a> BlockBuilder<'a> {
         self.jump_through_cache();
     }
 
+    /// A one-operand multiply's RDX:RAX (AX for bytes) to the guest's registers.
+    fn store_product(&mut self, size: u32) {
+        match size {
+            1 => dynasm!(self.ops ; .arch x64 ; mov [r12], ax),
+            2 => dynasm!(self.ops ; .arch x64 ; mov [r12], ax ; mov [r12 + 16], dx),
+            // 32-bit results are zero-extended in the host registers already.
+            _ => dynasm!(self.ops ; .arch x64 ; mov [r12], rax ; mov [r12 + 16], rdx),
+        }
+    }
+
+    /// DIV: a zero divisor or a quotient too large for its register (#DE) goes to the
+    /// interpreter, which raises it; the host divides everything else. The flags are left
+    /// as they were (all undefined), as the interpreter does.
+    fn divide(&mut self, i: &Instruction, k: u32, size: u32) {
+        self.load_dest(i, k, size);
+        let (slow, back) = self.slow_path_for(i, k, SlowCall::Interpret, false);
+        dynasm!(self.ops ; .arch x64 ; mov rcx, rax);
+        match size {
+            1 => dynasm!(self.ops
+                ; .arch x64
+                ; movzx eax, WORD [r12]
+                ; test cl, cl
+                ; jz =>slow
+                ; cmp ah, cl
+                ; jae =>slow
+                ; div cl
+                ; mov [r12], ax
+            ),
+            2 => dynasm!(self.ops
+                ; .arch x64
+                ; movzx eax, WORD [r12]
+                ; movzx edx, WORD [r12 + 16]
+                ; test cx, cx
+                ; jz =>slow
+                ; cmp dx, cx
+                ; jae =>slow
+                ; div cx
+                ; mov [r12], ax
+                ; mov [r12 + 16], dx
+            ),
+            4 => dynasm!(self.ops
+                ; .arch x64
+                ; mov eax, [r12]
+                ; mov edx, [r12 + 16]
+                ; test ecx, ecx
+                ; jz =>slow
+                ; cmp edx, ecx
+                ; jae =>slow
+                ; div ecx
+                ; mov [r12], rax
+                ; mov [r12 + 16], rdx
+            ),
+            _ => dynasm!(self.ops
+                ; .arch x64
+                ; mov rax, [r12]
+                ; mov rdx, [r12 + 16]
+                ; test rcx, rcx
+                ; jz =>slow
+                ; cmp rdx, rcx
+                ; jae =>slow
+                ; div rcx
+                ; mov [r12], rax
+                ; mov [r12 + 16], rdx
+            ),
+        }
+        dynasm!(self.ops ; .arch x64 ; =>back);
+    }
+
     /// The instruction at RIP through the interpreter (see [`interpreted`]).
     fn interpret(&mut self, i: &Instruction, k: u32) {
         let (at, next) = (i.ip() as i64, i.next_ip() as i64);
@@ -937,6 +1115,17 @@ impl<'a> BlockBuilder<'a> {
     }
 
     fn instruction(&mut self, i: &Instruction, k: u32) -> Flow {
+        // Flags pending from earlier instructions go to RFLAGS first where this one may
+        // still fault after computing its own (a memory destination), may read RFLAGS (the
+        // interpreter) or leaves the block — except a Jcc testing flags live in the host's.
+        let ends = native(i) == Some(Flow::End);
+        if native(i).is_none()
+            || (ends && self.live_flags == 0)
+            || (i.op0_kind() == OpKind::Memory && written_flags(i) != 0)
+        {
+            self.flush_flags();
+        }
+        self.before = self.unmerged;
         if native(i).is_none() {
             self.interpret(i, k);
             return Flow::Next;
@@ -950,6 +1139,108 @@ impl<'a> BlockBuilder<'a> {
                 self.store_reg(i.op_register(1));
                 dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
                 self.store_reg(i.op_register(0));
+            }
+            m @ (M::Mul | M::Imul) if i.op_count() == 1 => {
+                // RDX:RAX = RAX * r/m (AX = AL * r/m8).
+                self.load_dest(i, k, size);
+                dynasm!(self.ops ; .arch x64 ; mov rcx, rax);
+                macro_rules! op {
+                    ($op:ident) => {
+                        match size {
+                            1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [r12] ; $op cl),
+                            2 => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [r12] ; $op cx),
+                            4 => dynasm!(self.ops ; .arch x64 ; mov eax, [r12] ; $op ecx),
+                            _ => dynasm!(self.ops ; .arch x64 ; mov rax, [r12] ; $op rcx),
+                        }
+                    };
+                }
+                if m == M::Mul {
+                    op!(mul);
+                } else {
+                    op!(imul);
+                }
+                self.save_flags(i);
+                self.store_product(size);
+            }
+            M::Div => self.divide(i, k, size),
+            M::Cbw => dynasm!(self.ops ; .arch x64 ; movsx ax, BYTE [r12] ; mov [r12], ax),
+            M::Cwde => dynasm!(self.ops ; .arch x64 ; movsx eax, WORD [r12] ; mov [r12], rax),
+            M::Cdqe => dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [r12] ; mov [r12], rax),
+            M::Cwd => dynasm!(self.ops ; .arch x64 ; mov ax, [r12] ; cwd ; mov [r12 + 16], dx),
+            M::Cdq => dynasm!(self.ops ; .arch x64 ; mov eax, [r12] ; cdq ; mov [r12 + 16], rdx),
+            M::Cqo => dynasm!(self.ops ; .arch x64 ; mov rax, [r12] ; cqo ; mov [r12 + 16], rdx),
+            m @ (M::Bsf | M::Bsr) => {
+                self.load_src(i, k, 1, size);
+                self.load_reg(i.op_register(0), false);
+                match (m, size) {
+                    (M::Bsf, 2) => dynasm!(self.ops ; .arch x64 ; bsf ax, cx),
+                    (M::Bsf, 4) => dynasm!(self.ops ; .arch x64 ; bsf eax, ecx),
+                    (M::Bsf, _) => dynasm!(self.ops ; .arch x64 ; bsf rax, rcx),
+                    (_, 2) => dynasm!(self.ops ; .arch x64 ; bsr ax, cx),
+                    (_, 4) => dynasm!(self.ops ; .arch x64 ; bsr eax, ecx),
+                    _ => dynasm!(self.ops ; .arch x64 ; bsr rax, rcx),
+                }
+                // A zero source (ZF) leaves the whole register alone, even a 32-bit one.
+                self.save_flags(i);
+                let skip = self.ops.new_dynamic_label();
+                dynasm!(self.ops ; .arch x64 ; jz =>skip);
+                self.store_reg(i.op_register(0));
+                dynasm!(self.ops ; .arch x64 ; =>skip);
+            }
+            m @ (M::Bt | M::Bts | M::Btr | M::Btc) => {
+                self.load_src(i, k, 1, size);
+                self.load_reg(i.op_register(0), false);
+                macro_rules! op {
+                    ($op:ident) => {
+                        match size {
+                            2 => dynasm!(self.ops ; .arch x64 ; $op ax, cx),
+                            4 => dynasm!(self.ops ; .arch x64 ; $op eax, ecx),
+                            _ => dynasm!(self.ops ; .arch x64 ; $op rax, rcx),
+                        }
+                    };
+                }
+                match m {
+                    M::Bt => op!(bt),
+                    M::Bts => op!(bts),
+                    M::Btr => op!(btr),
+                    _ => op!(btc),
+                }
+                self.save_flags(i);
+                if m != M::Bt {
+                    self.store_reg(i.op_register(0));
+                }
+            }
+            m @ (M::Shld | M::Shrd) => {
+                self.load_dest(i, k, size);
+                let (r, _, _) = gpr(i.op_register(1)).expect("checked");
+                let off_r = 8 * r as i32;
+                dynasm!(self.ops ; .arch x64 ; mov rdx, [r12 + off_r]);
+                let by_cl = i.op_kind(2) == OpKind::Register;
+                let count = (i.immediate8() as u32) & if size == 8 { 63 } else { 31 };
+                // A count that may mask to zero leaves the flags alone.
+                if by_cl || count == 0 {
+                    self.load_flags();
+                }
+                let c = count as i8;
+                match (m, size, by_cl) {
+                    (M::Shld, 4, true) => {
+                        dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + 8] ; shld eax, edx, cl)
+                    }
+                    (M::Shld, 4, false) => dynasm!(self.ops ; .arch x64 ; shld eax, edx, c),
+                    (M::Shld, _, true) => {
+                        dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + 8] ; shld rax, rdx, cl)
+                    }
+                    (M::Shld, _, false) => dynasm!(self.ops ; .arch x64 ; shld rax, rdx, c),
+                    (_, 4, true) => {
+                        dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + 8] ; shrd eax, edx, cl)
+                    }
+                    (_, 4, false) => dynasm!(self.ops ; .arch x64 ; shrd eax, edx, c),
+                    (_, _, true) => {
+                        dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + 8] ; shrd rax, rdx, cl)
+                    }
+                    _ => dynasm!(self.ops ; .arch x64 ; shrd rax, rdx, c),
+                }
+                self.commit(i, k, size);
             }
             M::Imul => {
                 // Two operands: dest *= r/m; three: dest = r/m * imm.
@@ -969,7 +1260,6 @@ impl<'a> BlockBuilder<'a> {
                 }
                 self.save_flags(i);
                 self.store_reg(i.op_register(0));
-                self.merge_flags(written_flags(i));
             }
             m if is_setcc(m) => {
                 if i.op_kind(0) == OpKind::Memory {
@@ -1042,7 +1332,18 @@ impl<'a> BlockBuilder<'a> {
                 if !matches!(m, M::Cmp | M::Test) {
                     self.store_dest(i, k, size);
                 }
-                self.merge_flags(written_flags(i));
+                // A Jcc right after that tests only flags this wrote reads them from the
+                // host's flags (a register store leaves them alone): no round trip
+                // through RFLAGS and POPFQ. Both its ways merge them. (The ALU group writes
+                // every status flag, so `save_flags` left the host's flags alone.)
+                let written = written_flags(i);
+                let fused = i.op_kind(0) != OpKind::Memory
+                    && self
+                        .next
+                        .is_some_and(|n| n.is_jcc_short_or_near() && jcc_flags(&n) & !written == 0);
+                if fused {
+                    self.live_flags = written;
+                }
             }
             m @ (M::Inc | M::Dec | M::Neg | M::Not) => {
                 self.load_dest(i, k, size);
@@ -1212,12 +1513,18 @@ impl<'a> BlockBuilder<'a> {
             }
             _ => {
                 // Jcc: on to the target if the condition holds, else the next instruction.
-                self.load_flags();
+                let live = std::mem::take(&mut self.live_flags);
+                if live == 0 {
+                    self.load_flags();
+                }
                 let taken = self.ops.new_dynamic_label();
                 self.jcc(i.condition_code(), taken);
+                self.merge_flags(live);
                 self.jump_to(i.next_ip(), k + 1);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
+                self.merge_flags(live);
                 self.jump_to(i.near_branch_target(), k + 1);
+                self.unmerged = 0;
                 return Flow::End;
             }
         }

@@ -144,3 +144,72 @@ fn translated_code_sees_its_own_stores() {
     assert_eq!(translated.rip, interpreted.rip);
     assert!(soft.translated.get() > 0, "nothing ran translated");
 }
+
+/// Translated code merges flags into RFLAGS lazily: an exception raised after a
+/// flag-writing instruction, in the same block, must still find that instruction's flags
+/// (and not the faulting one's), whatever raises it — a load, a store to a memory
+/// destination, a push, a non-canonical indirect jump.
+#[test]
+fn translated_faults_keep_earlier_flags() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::soft::SoftRunner;
+    use testsuite::difftest::{Case, CODE_ADDR, DATA_SIZE};
+
+    type Body = fn(&mut CodeAssembler);
+    let bodies: [(&str, Body); 5] = [
+        ("load", |a| a.mov(rcx, qword_ptr(rbx)).unwrap()),
+        ("memory destination", |a| {
+            a.add(dword_ptr(rbx), ecx).unwrap()
+        }),
+        ("push", |a| {
+            a.mov(rsp, rbx).unwrap();
+            a.push(rax).unwrap()
+        }),
+        ("indirect jump", |a| a.jmp(rbx).unwrap()),
+        // INC leaves CF alone: the ADD's CF and the INC's other flags, both pending.
+        ("after an INC", |a| {
+            a.inc(edx).unwrap();
+            a.mov(qword_ptr(rbx), rdx).unwrap()
+        }),
+    ];
+    for (what, body) in bodies {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(eax, -1i32 as u32).unwrap();
+        a.mov(rbx, 0x8000_0000_0000_0000u64).unwrap(); // not canonical: #GP
+        a.mov(edx, 0x3000_0001u32).unwrap();
+        a.add(eax, 1).unwrap(); // ZF, CF, PF, AF set
+        body(&mut a);
+        a.ud2().unwrap();
+        let case = Case {
+            code: a.assemble(CODE_ADDR).unwrap(),
+            compat: false,
+            regs: [0; 16],
+            rflags: 0,
+            data: vec![0; DATA_SIZE],
+            instructions: 10,
+            xmm: [0; 16],
+            mxcsr: 0x1f80,
+            mm: [0; 8],
+            fpu: None,
+        };
+        let mut soft = SoftRunner::new();
+        let (interpreted, _) = soft.run(&case);
+        assert!(
+            matches!(
+                interpreted.exception,
+                testsuite::difftest::Exception::Protection
+            ),
+            "{what}: the fault is the one meant"
+        );
+        soft.translate = true;
+        let (translated, _) = soft.run(&case);
+        assert!(soft.translated.get() > 0, "{what}: nothing ran translated");
+        assert_eq!(translated.rflags, interpreted.rflags, "{what}: RFLAGS");
+        assert_eq!(translated.rip, interpreted.rip, "{what}: RIP");
+        assert_eq!(translated.regs, interpreted.regs, "{what}: registers");
+        assert_eq!(
+            translated.exception, interpreted.exception,
+            "{what}: exception"
+        );
+    }
+}
