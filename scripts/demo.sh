@@ -23,8 +23,8 @@ initrd=$(sed -n 's/^initrd=//p' <<<"$guest")
 cargo build --release -q -p frontend --bin ferrite
 
 echo "demo: where --accel auto picks the software CPU (no VT-x/AMD-V, or a PVM /dev/kvm), the" \
-    "guest takes about seven minutes to reach its shell: every instruction is interpreted" \
-    "until the translator exists. Ctrl-A x quits." >&2
+    "guest takes about half a minute to reach its shell (the translator; --translator off," \
+    "the interpreter alone, about seven). Ctrl-A x quits." >&2
 append="console=ttyS0 panic=-1 quiet"
 [[ -n $guest_cmd ]] && append+=" -- $guest_cmd"
 # -no-reboot: a guest that resets or triple-faults ends the demo instead of looping.

@@ -137,7 +137,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "[shift=]N")]
     pub icount: Option<String>,
     /// The software CPU's translator: "on" runs guest code as translated host code where it
-    /// can (experimental, x86-64 hosts), "off" the interpreter alone [default: off]
+    /// can (x86-64 hosts; elsewhere the interpreter runs), "off" the interpreter alone
+    /// [default: on]
     #[arg(long, value_name = "on|off")]
     pub translator: Option<String>,
     /// Write one line saying why the run ended to FILE ("debug-exit V", "triple-fault",
@@ -167,7 +168,7 @@ pub struct Options {
     /// `-icount shift=N`: the deterministic clock.
     pub icount_shift: Option<u32>,
     pub no_reboot: bool,
-    /// `--translator on`: the software CPU translates guest code where it can.
+    /// `--translator on` (the default): the software CPU translates guest code where it can.
     pub translate: bool,
     /// `-device pc-testdev`.
     pub pc_testdev: bool,
@@ -398,8 +399,8 @@ pub fn options(a: RunArgs) -> Result<Action, String> {
         Some(m) => warnings.push(format!("-monitor {m}: the QEMU monitor is not supported")),
     }
     let translate = match a.translator.as_deref() {
-        None | Some("off") => false,
-        Some("on") => true,
+        Some("off") => false,
+        None | Some("on") => true,
         Some(other) => return Err(format!("--translator {other}: say on or off")),
     };
     let cpu = match a.cpu.as_deref() {

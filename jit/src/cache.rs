@@ -238,6 +238,14 @@ impl Cache {
         }
         self.tlb.revalidate(interp);
         let (fs_base, gs_base) = (cpu.seg[sreg::FS].base, cpu.seg[sreg::GS].base);
+        let sse_ok = {
+            use emu_core::cpu_model::edx1;
+            use emu_core::interp::simd::{CR0_EM, CR0_TS, CR4_OSFXSR};
+            cpu.cr0 & (CR0_EM | CR0_TS) == 0
+                && cpu.cr4 & CR4_OSFXSR != 0
+                && interp.model.has_edx1(edx1::SSE)
+                && interp.model.has_edx1(edx1::SSE2)
+        };
         let p: *mut Interp = interp;
         let mut ctx = Ctx {
             // SAFETY: field addresses of the live interpreter behind `p`; no reference to it
@@ -256,6 +264,9 @@ impl Cache {
             limit: u64::from(budget),
             link: 0,
             jumps: self.tlb.jumps(),
+            // SAFETY: as above.
+            xmm: unsafe { std::ptr::addr_of_mut!((*p).cpu.fpu.xmm) }.cast(),
+            sse_ok: u64::from(sse_ok),
             interp: p,
             interpreted: 0,
             interpreted_kinds: log::log_enabled!(target: "ferrite::stats", log::Level::Info)

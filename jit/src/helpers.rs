@@ -37,6 +37,11 @@ pub struct Ctx {
     pub link: u64,
     /// The jump cache (offset 96): RIP tag and block address per entry.
     pub jumps: *mut [u64; 2],
+    /// XMM0–15 (offset 104), and whether SSE instructions may run as host SSE in this run
+    /// (112: nonzero when CR0.EM and TS are clear, CR4.OSFXSR is set and the CPU model has
+    /// SSE and SSE2; else the interpreter runs them and raises what they raise).
+    pub xmm: *mut u128,
+    pub sse_ok: u64,
     pub interp: *mut Interp,
     /// Instructions the interpreter ran inside blocks (for the statistics), and, when the
     /// statistics are logged, which (by mnemonic and operand size).
@@ -64,6 +69,8 @@ pub const RETIRED: i32 = 72;
 pub const LIMIT: i32 = 80;
 pub const LINK: i32 = 88;
 pub const JUMPS: i32 = 96;
+pub const XMM: i32 = 104;
+pub const SSE_OK: i32 = 112;
 
 /// The context behind `ctx` and its interpreter.
 ///
@@ -185,6 +192,18 @@ pub extern "sysv64" fn interpret(ctx: *mut Ctx) {
     match i.execute_in_block() {
         Ok(()) => after_store(c, i),
         Err(stop) => failed(c, stop),
+    }
+}
+
+/// Runs the instruction at RIP (which the block set) through the interpreter, as
+/// [`interpret`], then enters the page of its memory operand at `seg:offset` into the soft
+/// TLB (`seg` negative: none), so the next run of the block finds it inline.
+pub extern "sysv64" fn interpret_fill(ctx: *mut Ctx, seg: i64, offset: u64, write: u64) {
+    interpret(ctx);
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    if c.status == OK && seg >= 0 {
+        fill(c, i, seg as u64, offset, write != 0);
     }
 }
 

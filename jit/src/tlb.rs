@@ -11,15 +11,17 @@
 //! Only whole RAM pages are entered (MMIO always takes the slow path, which is the
 //! interpreter's). Entries are filled by the slow path after the interpreter's own access
 //! succeeded, so every permission, A/D-bit and fault decision is the interpreter's; the
-//! table is dropped whenever the interpreter's MMU flushed (its generation moved), the CPL,
-//! CR0.WP or the A20 gate changed, or alignment checking came on (then nothing is entered).
+//! table is dropped whenever the interpreter's MMU flushed (its generation moved), CR0.WP or
+//! the A20 gate changed, or alignment checking came on (then nothing is entered). There is
+//! one table for user code and one for supervisor code (QEMU's MMU indexes), so system calls
+//! and interrupts do not empty it: each is valid for its own privilege's page permissions.
 
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use emu_core::interp::Interp;
 
-/// Entries (a power of two).
-pub const ENTRIES: usize = 256;
+/// Entries (a power of two) per privilege.
+pub const ENTRIES: usize = 1024;
 /// Bytes per entry (the index is scaled by this in translated code).
 pub const ENTRY_SHIFT: u8 = 5;
 /// Field offsets within an entry.
@@ -54,7 +56,6 @@ struct Key {
     interp: u64,
     generation: u64,
     a20: u64,
-    cpl: u8,
     wp: bool,
     aligned: bool,
 }
@@ -70,8 +71,10 @@ pub const JUMP_SHIFT: u8 = 4;
 const NO_RIP: u64 = 1 << 63;
 
 pub struct Tlb {
-    entries: Box<[Entry; ENTRIES]>,
-    jumps: Box<[[u64; 2]; JUMPS]>,
+    /// Supervisor (0) and user (1) tables, and the one in use.
+    entries: Box<[[Entry; ENTRIES]; 2]>,
+    jumps: Box<[[[u64; 2]; JUMPS]; 2]>,
+    user: usize,
     key: Key,
 }
 
@@ -82,30 +85,33 @@ unsafe impl Send for Tlb {}
 impl Tlb {
     pub fn new() -> Tlb {
         Tlb {
-            entries: Box::new([EMPTY; ENTRIES]),
-            jumps: Box::new([[NO_RIP, 0]; JUMPS]),
+            entries: Box::new([[EMPTY; ENTRIES]; 2]),
+            jumps: Box::new([[[NO_RIP, 0]; JUMPS]; 2]),
+            user: 0,
             key: Key::default(),
         }
     }
 
     /// The jump cache, for translated code.
     pub fn jumps(&mut self) -> *mut [u64; 2] {
-        self.jumps.as_mut_ptr()
+        self.jumps[self.user].as_mut_ptr()
     }
 
     /// Remembers that the block for `rip` starts at host address `entry`.
     pub fn remember_jump(&mut self, rip: u64, entry: usize) {
-        self.jumps[rip as usize % JUMPS] = [rip, entry as u64];
+        self.jumps[self.user][rip as usize % JUMPS] = [rip, entry as u64];
     }
 
     /// Forgets every jump target (their code is gone).
     pub fn forget_jumps(&mut self) {
-        self.jumps.fill([NO_RIP, 0]);
+        for set in self.jumps.iter_mut() {
+            set.fill([NO_RIP, 0]);
+        }
     }
 
     /// The table, for translated code.
     pub fn base(&mut self) -> *mut Entry {
-        self.entries.as_mut_ptr()
+        self.entries[self.user].as_mut_ptr()
     }
 
     /// Drops every entry if what they were made under changed.
@@ -114,15 +120,17 @@ impl Tlb {
             interp: interp.identity(),
             generation: interp.mmu.generation,
             a20: interp.mem.a20_mask(),
-            cpl: interp.cpu.cpl(),
             wp: interp.cpu.cr0 & emu_core::state::bits::CR0_WP != 0,
             aligned: interp.alignment_checked(),
         };
         if key != self.key {
-            self.entries.fill(EMPTY);
+            for set in self.entries.iter_mut() {
+                set.fill(EMPTY);
+            }
             self.forget_jumps();
             self.key = key;
         }
+        self.user = usize::from(interp.cpu.cpl() == 3);
     }
 
     /// Enters the page of a data access at `seg:offset` that the interpreter just did (a
@@ -151,7 +159,8 @@ impl Tlb {
         let Some(code) = interp.code_word_ref(phys) else {
             return;
         };
-        let e = &mut self.entries[(linear >> 12) as usize % ENTRIES];
+        // The CPL cannot have changed since `revalidate`: nothing translated changes it.
+        let e = &mut self.entries[self.user][(linear >> 12) as usize % ENTRIES];
         let addend = (host as u64).wrapping_sub(linear);
         if e.read_tag != linear || e.addend != addend {
             *e = EMPTY;

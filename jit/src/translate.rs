@@ -136,8 +136,104 @@ fn interpreted(i: &Instruction) -> bool {
     )
 }
 
+/// The SSE instructions with host code of their own: legacy encodings on XMM registers,
+/// general registers or 16-byte memory operands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sse {
+    /// MOVAPS/MOVUPS/MOVAPD/MOVUPD/MOVDQA/MOVDQU (the aligned forms #GP on a misaligned
+    /// memory operand, as every other legacy SSE instruction with one does).
+    Move {
+        aligned: bool,
+    },
+    /// dest = dest OP source (logic, compares, adds, subtracts, unpacks).
+    Binary,
+    Pshufd,
+    Pmovmskb,
+    /// MOVD/MOVQ from a general register (the rest of the XMM register cleared).
+    ToXmm,
+    /// MOVD/MOVQ to a general register.
+    FromXmm,
+}
+
+fn xmm_index(r: Register) -> Option<i32> {
+    r.is_xmm()
+        .then(|| (r as i32) - (Register::XMM0 as i32))
+        .filter(|n| (0..16).contains(n))
+}
+
+fn sse(i: &Instruction) -> Option<Sse> {
+    if i.encoding() != iced_x86::EncodingKind::Legacy || i.has_lock_prefix() {
+        return None;
+    }
+    let xmm = |k: u32| i.op_kind(k) == OpKind::Register && xmm_index(i.op_register(k)).is_some();
+    let m128 =
+        |k: u32| i.op_kind(k) == OpKind::Memory && i.memory_size().size() == 16 && memory_ok(i);
+    let wide_gpr = |k: u32| {
+        i.op_kind(k) == OpKind::Register && matches!(gpr(i.op_register(k)), Some((_, 4 | 8, false)))
+    };
+    let op = match i.mnemonic() {
+        m @ (M::Movaps | M::Movapd | M::Movdqa | M::Movups | M::Movupd | M::Movdqu) => {
+            let aligned = matches!(m, M::Movaps | M::Movapd | M::Movdqa);
+            ((xmm(0) && (xmm(1) || m128(1))) || (m128(0) && xmm(1)))
+                .then_some(Sse::Move { aligned })
+        }
+        m if binary_sse(m) => (xmm(0) && (xmm(1) || m128(1))).then_some(Sse::Binary),
+        M::Pshufd => (xmm(0) && (xmm(1) || m128(1))).then_some(Sse::Pshufd),
+        M::Pmovmskb => (wide_gpr(0) && xmm(1)).then_some(Sse::Pmovmskb),
+        M::Movd | M::Movq if xmm(0) && wide_gpr(1) => Some(Sse::ToXmm),
+        M::Movd | M::Movq if wide_gpr(0) && xmm(1) => Some(Sse::FromXmm),
+        _ => None,
+    }?;
+    Some(op)
+}
+
+fn binary_sse(m: M) -> bool {
+    matches!(
+        m,
+        M::Pxor
+            | M::Por
+            | M::Pand
+            | M::Pandn
+            | M::Xorps
+            | M::Xorpd
+            | M::Andps
+            | M::Andpd
+            | M::Orps
+            | M::Orpd
+            | M::Andnps
+            | M::Andnpd
+            | M::Pcmpeqb
+            | M::Pcmpeqw
+            | M::Pcmpeqd
+            | M::Pcmpgtb
+            | M::Pcmpgtw
+            | M::Pcmpgtd
+            | M::Paddb
+            | M::Paddw
+            | M::Paddd
+            | M::Paddq
+            | M::Psubb
+            | M::Psubw
+            | M::Psubd
+            | M::Psubq
+            | M::Pminub
+            | M::Pmaxub
+            | M::Punpcklbw
+            | M::Punpcklwd
+            | M::Punpckldq
+            | M::Punpcklqdq
+            | M::Punpckhbw
+            | M::Punpckhwd
+            | M::Punpckhdq
+            | M::Punpckhqdq
+    )
+}
+
 /// Whether the translator emits host code of its own for `i`.
 fn native(i: &Instruction) -> Option<Flow> {
+    if sse(i).is_some() {
+        return Some(Flow::Next);
+    }
     if i.has_lock_prefix() || i.has_rep_prefix() || i.has_repne_prefix() {
         return None;
     }
@@ -350,8 +446,9 @@ enum SlowCall {
     Ret,
     /// `gp(ctx)`: #GP(0) at the instruction (it never comes back).
     Gp,
-    /// The whole instruction through the interpreter (DIV's #DE cases).
-    Interpret,
+    /// The whole instruction through the interpreter (DIV's #DE cases, SSE's exceptions and
+    /// TLB misses), then, for a memory operand at `seg`:RDX, the soft TLB's entry for it.
+    Interpret { fill: Option<(i32, bool)> },
 }
 
 /// An inline access's way out when the soft TLB misses: the helper, the checks after it,
@@ -426,6 +523,8 @@ pub struct BlockBuilder<'a> {
     /// Flags an instruction left in the host's flags (and in R15) for the Jcc right after
     /// it, not yet merged into RFLAGS.
     live_flags: u32,
+    /// The flags the last `save_flags` left in the host's flags untouched.
+    flags_in_host: u32,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -449,6 +548,7 @@ impl<'a> BlockBuilder<'a> {
             chains: Vec::new(),
             next: None,
             live_flags: 0,
+            flags_in_host: 0,
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         dynasm!(b.ops
@@ -834,16 +934,20 @@ impl<'a> BlockBuilder<'a> {
                     ; call rax
                 );
             }
-            SlowCall::Interpret => {
-                let (at, f) = (
+            SlowCall::Interpret { fill } => {
+                let (seg, write) = fill.map_or((-1, false), |(s, w)| (s, w));
+                let (at, f, write) = (
                     path.instr.ip() as i64,
-                    helpers::interpret as *const () as usize as i64,
+                    helpers::interpret_fill as *const () as usize as i64,
+                    i32::from(write),
                 );
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov rax, QWORD at
                     ; mov [r14], rax
                     ; mov rdi, rbx
+                    ; mov rsi, QWORD i64::from(seg)
+                    ; mov ecx, write
                     ; mov rax, QWORD f
                     ; call rax
                 );
@@ -957,16 +1061,34 @@ impl<'a> BlockBuilder<'a> {
             dynasm!(self.ops ; .arch x64 ; pushfq ; pop rdi);
             self.merge_flags(self.unmerged);
             dynasm!(self.ops ; .arch x64 ; mov r15, rdi);
+            self.flags_in_host = 0;
         } else {
             dynasm!(self.ops ; .arch x64 ; pushfq ; pop r15);
+            self.flags_in_host = written;
         }
         self.unmerged = written;
+    }
+
+    /// After an instruction whose flags `save_flags` left in the host's flags and nothing
+    /// clobbered since (no store to memory): a Jcc right after it that tests only those
+    /// reads them there — no round trip through RFLAGS and POPFQ. Both its ways merge them.
+    fn fuse_with_next(&mut self, stored_to_memory: bool) {
+        let live = std::mem::take(&mut self.flags_in_host);
+        if !stored_to_memory
+            && live != 0
+            && self
+                .next
+                .is_some_and(|n| n.is_jcc_short_or_near() && jcc_flags(&n) & !live == 0)
+        {
+            self.live_flags = live;
+        }
     }
 
     /// The result in RAX to operand 0, the operation's flags pending in R15.
     fn commit(&mut self, i: &Instruction, k: u32, size: u32) {
         self.save_flags(i);
         self.store_dest(i, k, size);
+        self.fuse_with_next(i.op_kind(0) == OpKind::Memory);
     }
 
     /// RFLAGS gets the flags pending in R15.
@@ -1018,6 +1140,133 @@ impl<'a> BlockBuilder<'a> {
         self.jump_through_cache();
     }
 
+    /// An SSE instruction as host SSE on `Cpu`'s XMM registers (R8 = their base), its
+    /// memory operand through the soft TLB; anything else — SSE not usable now (the
+    /// interpreter raises #UD or #NM), a misaligned operand (#GP), a TLB miss — runs the
+    /// whole instruction through the interpreter.
+    fn sse(&mut self, i: &Instruction, k: u32, op: Sse) {
+        let mem = (0..i.op_count()).find(|&n| i.op_kind(n) == OpKind::Memory);
+        let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
+        if mem.is_some() {
+            self.effective_address(i);
+        }
+        let fill = mem.map(|n| (seg, n == 0));
+        let (slow, done) = self.slow_path_for(i, k, SlowCall::Interpret { fill }, false);
+        dynasm!(self.ops
+            ; .arch x64
+            ; cmp QWORD [rbx + helpers::SSE_OK], 0
+            ; je =>slow
+            ; mov r8, [rbx + helpers::XMM]
+        );
+        let aligned = op != Sse::Move { aligned: false };
+        let reg = |n: u32| 16 * xmm_index(i.op_register(n)).unwrap_or(0);
+        // XMM1 = the source (operand 1), from a register or memory.
+        let load_source = |b: &mut Self| {
+            if mem == Some(1) {
+                b.tlb_lookup(seg, 16, false, slow);
+                if aligned {
+                    dynasm!(b.ops ; .arch x64 ; test esi, 15 ; jnz =>slow);
+                }
+                dynasm!(b.ops ; .arch x64 ; movdqu xmm1, [rsi]);
+            } else {
+                let s = reg(1);
+                dynasm!(b.ops ; .arch x64 ; movdqu xmm1, [r8 + s]);
+            }
+        };
+        match op {
+            Sse::Move { .. } if mem == Some(0) => {
+                let s = reg(1);
+                dynasm!(self.ops ; .arch x64 ; movdqu xmm1, [r8 + s]);
+                self.tlb_lookup(seg, 16, true, slow);
+                if aligned {
+                    dynasm!(self.ops ; .arch x64 ; test esi, 15 ; jnz =>slow);
+                }
+                dynasm!(self.ops ; .arch x64 ; movdqu [rsi], xmm1);
+            }
+            Sse::Move { .. } => {
+                load_source(self);
+                let d = reg(0);
+                dynasm!(self.ops ; .arch x64 ; movdqu [r8 + d], xmm1);
+            }
+            Sse::Binary => {
+                load_source(self);
+                let d = reg(0);
+                dynasm!(self.ops ; .arch x64 ; movdqu xmm0, [r8 + d]);
+                self.binary_sse_op(i.mnemonic());
+                dynasm!(self.ops ; .arch x64 ; movdqu [r8 + d], xmm0);
+            }
+            Sse::Pshufd => {
+                load_source(self);
+                let (d, imm) = (reg(0), i.immediate8() as i8);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; pshufd xmm0, xmm1, imm
+                    ; movdqu [r8 + d], xmm0
+                );
+            }
+            Sse::Pmovmskb => {
+                let (s, (r, _, _)) = (reg(1), gpr(i.op_register(0)).expect("checked"));
+                let off_r = 8 * r as i32;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; movdqu xmm1, [r8 + s]
+                    ; pmovmskb eax, xmm1
+                    ; mov [r12 + off_r], rax
+                );
+            }
+            Sse::ToXmm => {
+                let (d, (r, size, _)) = (reg(0), gpr(i.op_register(1)).expect("checked"));
+                let off_r = 8 * r as i32;
+                if size == 8 {
+                    dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_r]);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov eax, [r12 + off_r]);
+                }
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov [r8 + d], rax
+                    ; mov QWORD [r8 + d + 8], 0
+                );
+            }
+            Sse::FromXmm => {
+                let (s, (r, size, _)) = (reg(1), gpr(i.op_register(0)).expect("checked"));
+                let off_r = 8 * r as i32;
+                if size == 8 {
+                    dynasm!(self.ops ; .arch x64 ; mov rax, [r8 + s]);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov eax, [r8 + s]);
+                }
+                dynasm!(self.ops ; .arch x64 ; mov [r12 + off_r], rax);
+            }
+        }
+        dynasm!(self.ops ; .arch x64 ; =>done);
+    }
+
+    /// XMM0 = XMM0 op XMM1.
+    fn binary_sse_op(&mut self, m: M) {
+        macro_rules! ops {
+            ($($name:ident => $op:ident),* $(,)?) => {
+                match m {
+                    $(M::$name => dynasm!(self.ops ; .arch x64 ; $op xmm0, xmm1),)*
+                    _ => unreachable!("checked by binary_sse"),
+                }
+            };
+        }
+        ops!(
+            Pxor => pxor, Por => por, Pand => pand, Pandn => pandn,
+            Xorps => xorps, Xorpd => xorpd, Andps => andps, Andpd => andpd,
+            Orps => orps, Orpd => orpd, Andnps => andnps, Andnpd => andnpd,
+            Pcmpeqb => pcmpeqb, Pcmpeqw => pcmpeqw, Pcmpeqd => pcmpeqd,
+            Pcmpgtb => pcmpgtb, Pcmpgtw => pcmpgtw, Pcmpgtd => pcmpgtd,
+            Paddb => paddb, Paddw => paddw, Paddd => paddd, Paddq => paddq,
+            Psubb => psubb, Psubw => psubw, Psubd => psubd, Psubq => psubq,
+            Pminub => pminub, Pmaxub => pmaxub,
+            Punpcklbw => punpcklbw, Punpcklwd => punpcklwd, Punpckldq => punpckldq,
+            Punpcklqdq => punpcklqdq, Punpckhbw => punpckhbw, Punpckhwd => punpckhwd,
+            Punpckhdq => punpckhdq, Punpckhqdq => punpckhqdq,
+        );
+    }
+
     /// A one-operand multiply's RDX:RAX (AX for bytes) to the guest's registers.
     fn store_product(&mut self, size: u32) {
         match size {
@@ -1033,7 +1282,7 @@ impl<'a> BlockBuilder<'a> {
     /// as they were (all undefined), as the interpreter does.
     fn divide(&mut self, i: &Instruction, k: u32, size: u32) {
         self.load_dest(i, k, size);
-        let (slow, back) = self.slow_path_for(i, k, SlowCall::Interpret, false);
+        let (slow, back) = self.slow_path_for(i, k, SlowCall::Interpret { fill: None }, false);
         dynasm!(self.ops ; .arch x64 ; mov rcx, rax);
         match size {
             1 => dynasm!(self.ops
@@ -1128,6 +1377,10 @@ impl<'a> BlockBuilder<'a> {
         self.before = self.unmerged;
         if native(i).is_none() {
             self.interpret(i, k);
+            return Flow::Next;
+        }
+        if let Some(op) = sse(i) {
+            self.sse(i, k, op);
             return Flow::Next;
         }
         let size = op_size(i).unwrap_or(8);
@@ -1332,18 +1585,9 @@ impl<'a> BlockBuilder<'a> {
                 if !matches!(m, M::Cmp | M::Test) {
                     self.store_dest(i, k, size);
                 }
-                // A Jcc right after that tests only flags this wrote reads them from the
-                // host's flags (a register store leaves them alone): no round trip
-                // through RFLAGS and POPFQ. Both its ways merge them. (The ALU group writes
-                // every status flag, so `save_flags` left the host's flags alone.)
-                let written = written_flags(i);
-                let fused = i.op_kind(0) != OpKind::Memory
-                    && self
-                        .next
-                        .is_some_and(|n| n.is_jcc_short_or_near() && jcc_flags(&n) & !written == 0);
-                if fused {
-                    self.live_flags = written;
-                }
+                self.fuse_with_next(
+                    i.op_kind(0) == OpKind::Memory && !matches!(m, M::Cmp | M::Test),
+                );
             }
             m @ (M::Inc | M::Dec | M::Neg | M::Not) => {
                 self.load_dest(i, k, size);

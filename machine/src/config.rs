@@ -82,7 +82,7 @@ impl VmConfig {
             debugcon: None,
             cpu: None,
             icount_shift: None,
-            translate: false,
+            translate: true,
             pc_testdev: false,
             pci_testdev: false,
         }

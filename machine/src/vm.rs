@@ -501,8 +501,12 @@ impl Vm {
                             .with_model(cfg.cpu.unwrap_or(&emu_core::cpu_model::MAX))
                             .with_group(group.clone());
                     if cfg.translate {
-                        let jit = jit::Jit::new().map_err(Error::Accel)?;
-                        v = v.with_engine(Box::new(jit));
+                        match jit::Jit::new() {
+                            Ok(jit) => v = v.with_engine(Box::new(jit)),
+                            // Slower, never wrong: the interpreter runs everything.
+                            Err(e) if id == 0 => log::warn!("software CPU: {e}"),
+                            Err(_) => {}
+                        }
                     }
                     if let Some(chip) = &soft_irq {
                         let kicker = v.soft_kicker();
