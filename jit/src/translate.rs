@@ -347,6 +347,25 @@ fn native(i: &Instruction) -> Option<Flow> {
     })
 }
 
+/// Whether the translation of `i` may leave some flags it writes unchanged (a shift or
+/// rotate whose count may mask to zero, RCL/RCR, SHLD/SHRD by CL or zero): such flags are
+/// loaded from RFLAGS first, so the flags before it are not dead.
+fn keeps_flags_sometimes(i: &Instruction) -> bool {
+    match i.mnemonic() {
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror | M::Rcl | M::Rcr => {
+            let mask = if op_size(i) == Some(8) { 63 } else { 31 };
+            matches!(i.mnemonic(), M::Rcl | M::Rcr)
+                || i.op_kind(1) != OpKind::Immediate8
+                || i.immediate8() & mask == 0
+        }
+        M::Shld | M::Shrd => {
+            let mask = if op_size(i) == Some(8) { 63 } else { 31 };
+            i.op_kind(2) != OpKind::Immediate8 || i.immediate8() & mask == 0
+        }
+        _ => false,
+    }
+}
+
 /// The status flags a Jcc tests.
 fn jcc_flags(i: &Instruction) -> u32 {
     let mut f = 0;
@@ -746,22 +765,47 @@ impl<'a> BlockBuilder<'a> {
             i.ip_rel_memory_address()
         } else {
             i.memory_displacement64()
-        };
-        let disp = disp as i64;
-        dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD disp);
-        if let Some((b, _, _)) = gpr(i.memory_base()) {
-            let off_b = 8 * b as i32;
-            dynasm!(self.ops ; .arch x64 ; add rdx, [r12 + off_b]);
-        }
-        if let Some((x, _, _)) = gpr(i.memory_index()) {
-            let shift = i.memory_index_scale().trailing_zeros() as i8;
-            let off_x = 8 * x as i32;
-            dynasm!(self.ops
-                ; .arch x64
-                ; mov rax, [r12 + off_x]
-                ; shl rax, shift
-                ; add rdx, rax
-            );
+        } as i64;
+        let base = gpr(i.memory_base()).map(|(b, _, _)| 8 * b as i32);
+        let index = gpr(i.memory_index()).map(|(x, _, _)| 8 * x as i32);
+        match (base, index, i32::try_from(disp)) {
+            // One LEA for base + index * scale + disp32 (RAX holds the index).
+            (b, Some(off_x), Ok(d)) => {
+                dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_x]);
+                match b {
+                    Some(off_b) => dynasm!(self.ops ; .arch x64 ; mov rdx, [r12 + off_b]),
+                    None => dynasm!(self.ops ; .arch x64 ; xor edx, edx),
+                }
+                match i.memory_index_scale() {
+                    1 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax + d]),
+                    2 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 2 + d]),
+                    4 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 4 + d]),
+                    _ => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 8 + d]),
+                }
+            }
+            (Some(off_b), None, Ok(d)) => {
+                dynasm!(self.ops ; .arch x64 ; mov rdx, [r12 + off_b]);
+                if d != 0 {
+                    dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + d]);
+                }
+            }
+            (None, None, Ok(d)) => dynasm!(self.ops ; .arch x64 ; mov rdx, d),
+            // A displacement beyond 32 bits (RIP-relative or absolute, far from zero).
+            (b, x, Err(_)) => {
+                dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD disp);
+                if let Some(off_b) = b {
+                    dynasm!(self.ops ; .arch x64 ; add rdx, [r12 + off_b]);
+                }
+                if let Some(off_x) = x {
+                    let shift = i.memory_index_scale().trailing_zeros() as i8;
+                    dynasm!(self.ops
+                        ; .arch x64
+                        ; mov rax, [r12 + off_x]
+                        ; shl rax, shift
+                        ; add rdx, rax
+                    );
+                }
+            }
         }
         if addr32(i) {
             dynasm!(self.ops ; .arch x64 ; mov edx, edx);
@@ -1055,6 +1099,10 @@ impl<'a> BlockBuilder<'a> {
 
     /// The host's flags into R15 (right after the operation of `i`), pending until merged.
     fn save_flags(&mut self, i: &Instruction) {
+        if self.flags_dead(i) {
+            self.flags_in_host = 0;
+            return;
+        }
         let written = written_flags(i);
         if self.unmerged & !written != 0 {
             // Some of the earlier flags survive this instruction: into RFLAGS with them.
@@ -1067,6 +1115,25 @@ impl<'a> BlockBuilder<'a> {
             self.flags_in_host = written;
         }
         self.unmerged = written;
+    }
+
+    /// Whether the flags `i` writes are dead: the next instruction in the block overwrites
+    /// them all with nothing in between that could read them — it reads no flags (not even
+    /// as translated: a shift whose count may be zero keeps them), has no memory operand
+    /// (no helper, no fault whose exit would need them) and continues the block; and `i`
+    /// itself stores nothing to memory (a store into the block's own code would end the
+    /// block right after `i`, needing its flags).
+    fn flags_dead(&self, i: &Instruction) -> bool {
+        let Some(n) = self.next else { return false };
+        let written = written_flags(i);
+        i.op0_kind() != OpKind::Memory
+            && native(&n) == Some(Flow::Next)
+            && sse(&n).is_none()
+            && (0..n.op_count()).all(|k| n.op_kind(k) != OpKind::Memory)
+            && !matches!(n.mnemonic(), M::Push | M::Pop | M::Div)
+            && n.rflags_read() == 0
+            && !keeps_flags_sometimes(&n)
+            && written_flags(&n) & written == written
     }
 
     /// After an instruction whose flags `save_flags` left in the host's flags and nothing
