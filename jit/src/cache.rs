@@ -45,19 +45,21 @@ struct Block {
     /// The block's executable address; `None`: the instruction here is not translated (the
     /// interpreter runs it).
     entry: Option<usize>,
+    /// The code page's word (its address: one per physical page) and its value then.
+    word_ptr: usize,
     word: u32,
     /// For a block that is not there: the instruction the interpreter runs instead (for the
     /// statistics), as iced's mnemonic and operand size.
     fallback: (iced_x86::Mnemonic, u8),
 }
 
-/// A jump waiting to be chained: its displacement's address, and the flush epoch, page and
-/// word of the block it is in.
+/// A jump waiting to be chained: its displacement's address, and the flush epoch, code
+/// page (its word's address) and word of the block it is in.
 #[derive(Clone, Copy)]
 struct Link {
     field: usize,
     epoch: u64,
-    page: u64,
+    word_ptr: usize,
     word: u32,
 }
 
@@ -70,6 +72,9 @@ pub struct Cache {
     keep: usize,
     /// Bumped by every flush (a pending link from before one is void).
     epoch: u64,
+    /// The interpreter the blocks were made for (they hold pointers into its group's
+    /// code-page map): another one empties the cache.
+    identity: u64,
     blocks: FastMap<(u64, u64), Block>,
     tlb: crate::tlb::Tlb,
 }
@@ -127,6 +132,7 @@ impl Cache {
             keep,
             code,
             epoch: 0,
+            identity: 0,
             blocks: FastMap::default(),
             tlb: crate::tlb::Tlb::new(),
         })
@@ -149,6 +155,7 @@ impl Cache {
         }
         let none = |word, fallback| Block {
             entry: None,
+            word_ptr: 0,
             word,
             fallback,
         };
@@ -213,6 +220,7 @@ impl Cache {
             stats.translated_instructions += instrs.len() as u64;
             Block {
                 entry: Some(self.code.addr(at)),
+                word_ptr,
                 word,
                 fallback,
             }
@@ -235,6 +243,12 @@ impl Cache {
         if cpu.mode() != Mode::Long64 || cpu.flag(flags::TF) || cpu.dr[7] & 0xff != 0 {
             stats.declined += 1;
             return Ok(0);
+        }
+        if interp.identity() != self.identity {
+            if self.identity != 0 {
+                self.flush(stats);
+            }
+            self.identity = interp.identity();
         }
         self.tlb.revalidate(interp);
         let (fs_base, gs_base) = (cpu.seg[sreg::FS].base, cpu.seg[sreg::GS].base);
@@ -273,7 +287,7 @@ impl Cache {
                 .then(|| std::mem::take(&mut stats.interpreted_kinds)),
             tlb_owner: &mut self.tlb,
             fault: None,
-            page: 0,
+            code_word: std::ptr::null(),
             word: 0,
         };
         let mut link: Option<Link> = None;
@@ -299,14 +313,12 @@ impl Cache {
                 break Ok(());
             };
             if let Some(l) = link.take() {
-                if l.epoch == self.epoch && l.page == phys >> 12 && l.word == block.word {
+                if l.epoch == self.epoch && l.word_ptr == block.word_ptr && l.word == block.word {
                     let rel = (entry as i64 - (l.field as i64 + 4)) as i32;
                     self.code.patch(l.field, &rel.to_le_bytes());
                     stats.chained += 1;
                 }
             }
-            ctx.page = phys >> 12;
-            ctx.word = block.word;
             self.tlb.remember_jump(rip, entry);
             ctx.tlb_owner = &mut self.tlb;
             ctx.tlb = self.tlb.base();
@@ -327,7 +339,7 @@ impl Cache {
                 link = Some(Link {
                     field: ctx.link as usize,
                     epoch: self.epoch,
-                    page: ctx.page,
+                    word_ptr: ctx.code_word as usize,
                     word: ctx.word,
                 });
                 ctx.link = 0;

@@ -42,6 +42,11 @@ pub struct Ctx {
     /// SSE and SSE2; else the interpreter runs them and raises what they raise).
     pub xmm: *mut u128,
     pub sse_ok: u64,
+    /// The running block's code-page word and the value it was translated under (offsets
+    /// 120 and 128; every block's entry stores its own, so a block reached through a chain
+    /// or the jump cache checks its own page).
+    pub code_word: *const std::sync::atomic::AtomicU32,
+    pub word: u32,
     pub interp: *mut Interp,
     /// Instructions the interpreter ran inside blocks (for the statistics), and, when the
     /// statistics are logged, which (by mnemonic and operand size).
@@ -51,9 +56,6 @@ pub struct Ctx {
     /// The soft TLB the slow paths fill.
     pub tlb_owner: *mut crate::tlb::Tlb,
     pub fault: Option<Fault>,
-    /// The block's code page (physical address >> 12) and the word it was translated under.
-    pub page: u64,
-    pub word: u32,
 }
 
 pub const REGS: i32 = 0;
@@ -71,6 +73,8 @@ pub const LINK: i32 = 88;
 pub const JUMPS: i32 = 96;
 pub const XMM: i32 = 104;
 pub const SSE_OK: i32 = 112;
+pub const CODE_WORD: i32 = 120;
+pub const WORD: i32 = 128;
 
 /// The context behind `ctx` and its interpreter.
 ///
@@ -105,8 +109,11 @@ fn failed(c: &mut Ctx, stop: Stop) {
     });
 }
 
-fn after_store(c: &mut Ctx, i: &Interp) {
-    if i.code_word(c.page << 12) != c.word {
+fn after_store(c: &mut Ctx) {
+    // SAFETY: a block's entry stored its page's word, which lives in the vCPU group's
+    // `CodePages` as long as the interpreter does.
+    let now = unsafe { &*c.code_word }.load(std::sync::atomic::Ordering::Acquire);
+    if now != c.word {
         c.status = CODE_WRITTEN;
     }
 }
@@ -133,7 +140,7 @@ pub extern "sysv64" fn store(ctx: *mut Ctx, seg: u64, offset: u64, size: u64, va
     let (c, i) = unsafe { parts(ctx) };
     match i.write_mem(seg as usize, offset, size as u32, value) {
         Ok(()) => {
-            after_store(c, i);
+            after_store(c);
             fill(c, i, seg, offset, true);
         }
         Err(stop) => failed(c, stop),
@@ -146,7 +153,7 @@ pub extern "sysv64" fn push(ctx: *mut Ctx, value: u64, size: u64) {
     let (c, i) = unsafe { parts(ctx) };
     match i.push(value, size as u32) {
         Ok(()) => {
-            after_store(c, i);
+            after_store(c);
             let top = i.cpu.regs[4];
             fill(c, i, emu_core::interp::cpu::sreg::SS as u64, top, true);
         }
@@ -190,7 +197,7 @@ pub extern "sysv64" fn interpret(ctx: *mut Ctx) {
         }
     }
     match i.execute_in_block() {
-        Ok(()) => after_store(c, i),
+        Ok(()) => after_store(c),
         Err(stop) => failed(c, stop),
     }
 }

@@ -234,7 +234,9 @@ fn native(i: &Instruction) -> Option<Flow> {
     if sse(i).is_some() {
         return Some(Flow::Next);
     }
-    if i.has_lock_prefix() || i.has_rep_prefix() || i.has_repne_prefix() {
+    // REP/REPNE mean nothing on near branches (`rep ret`, MPX's BND prefix): allowed there.
+    let branch = matches!(i.mnemonic(), M::Jmp | M::Call | M::Ret) || i.is_jcc_short_or_near();
+    if i.has_lock_prefix() || (!branch && (i.has_rep_prefix() || i.has_repne_prefix())) {
         return None;
     }
     let size = op_size(i);
@@ -491,7 +493,9 @@ struct Exit {
     label: DynamicLabel,
     k: u32,
     rip: u64,
-    next: u64,
+    /// Where a completed instruction continues; `None`: where the interpreter left RIP (an
+    /// instruction it ran, such as a REP string instruction stopped part way).
+    next: Option<u64>,
     before: u32,
     done: u32,
 }
@@ -544,6 +548,8 @@ pub struct BlockBuilder<'a> {
     live_flags: u32,
     /// The flags the last `save_flags` left in the host's flags untouched.
     flags_in_host: u32,
+    /// A `check` after the interpreter ran the instruction (its exit keeps RIP).
+    interpreting: bool,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -568,6 +574,7 @@ impl<'a> BlockBuilder<'a> {
             next: None,
             live_flags: 0,
             flags_in_host: 0,
+            interpreting: false,
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         dynasm!(b.ops
@@ -582,6 +589,11 @@ impl<'a> BlockBuilder<'a> {
             ; cmp DWORD [rax], word
         );
         b.jcc_exit(0x85); // JNE
+        dynasm!(b.ops
+            ; .arch x64
+            ; mov [rbx + helpers::CODE_WORD], rax
+            ; mov DWORD [rbx + helpers::WORD], word
+        );
         let n = instrs.len() as u32;
         let mut ended = false;
         for (k, i) in instrs.iter().enumerate() {
@@ -614,7 +626,14 @@ impl<'a> BlockBuilder<'a> {
             );
             // The instruction completed: its flags too.
             b.merge_flags(e.done);
-            b.leave_at(e.next, e.k + 1);
+            match e.next {
+                Some(next) => b.leave_at(next, e.k + 1),
+                None => {
+                    let count = (e.k + 1) as i32;
+                    dynasm!(b.ops ; .arch x64 ; add QWORD [rbx + RETIRED], count);
+                    b.jmp_exit();
+                }
+            }
             dynasm!(b.ops ; .arch x64 ; =>fault);
             b.merge_flags(e.before);
             b.leave_at(e.rip, e.k);
@@ -699,12 +718,16 @@ impl<'a> BlockBuilder<'a> {
     /// target is in the block's own page (first to a link stub, later patched to go straight
     /// to the target's block), else back to the dispatcher.
     fn jump_to(&mut self, rip: u64, count: u32) {
+        self.retire_at(rip, count);
+        self.continue_to(rip);
+    }
+
+    /// On to the constant `rip` (already in RIP and RAX, its instructions counted).
+    fn continue_to(&mut self, rip: u64) {
         if rip >> 12 != self.page {
-            self.retire_at(rip, count);
             self.jump_through_cache();
             return;
         }
-        self.retire_at(rip, count);
         let stub = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64 ; jmp =>stub);
         let field = self.ops.offset().0 - 4;
@@ -726,7 +749,7 @@ impl<'a> BlockBuilder<'a> {
                     label,
                     k,
                     rip: i.ip(),
-                    next: i.next_ip(),
+                    next: (!self.interpreting).then(|| i.next_ip()),
                     before,
                     done,
                 });
@@ -747,7 +770,7 @@ impl<'a> BlockBuilder<'a> {
             label,
             k,
             rip: i.ip(),
-            next: i.next_ip(),
+            next: Some(i.next_ip()),
             before: self.before,
             done: 0,
         });
@@ -1414,7 +1437,9 @@ impl<'a> BlockBuilder<'a> {
             ; mov rax, QWORD f
             ; call rax
         );
+        self.interpreting = true;
         self.check(i, k);
+        self.interpreting = false;
         // An instruction that did not end at the next one (a REP string instruction the
         // interpreter interrupts part way) leaves the block where it stopped.
         let count = (k + 1) as i32;
@@ -1779,8 +1804,17 @@ impl<'a> BlockBuilder<'a> {
                     ; mov rax, QWORD next
                 );
                 self.push_rax(i, k, true);
-                dynasm!(self.ops ; .arch x64 ; mov rax, [rbx + SCRATCH1]);
-                self.jump_indirect(k + 1);
+                let count = (k + 1) as i32;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rax, [rbx + SCRATCH1]
+                    ; mov [r14], rax
+                    ; add QWORD [rbx + RETIRED], count
+                    ; cmp QWORD [rbx + STATUS], 0
+                );
+                // As the direct CALL: a push into the running block's code page leaves.
+                self.jcc_exit(0x85); // JNE
+                self.jump_through_cache();
                 return Flow::End;
             }
             M::Jmp => {
@@ -1790,9 +1824,13 @@ impl<'a> BlockBuilder<'a> {
             M::Call => {
                 let next = i.next_ip() as i64;
                 dynasm!(self.ops ; .arch x64 ; mov rax, QWORD next);
-                // The push may have written this block's page: the block ends here anyway.
                 self.push_rax(i, k, true);
-                self.jump_to(i.near_branch64(), k + 1);
+                // The push may have written the running block's code page: then on to the
+                // target through the dispatcher, which sees the status.
+                self.retire_at(i.near_branch64(), k + 1);
+                dynasm!(self.ops ; .arch x64 ; cmp QWORD [rbx + STATUS], 0);
+                self.jcc_exit(0x85); // JNE
+                self.continue_to(i.near_branch64());
                 return Flow::End;
             }
             M::Ret => {

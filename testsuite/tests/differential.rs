@@ -213,3 +213,103 @@ fn translated_faults_keep_earlier_flags() {
         );
     }
 }
+
+/// Code reached through the jump cache (here a routine jumped to the second time) that
+/// stores into its own page must see the store: the store is checked against the running
+/// block's page, not the page the run started in. The routine patches the instruction
+/// right after a REP STOSB (run by the interpreter inside the block), which stores only the
+/// second time. (Indirect jumps, not calls: there is no stack page to push to that would
+/// not itself move a code page's word.)
+#[test]
+fn translated_code_reached_indirectly_sees_its_own_stores() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::soft::SoftRunner;
+    use testsuite::difftest::{Case, CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    // The routine, in the data page: REP STOSB; ADD EDX, imm8 (its immediate at +4);
+    // JMP R11.
+    let routine = [0xf3, 0xaa, 0x83, 0xc2, 0x01, 0x41, 0xff, 0xe3];
+    let mut data = vec![0; DATA_SIZE];
+    data[..routine.len()].copy_from_slice(&routine);
+    let mut a = CodeAssembler::new(64).unwrap();
+    let (mut back1, mut back2) = (a.create_label(), a.create_label());
+    a.mov(rbx, DATA_ADDR).unwrap();
+    a.mov(rdi, DATA_ADDR + 4).unwrap();
+    a.mov(eax, 5u32).unwrap();
+    a.xor(ecx, ecx).unwrap();
+    a.lea(r11, ptr(back1)).unwrap();
+    a.jmp(rbx).unwrap(); // stores nothing: EDX += 1
+    a.set_label(&mut back1).unwrap();
+    a.mov(ecx, 1u32).unwrap();
+    a.lea(r11, ptr(back2)).unwrap();
+    a.jmp(rbx).unwrap(); // patches the immediate to 5 first: EDX += 5
+    a.set_label(&mut back2).unwrap();
+    a.ud2().unwrap();
+    let case = Case {
+        code: a.assemble(CODE_ADDR).unwrap(),
+        compat: false,
+        regs: [0; 16],
+        rflags: 0,
+        data,
+        instructions: 20,
+        xmm: [0; 16],
+        mxcsr: 0x1f80,
+        mm: [0; 8],
+        fpu: None,
+    };
+    let mut soft = SoftRunner::new();
+    let (interpreted, _) = soft.run(&case);
+    assert_eq!(interpreted.regs[2], 6, "interpreter: 1 then the patched 5");
+    soft.translate = true;
+    let (translated, _) = soft.run(&case);
+    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert_eq!(translated.regs, interpreted.regs);
+    assert_eq!(translated.rip, interpreted.rip);
+}
+
+/// A CALL whose push lands in the running block's code page (a stack inside the code page)
+/// ends the run there: code reached afterwards must not see the store's status as its own
+/// (a load through the helper in the called function would be dropped). The code and data
+/// pages share a soft-TLB slot, so the push's entry evicts the data page's and the
+/// function's load misses.
+#[test]
+fn translated_call_pushing_into_its_code_page() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::soft::SoftRunner;
+    use testsuite::difftest::{Case, CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    // The function, in the data page: MOV EAX, [RDI]; ADD EDX, EAX; RET.
+    let function = [0x8b, 0x07, 0x01, 0xc2, 0xc3];
+    let mut data = vec![0; DATA_SIZE];
+    data[..function.len()].copy_from_slice(&function);
+    data[0x800] = 7;
+    data[0x808] = 9;
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rsp, CODE_ADDR + 0xf00).unwrap(); // the stack inside the code page
+    a.mov(rbx, DATA_ADDR).unwrap();
+    a.mov(rdi, DATA_ADDR + 0x800).unwrap();
+    a.call(rbx).unwrap(); // EDX += 7
+    a.mov(rdi, DATA_ADDR + 0x808).unwrap(); // (no store: the function's page stays valid)
+    a.call(rbx).unwrap(); // EDX += 9
+    a.ud2().unwrap();
+    let case = Case {
+        code: a.assemble(CODE_ADDR).unwrap(),
+        compat: false,
+        regs: [0; 16],
+        rflags: 0,
+        data,
+        instructions: 20,
+        xmm: [0; 16],
+        mxcsr: 0x1f80,
+        mm: [0; 8],
+        fpu: None,
+    };
+    let mut soft = SoftRunner::new();
+    let (interpreted, _) = soft.run(&case);
+    assert_eq!(interpreted.regs[2], 16, "interpreter: 7 then 9");
+    soft.translate = true;
+    let (translated, _) = soft.run(&case);
+    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert_eq!(translated.regs, interpreted.regs);
+    assert_eq!(translated.rip, interpreted.rip);
+}
