@@ -310,8 +310,11 @@ fn native(i: &Instruction) -> Option<Flow> {
         M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => true,
         M::Bsf | M::Bsr => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
         // The bit-string forms with a memory operand address beyond it: the interpreter's.
+        // BT reads a bit string in memory too (a register offset reaches beyond the
+        // operand); BTS/BTR/BTC on memory write it (and are mostly LOCK'ed): the
+        // interpreter's.
         M::Bt | M::Bts | M::Btr | M::Btc => {
-            wide && i.op_kind(0) == OpKind::Register
+            wide && (i.op_kind(0) == OpKind::Register || (i.mnemonic() == M::Bt && memory_ok(i)))
                 && matches!(i.op_kind(1), OpKind::Register | OpKind::Immediate8)
                 && (i.op_kind(1) != OpKind::Register || reg_slot(i.op_register(1)).is_some())
         }
@@ -1357,6 +1360,47 @@ impl<'a> BlockBuilder<'a> {
         );
     }
 
+    /// BT on memory: with an immediate, the bit (modulo the operand size) of the operand;
+    /// with a register, the bit string starting there — the register's signed value picks
+    /// the operand-sized element (its address may be far below or above) and the bit in it.
+    fn bit_test_memory(&mut self, i: &Instruction, k: u32, size: u32) {
+        let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
+        let bits = 8 * size;
+        self.effective_address(i);
+        if i.op_kind(1) == OpKind::Register {
+            let (r, _, _) = gpr(i.op_register(1)).expect("checked");
+            let off_r = 8 * r as i32;
+            match size {
+                2 => dynasm!(self.ops ; .arch x64 ; movsx rax, WORD [r12 + off_r]),
+                4 => dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [r12 + off_r]),
+                _ => dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_r]),
+            }
+            let (shift, mask) = (bits.trailing_zeros() as i8, (bits - 1) as i32);
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov rcx, rax
+                ; sar rax, shift
+                ; and ecx, mask
+                ; mov [rbx + SCRATCH1], rcx
+            );
+            match size {
+                2 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 2]),
+                4 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 4]),
+                _ => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 8]),
+            }
+            if addr32(i) {
+                dynasm!(self.ops ; .arch x64 ; mov edx, edx);
+            }
+            self.mem_load(i, k, seg, size);
+            dynasm!(self.ops ; .arch x64 ; mov rcx, [rbx + SCRATCH1] ; bt rax, rcx);
+        } else {
+            let bit = (i.immediate8() as u32 & (bits - 1)) as i8;
+            self.mem_load(i, k, seg, size);
+            dynasm!(self.ops ; .arch x64 ; bt rax, bit);
+        }
+        self.save_flags(i);
+    }
+
     /// A one-operand multiply's RDX:RAX (AX for bytes) to the guest's registers.
     fn store_product(&mut self, size: u32) {
         match size {
@@ -1532,6 +1576,7 @@ impl<'a> BlockBuilder<'a> {
                 self.store_reg(i.op_register(0));
                 dynasm!(self.ops ; .arch x64 ; =>skip);
             }
+            M::Bt if i.op_kind(0) == OpKind::Memory => self.bit_test_memory(i, k, size),
             m @ (M::Bt | M::Bts | M::Btr | M::Btc) => {
                 self.load_src(i, k, 1, size);
                 self.load_reg(i.op_register(0), false);
