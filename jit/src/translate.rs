@@ -514,14 +514,6 @@ pub struct BlockEnv {
     pub word: u32,
 }
 
-/// A block's jump to a constant target in its own page, patchable into a direct jump to
-/// that target's block: the address of the jump's 32-bit displacement, and the target.
-#[derive(Clone, Copy, Debug)]
-pub struct ChainSite {
-    pub field: usize,
-    pub target: u64,
-}
-
 /// Emits one block at `ops`' base address.
 pub struct BlockBuilder<'a> {
     ops: &'a mut Asm,
@@ -541,9 +533,8 @@ pub struct BlockBuilder<'a> {
     before: u32,
     /// The slow paths of inline memory accesses, emitted after the block's body.
     slow: Vec<Slow>,
-    /// Chainable jumps: their link stubs (emitted after the body), displacement offsets and
-    /// targets.
-    chains: Vec<(DynamicLabel, usize, u64)>,
+    /// Chainable jumps: their link stubs (emitted after the body) and displacement offsets.
+    chains: Vec<(DynamicLabel, usize)>,
     /// The instruction after the one being emitted, if it is in the block.
     next: Option<Instruction>,
     /// Flags an instruction left in the host's flags (and in R15) for the Jcc right after
@@ -557,14 +548,14 @@ pub struct BlockBuilder<'a> {
 
 impl<'a> BlockBuilder<'a> {
     /// Translates `instrs` (already checked with [`supported`]) into one block starting at
-    /// offset 0 of `ops`; returns its chainable jumps.
+    /// offset 0 of `ops`.
     ///
     /// The block runs inside the trampoline's frame: RBX = the context, R12 = `Cpu::regs`,
     /// R13 = RFLAGS' address, R14 = RIP's address, RBP = the soft TLB. On entry it checks
     /// the run's instruction budget and its page's code word (a store by any vCPU since
     /// translation sends it back to the dispatcher, which translates it again); every exit
     /// adds the instructions it retired to `Ctx::retired` and leaves RIP at the next one.
-    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) -> Vec<ChainSite> {
+    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) {
         let mut b = BlockBuilder {
             ops,
             env,
@@ -644,8 +635,7 @@ impl<'a> BlockBuilder<'a> {
         // Link stubs: an unchained jump tells the dispatcher which displacement to patch.
         let base = b.env.base;
         let chains = std::mem::take(&mut b.chains);
-        let mut sites = Vec::new();
-        for (stub, field, target) in chains {
+        for (stub, field) in chains {
             let at = (base + field) as i64;
             dynasm!(b.ops
                 ; .arch x64
@@ -654,12 +644,7 @@ impl<'a> BlockBuilder<'a> {
                 ; mov [rbx + LINK], rax
             );
             b.jmp_exit();
-            sites.push(ChainSite {
-                field: base + field,
-                target,
-            });
         }
-        sites
     }
 
     /// Counts `count` retired instructions and sets RIP to `rip`.
@@ -734,7 +719,7 @@ impl<'a> BlockBuilder<'a> {
         let stub = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64 ; jmp =>stub);
         let field = self.ops.offset().0 - 4;
-        self.chains.push((stub, field, rip));
+        self.chains.push((stub, field));
     }
 
     /// After a helper call: leave through instruction `k`'s exit if the helper failed or
@@ -1992,4 +1977,20 @@ fn addr32(i: &Instruction) -> bool {
             | Register::R15D
             | Register::EIP
     ) || gpr(i.memory_index()).is_some_and(|(_, s, _)| s == 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Chaining patches the last four bytes of a block's jump to its link stub: dynasm must
+    /// emit jumps to labels as JMP rel32, never a short form.
+    #[test]
+    fn label_jumps_are_rel32() {
+        let mut ops = Asm::new(0x1000);
+        let near = ops.new_dynamic_label();
+        dynasm!(ops ; .arch x64 ; jmp =>near ; =>near);
+        let code = ops.finalize().unwrap();
+        assert_eq!(code, [0xe9, 0, 0, 0, 0]);
+    }
 }
