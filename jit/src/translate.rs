@@ -40,23 +40,24 @@ pub enum Flow {
     End,
 }
 
-/// The status flags iced says `i` writes (set, cleared, computed or left undefined).
-fn written_flags(i: &Instruction) -> u32 {
-    let mut f = 0;
-    let m = i.rflags_modified();
-    for (rf, bit) in [
+/// iced's flag bits as RFLAGS bits (the six status flags).
+fn status_bits(iced: u32) -> u32 {
+    [
         (RflagsBits::CF, 1 << 0),
         (RflagsBits::PF, 1 << 2),
         (RflagsBits::AF, 1 << 4),
         (RflagsBits::ZF, 1 << 6),
         (RflagsBits::SF, 1 << 7),
         (RflagsBits::OF, 1 << 11),
-    ] {
-        if m & rf != 0 {
-            f |= bit;
-        }
-    }
-    f
+    ]
+    .iter()
+    .filter(|(rf, _)| iced & rf != 0)
+    .fold(0, |f, (_, bit)| f | bit)
+}
+
+/// The status flags iced says `i` writes (set, cleared, computed or left undefined).
+fn written_flags(i: &Instruction) -> u32 {
+    status_bits(i.rflags_modified())
 }
 
 /// A general register operand: where its bytes are in `Cpu::regs` (AH–BH are byte 1 of
@@ -373,21 +374,7 @@ fn keeps_flags_sometimes(i: &Instruction) -> bool {
 
 /// The status flags a Jcc tests.
 fn jcc_flags(i: &Instruction) -> u32 {
-    let mut f = 0;
-    let r = i.rflags_read();
-    for (rf, bit) in [
-        (RflagsBits::CF, 1 << 0),
-        (RflagsBits::PF, 1 << 2),
-        (RflagsBits::AF, 1 << 4),
-        (RflagsBits::ZF, 1 << 6),
-        (RflagsBits::SF, 1 << 7),
-        (RflagsBits::OF, 1 << 11),
-    ] {
-        if r & rf != 0 {
-            f |= bit;
-        }
-    }
-    f
+    status_bits(i.rflags_read())
 }
 
 fn is_setcc(m: M) -> bool {

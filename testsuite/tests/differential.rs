@@ -89,7 +89,7 @@ fn interpreter_matches_the_host_cpu() {
 fn translated_code_sees_its_own_stores() {
     use iced_x86::code_asm::*;
     use testsuite::difftest::soft::SoftRunner;
-    use testsuite::difftest::{Case, CODE_ADDR, DATA_SIZE};
+    use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     // Absolute addresses (the code sits below 2 GiB): the instructions' lengths are fixed.
     let at = |offset: u64| (CODE_ADDR + offset) as u32;
@@ -116,18 +116,7 @@ fn translated_code_sees_its_own_stores() {
     a.inc(edi).unwrap();
     a.ud2().unwrap();
     let code = a.assemble(CODE_ADDR).unwrap();
-    let case = Case {
-        code,
-        compat: false,
-        regs: [0; 16],
-        rflags: 0,
-        data: vec![0; DATA_SIZE],
-        instructions: 15,
-        xmm: [0; 16],
-        mxcsr: 0x1f80,
-        mm: [0; 8],
-        fpu: None,
-    };
+    let case = code_case(code, vec![0; DATA_SIZE], 15);
     let mut soft = SoftRunner::new();
     let (interpreted, _) = soft.run(&case);
     soft.translate = true;
@@ -153,7 +142,7 @@ fn translated_code_sees_its_own_stores() {
 fn translated_faults_keep_earlier_flags() {
     use iced_x86::code_asm::*;
     use testsuite::difftest::soft::SoftRunner;
-    use testsuite::difftest::{Case, CODE_ADDR, DATA_SIZE};
+    use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     type Body = fn(&mut CodeAssembler);
     let bodies: [(&str, Body); 5] = [
@@ -180,18 +169,7 @@ fn translated_faults_keep_earlier_flags() {
         a.add(eax, 1).unwrap(); // ZF, CF, PF, AF set
         body(&mut a);
         a.ud2().unwrap();
-        let case = Case {
-            code: a.assemble(CODE_ADDR).unwrap(),
-            compat: false,
-            regs: [0; 16],
-            rflags: 0,
-            data: vec![0; DATA_SIZE],
-            instructions: 10,
-            xmm: [0; 16],
-            mxcsr: 0x1f80,
-            mm: [0; 8],
-            fpu: None,
-        };
+        let case = code_case(a.assemble(CODE_ADDR).unwrap(), vec![0; DATA_SIZE], 10);
         let mut soft = SoftRunner::new();
         let (interpreted, _) = soft.run(&case);
         assert!(
@@ -224,7 +202,7 @@ fn translated_faults_keep_earlier_flags() {
 fn translated_code_reached_indirectly_sees_its_own_stores() {
     use iced_x86::code_asm::*;
     use testsuite::difftest::soft::SoftRunner;
-    use testsuite::difftest::{Case, CODE_ADDR, DATA_ADDR, DATA_SIZE};
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
     // The routine, in the data page: REP STOSB; ADD EDX, imm8 (its immediate at +4);
     // JMP R11.
@@ -245,18 +223,7 @@ fn translated_code_reached_indirectly_sees_its_own_stores() {
     a.jmp(rbx).unwrap(); // patches the immediate to 5 first: EDX += 5
     a.set_label(&mut back2).unwrap();
     a.ud2().unwrap();
-    let case = Case {
-        code: a.assemble(CODE_ADDR).unwrap(),
-        compat: false,
-        regs: [0; 16],
-        rflags: 0,
-        data,
-        instructions: 20,
-        xmm: [0; 16],
-        mxcsr: 0x1f80,
-        mm: [0; 8],
-        fpu: None,
-    };
+    let case = code_case(a.assemble(CODE_ADDR).unwrap(), data, 20);
     let mut soft = SoftRunner::new();
     let (interpreted, _) = soft.run(&case);
     assert_eq!(interpreted.regs[2], 6, "interpreter: 1 then the patched 5");
@@ -276,7 +243,7 @@ fn translated_code_reached_indirectly_sees_its_own_stores() {
 fn translated_call_pushing_into_its_code_page() {
     use iced_x86::code_asm::*;
     use testsuite::difftest::soft::SoftRunner;
-    use testsuite::difftest::{Case, CODE_ADDR, DATA_ADDR, DATA_SIZE};
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
     // The function, in the data page: MOV EAX, [RDI]; ADD EDX, EAX; RET.
     let function = [0x8b, 0x07, 0x01, 0xc2, 0xc3];
@@ -292,18 +259,7 @@ fn translated_call_pushing_into_its_code_page() {
     a.mov(rdi, DATA_ADDR + 0x808).unwrap(); // (no store: the function's page stays valid)
     a.call(rbx).unwrap(); // EDX += 9
     a.ud2().unwrap();
-    let case = Case {
-        code: a.assemble(CODE_ADDR).unwrap(),
-        compat: false,
-        regs: [0; 16],
-        rflags: 0,
-        data,
-        instructions: 20,
-        xmm: [0; 16],
-        mxcsr: 0x1f80,
-        mm: [0; 8],
-        fpu: None,
-    };
+    let case = code_case(a.assemble(CODE_ADDR).unwrap(), data, 20);
     let mut soft = SoftRunner::new();
     let (interpreted, _) = soft.run(&case);
     assert_eq!(interpreted.regs[2], 16, "interpreter: 7 then 9");
@@ -312,4 +268,21 @@ fn translated_call_pushing_into_its_code_page() {
     assert!(soft.translated.get() > 0, "nothing ran translated");
     assert_eq!(translated.regs, interpreted.regs);
     assert_eq!(translated.rip, interpreted.rip);
+}
+
+/// A 64-bit case at CPL 3 with zeroed registers and flags and default x87/SSE state: the
+/// translator tests' hand-written code, `data` on the data page, `instructions` at most.
+fn code_case(code: Vec<u8>, data: Vec<u8>, instructions: usize) -> testsuite::difftest::Case {
+    testsuite::difftest::Case {
+        code,
+        compat: false,
+        regs: [0; 16],
+        rflags: 0,
+        data,
+        instructions,
+        xmm: [0; 16],
+        mxcsr: 0x1f80,
+        mm: [0; 8],
+        fpu: None,
+    }
 }
