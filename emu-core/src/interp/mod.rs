@@ -28,6 +28,7 @@ pub mod operand;
 pub mod segment;
 pub mod simd;
 pub mod string;
+mod string_bulk;
 pub mod system;
 pub mod task;
 

@@ -7,6 +7,7 @@ use super::cpu::{flags::*, sreg, Mode};
 use super::fault::{Fault, Result};
 use super::flags_calc;
 use super::operand::mask;
+use super::string_bulk::BulkOp;
 use super::Interp;
 
 /// A REP string instruction runs at most this many iterations per step, then restarts itself
@@ -81,6 +82,19 @@ impl Interp {
                 // Resume this instruction on the next step.
                 self.cpu.rip = i.ip();
                 return Ok(());
+            }
+            if rep && !cmp_like {
+                let ran = self.string_bulk(&BulkOp {
+                    mnemonic: m,
+                    asz,
+                    elem,
+                    src_seg,
+                    budget: MAX_ITERATIONS_PER_STEP - done,
+                });
+                if ran > 0 {
+                    done += ran;
+                    continue;
+                }
             }
             let si = self.cpu.regs[6] & cm;
             let di = self.cpu.regs[7] & cm;
