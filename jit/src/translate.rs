@@ -30,8 +30,11 @@ use crate::tlb;
 /// Guest instructions in a block at most.
 pub const MAX_BLOCK: usize = 64;
 
-/// CF PF AF ZF SF OF: the status flags a host `popfq` may load (never TF, IF, DF or AC).
+/// CF PF AF ZF SF OF: the status flags translated code computes and loads (never TF, IF,
+/// DF or AC).
 const STATUS_FLAGS: u32 = 0x8d5;
+const CF: u32 = 1;
+const OF: u32 = 1 << 11;
 
 /// How an instruction ends the block, if it does.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -372,9 +375,18 @@ fn keeps_flags_sometimes(i: &Instruction) -> bool {
     }
 }
 
-/// The status flags a Jcc tests.
+/// The status flags a Jcc (SETcc, CMOVcc) tests.
 fn jcc_flags(i: &Instruction) -> u32 {
     status_bits(i.rflags_read())
+}
+
+/// Whether `i`'s translation can test the host's flags as the instruction before left
+/// them: nothing it emits before its test writes host flags (a Jcc; a CMOVcc whose source
+/// is a register; a SETcc into a register).
+fn tests_host_flags(i: &Instruction) -> bool {
+    i.is_jcc_short_or_near()
+        || (is_cmovcc(i.mnemonic()) && i.op1_kind() == OpKind::Register)
+        || (is_setcc(i.mnemonic()) && i.op0_kind() == OpKind::Register)
 }
 
 fn is_setcc(m: M) -> bool {
@@ -810,12 +822,14 @@ impl<'a> BlockBuilder<'a> {
         }
     }
 
-    /// RAX = the memory operand (`size` bytes, zero-extended); its offset stays in
-    /// scratch 0 (for a store back to it).
-    fn load_mem(&mut self, i: &Instruction, k: u32, size: u32) {
+    /// RAX = the memory operand (`size` bytes, zero-extended); with `keep`, its offset
+    /// stays in scratch 0 (for a store back to it).
+    fn load_mem(&mut self, i: &Instruction, k: u32, size: u32, keep: bool) {
         self.effective_address(i);
         let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
-        dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH0], rdx);
+        if keep {
+            dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH0], rdx);
+        }
         self.mem_load(i, k, seg, size);
     }
 
@@ -1024,6 +1038,17 @@ impl<'a> BlockBuilder<'a> {
         dynasm!(self.ops ; .arch x64 ; jmp =>path.back);
     }
 
+    /// RCX = `imm`, in the shortest encoding.
+    fn mov_rcx(&mut self, imm: i64) {
+        if let Ok(v) = u32::try_from(imm) {
+            dynasm!(self.ops ; .arch x64 ; mov ecx, v as i32);
+        } else if let Ok(v) = i32::try_from(imm) {
+            dynasm!(self.ops ; .arch x64 ; mov rcx, v);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD imm);
+        }
+    }
+
     /// RAX (`rcx` false) or RCX = register `r`, zero-extended from its size.
     fn load_reg(&mut self, r: Register, rcx: bool) {
         let (off, size) = reg_slot(r).expect("checked");
@@ -1054,7 +1079,7 @@ impl<'a> BlockBuilder<'a> {
     /// RAX = operand 0 (a register or memory) in `size` bytes.
     fn load_dest(&mut self, i: &Instruction, k: u32, size: u32) {
         match i.op_kind(0) {
-            OpKind::Memory => self.load_mem(i, k, size),
+            OpKind::Memory => self.load_mem(i, k, size, true),
             _ => self.load_reg(i.op_register(0), false),
         }
     }
@@ -1072,26 +1097,47 @@ impl<'a> BlockBuilder<'a> {
         match i.op_kind(n) {
             OpKind::Register => self.load_reg(i.op_register(n), true),
             OpKind::Memory => {
-                self.load_mem(i, k, size);
+                self.load_mem(i, k, size, false);
                 dynasm!(self.ops ; .arch x64 ; mov rcx, rax);
             }
-            _ => {
-                let imm = i.immediate(n) as i64;
-                dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD imm);
-            }
+            _ => self.mov_rcx(i.immediate(n) as i64),
         }
     }
 
-    /// The guest's status flags into the host's (for instructions that read them).
-    fn load_flags(&mut self) {
+    /// The guest's status flags in `need` into the host's (for instructions that read
+    /// them); the others become undefined. Keeps RAX, RCX and RDX; clobbers RSI and RDI.
+    ///
+    /// No POPFQ (microcoded, tens of cycles): CF alone is one BT; otherwise SAHF takes SF,
+    /// ZF, AF, PF and CF from the low byte of RFLAGS, and OF, where needed, comes from an
+    /// addition that overflows exactly when it is set.
+    fn load_flags(&mut self, need: u32) {
         self.flush_flags();
-        let status = STATUS_FLAGS as i32;
+        if need & !CF == 0 {
+            dynasm!(self.ops ; .arch x64 ; bt DWORD [r13], 0);
+            return;
+        }
         dynasm!(self.ops
             ; .arch x64
-            ; mov rsi, [r13]
-            ; and esi, status
-            ; push rsi
-            ; popfq
+            ; mov rdi, rax
+            ; mov eax, [r13]
+        );
+        if need & OF != 0 {
+            // 0x80000000 + 0x80000000 overflows; 0 + 0x80000000 does not.
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov esi, eax
+                ; shl eax, 8
+                ; and esi, OF as i32
+                ; shl esi, 20
+                ; add esi, i32::MIN
+            );
+        } else {
+            dynasm!(self.ops ; .arch x64 ; shl eax, 8);
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; sahf
+            ; mov rax, rdi
         );
     }
 
@@ -1135,15 +1181,16 @@ impl<'a> BlockBuilder<'a> {
     }
 
     /// After an instruction whose flags `save_flags` left in the host's flags and nothing
-    /// clobbered since (no store to memory): a Jcc right after it that tests only those
-    /// reads them there — no round trip through RFLAGS and POPFQ. Both its ways merge them.
+    /// clobbered since (no store to memory): a Jcc, CMOVcc or SETcc right after it that
+    /// tests only those reads them there (see [`tests_host_flags`]) — no round trip through
+    /// RFLAGS. A Jcc's two ways both merge them.
     fn fuse_with_next(&mut self, stored_to_memory: bool) {
         let live = std::mem::take(&mut self.flags_in_host);
         if !stored_to_memory
             && live != 0
             && self
                 .next
-                .is_some_and(|n| n.is_jcc_short_or_near() && jcc_flags(&n) & !live == 0)
+                .is_some_and(|n| tests_host_flags(&n) && jcc_flags(&n) & !live == 0)
         {
             self.live_flags = live;
         }
@@ -1581,7 +1628,7 @@ impl<'a> BlockBuilder<'a> {
                 let count = (i.immediate8() as u32) & if size == 8 { 63 } else { 31 };
                 // A count that may mask to zero leaves the flags alone.
                 if by_cl || count == 0 {
-                    self.load_flags();
+                    self.load_flags(STATUS_FLAGS);
                 }
                 let c = count as i8;
                 match (m, size, by_cl) {
@@ -1612,8 +1659,7 @@ impl<'a> BlockBuilder<'a> {
                 } else {
                     self.load_src(i, k, 1, size);
                     dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
-                    let imm = i.immediate(2) as i64;
-                    dynasm!(self.ops ; .arch x64 ; mov rcx, QWORD imm);
+                    self.mov_rcx(i.immediate(2) as i64);
                 }
                 match size {
                     2 => dynasm!(self.ops ; .arch x64 ; imul ax, cx),
@@ -1628,17 +1674,24 @@ impl<'a> BlockBuilder<'a> {
                     self.effective_address(i);
                     dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH0], rdx);
                 }
+                // The flags of the instruction before, if still in the host's (fused).
+                if std::mem::take(&mut self.live_flags) == 0 {
+                    self.load_flags(jcc_flags(i));
+                }
                 // MOV, not XOR: the flags must survive until the CMOV.
                 dynasm!(self.ops ; .arch x64 ; mov eax, 0 ; mov ecx, 1);
-                self.load_flags();
                 self.cmov_cc(i.condition_code());
                 self.store_dest(i, k, 1);
             }
             m if is_cmovcc(m) => {
-                // The source is read whatever the condition, as on hardware.
+                // The source is read whatever the condition, as on hardware. Fused, it is
+                // a register (its load keeps the host's flags).
+                let live = std::mem::take(&mut self.live_flags);
                 self.load_src(i, k, 1, size);
+                if live == 0 {
+                    self.load_flags(jcc_flags(i));
+                }
                 self.load_reg(i.op_register(0), false);
-                self.load_flags();
                 self.cmov_cc(i.condition_code());
                 self.store_reg(i.op_register(0));
             }
@@ -1646,8 +1699,9 @@ impl<'a> BlockBuilder<'a> {
                 if i.op_kind(0) == OpKind::Memory {
                     self.load_src(i, k, 1, size);
                     self.effective_address(i);
-                    dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH0], rdx ; mov rax, rcx);
-                    self.store_mem(i, k, size);
+                    dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
+                    let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
+                    self.mem_store(i, k, seg, size);
                 } else {
                     self.load_src(i, k, 1, size);
                     dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
@@ -1656,18 +1710,17 @@ impl<'a> BlockBuilder<'a> {
             }
             m
             @ (M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor | M::Cmp | M::Test) => {
-                // The source first: a memory destination's address stays in scratch 0.
+                // A memory source first (the destination is then a register, whose load
+                // keeps RCX).
                 if i.op_kind(1) == OpKind::Memory {
                     self.load_src(i, k, 1, size);
-                    dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH1], rcx);
                     self.load_dest(i, k, size);
-                    dynasm!(self.ops ; .arch x64 ; mov rcx, [rbx + SCRATCH1]);
                 } else {
                     self.load_dest(i, k, size);
                     self.load_src(i, k, 1, size);
                 }
                 if matches!(m, M::Adc | M::Sbb) {
-                    self.load_flags();
+                    self.load_flags(CF);
                 }
                 macro_rules! op {
                     ($op:ident) => {
@@ -1724,8 +1777,10 @@ impl<'a> BlockBuilder<'a> {
                 let count = (i.immediate8() as u32) & if size == 8 { 63 } else { 31 };
                 // A count that may mask to zero leaves the flags alone, and RCL/RCR read CF:
                 // the host then starts from the guest's flags.
-                if by_cl || count == 0 || matches!(m, M::Rcl | M::Rcr) {
-                    self.load_flags();
+                if by_cl || count == 0 {
+                    self.load_flags(STATUS_FLAGS);
+                } else if matches!(m, M::Rcl | M::Rcr) {
+                    self.load_flags(CF);
                 }
                 let c = count as i8;
                 macro_rules! op {
@@ -1772,7 +1827,7 @@ impl<'a> BlockBuilder<'a> {
                     }
                     _ => {
                         let s = i.memory_size().size() as u32;
-                        self.load_mem(i, k, s);
+                        self.load_mem(i, k, s, false);
                         s
                     }
                 };
@@ -1881,7 +1936,7 @@ impl<'a> BlockBuilder<'a> {
                 // Jcc: on to the target if the condition holds, else the next instruction.
                 let live = std::mem::take(&mut self.live_flags);
                 if live == 0 {
-                    self.load_flags();
+                    self.load_flags(jcc_flags(i));
                 }
                 let taken = self.ops.new_dynamic_label();
                 self.jcc(i.condition_code(), taken);

@@ -270,6 +270,93 @@ fn translated_call_pushing_into_its_code_page() {
     assert_eq!(translated.rip, interpreted.rip);
 }
 
+/// Flag readers right after a flag writer (SETcc and CMOVcc testing the host's flags as
+/// the writer left them) and further away (from RFLAGS: SAHF and an overflow for OF, one
+/// BT for ADC's CF), for every condition, several writers and operands that set each
+/// flag: the translated results equal the interpreter's.
+#[test]
+fn translated_flag_readers_match_the_interpreter() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::soft::SoftRunner;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    // Writers as (opcode bytes, mnemonic): CMP EAX,ECX; ADD EAX,ECX; SUB RAX,RCX;
+    // IMUL EAX,ECX; TEST EAX,ECX; INC EAX (CF kept from before).
+    let writers: [(&[u8], &str); 6] = [
+        (&[0x39, 0xc8], "cmp"),
+        (&[0x01, 0xc8], "add"),
+        (&[0x48, 0x29, 0xc8], "sub"),
+        (&[0x0f, 0xaf, 0xc1], "imul"),
+        (&[0x85, 0xc8], "test"),
+        (&[0xff, 0xc0], "inc"),
+    ];
+    let operands: [(u32, u32); 7] = [
+        (0, 0),
+        (1, 2),
+        (2, 1),
+        (0x7fff_ffff, 1),
+        (0x8000_0000, 1),
+        (0xffff_ffff, 1),
+        (0x4000_0000, 4),
+    ];
+    // One case per writer, operands and condition (the harness runs 64 instructions).
+    let mut soft = SoftRunner::new();
+    for (writer, what) in writers {
+        for (x, y) in operands {
+            for cc in 0u8..16 {
+                // IMUL leaves SF, ZF, AF and PF undefined: only its O and B conditions.
+                let imul = what == "imul";
+                if imul && cc > 3 {
+                    continue;
+                }
+                let mut a = CodeAssembler::new(64).unwrap();
+                a.mov(eax, x).unwrap();
+                a.mov(ecx, y).unwrap();
+                a.mov(edi, 1u32).unwrap();
+                a.mov(rbx, DATA_ADDR).unwrap();
+                // A fused SETcc, then an unfused CMOVcc (the SETcc took the host's flags).
+                a.db(writer).unwrap();
+                a.db(&[0x0f, 0x90 + cc, 0xc2]).unwrap(); // setcc dl
+                a.db(&[0x0f, 0x40 + cc, 0xf7]).unwrap(); // cmovcc esi, edi
+                                                         // A fused CMOVcc, then ADC reading CF from RFLAGS.
+                a.mov(eax, x).unwrap();
+                a.db(writer).unwrap();
+                a.db(&[0x44, 0x0f, 0x40 + cc, 0xc7]).unwrap(); // cmovcc r8d, edi
+                a.adc(r9d, 0).unwrap();
+                // A CMOVcc from memory right after a writer (its load's TLB lookup
+                // clobbers the host's flags: not fused).
+                a.mov(eax, x).unwrap();
+                a.db(writer).unwrap();
+                a.db(&[0x44, 0x0f, 0x40 + cc, 0x13]).unwrap(); // cmovcc r10d, [rbx]
+                                                               // A shift by CL = 0 keeps every flag (OF too) of the writer before it.
+                a.mov(eax, x).unwrap();
+                a.mov(ecx, y).unwrap();
+                a.db(writer).unwrap();
+                a.mov(ecx, 0u32).unwrap();
+                a.shl(edx, cl).unwrap();
+                a.ud2().unwrap();
+                let mut data = vec![0; DATA_SIZE];
+                data[0] = 7;
+                let case = code_case(a.assemble(CODE_ADDR).unwrap(), data, 30);
+                soft.translate = false;
+                let (interpreted, _) = soft.run(&case);
+                soft.translate = true;
+                let (translated, _) = soft.run(&case);
+                let at = format!("{what} {x:#x}, {y:#x}, condition {cc:#x}");
+                assert_eq!(translated.regs, interpreted.regs, "{at}: registers");
+                let defined = if imul { !0xd4 } else { !0 };
+                assert_eq!(
+                    translated.rflags & defined,
+                    interpreted.rflags & defined,
+                    "{at}: RFLAGS"
+                );
+                assert_eq!(translated.rip, interpreted.rip, "{at}: RIP");
+            }
+        }
+    }
+    assert!(soft.translated.get() > 0, "nothing ran translated");
+}
+
 /// A 64-bit case at CPL 3 with zeroed registers and flags and default x87/SSE state: the
 /// translator tests' hand-written code, `data` on the data page, `instructions` at most.
 fn code_case(code: Vec<u8>, data: Vec<u8>, instructions: usize) -> testsuite::difftest::Case {
