@@ -28,7 +28,7 @@ use emu_core::interp::fault::Stop;
 use emu_core::interp::Interp;
 
 use crate::code_buffer::CodeBuffer;
-use crate::helpers::{self, Ctx, REGS, RFLAGS, RIP, TLB};
+use crate::helpers::{self, Ctx, REGS, TLB};
 use crate::translate::{supported, Asm, BlockBuilder, BlockEnv, MAX_BLOCK};
 use crate::Stats;
 
@@ -101,8 +101,6 @@ impl Cache {
             ; sub rsp, 8
             ; mov rbx, rdi
             ; mov r12, [rbx + REGS]
-            ; mov r13, [rbx + RFLAGS]
-            ; mov r14, [rbx + RIP]
             ; mov rbp, [rbx + TLB]
             ; jmp rsi
             ; =>exit
@@ -265,10 +263,6 @@ impl Cache {
             // SAFETY: field addresses of the live interpreter behind `p`; no reference to it
             // is used while translated code runs (helpers reach it through `ctx.interp`).
             regs: unsafe { std::ptr::addr_of_mut!((*p).cpu.regs) }.cast(),
-            // SAFETY: as above.
-            rflags: unsafe { std::ptr::addr_of_mut!((*p).cpu.rflags) },
-            // SAFETY: as above.
-            rip: unsafe { std::ptr::addr_of_mut!((*p).cpu.rip) },
             status: helpers::OK,
             scratch: [0; 2],
             tlb: self.tlb.base(),

@@ -2,6 +2,8 @@
 //! segmentation, paging, MMIO and code-page tracking), reporting faults and stores into the
 //! block's own code page through the context.
 
+use std::mem::offset_of;
+
 use emu_core::interp::fault::{Fault, Stop};
 use emu_core::interp::Interp;
 
@@ -15,36 +17,34 @@ pub const CODE_WRITTEN: u64 = 2;
 /// The block's view of the vCPU. Translated code reads the first fields at fixed offsets.
 #[repr(C)]
 pub struct Ctx {
-    /// `Cpu::regs` (offset 0), `Cpu::rflags` (8), `Cpu::rip` (16).
+    /// `Cpu::regs` (blocks reach `Cpu::rip` and `Cpu::rflags` at fixed offsets from it).
     pub regs: *mut u64,
-    pub rflags: *mut u64,
-    pub rip: *mut u64,
-    /// [`OK`], [`FAULT`] or [`CODE_WRITTEN`] (offset 24).
+    /// [`OK`], [`FAULT`] or [`CODE_WRITTEN`].
     pub status: u64,
-    /// Scratch slots kept across helper calls (offsets 32 and 40).
+    /// Scratch slots kept across helper calls.
     pub scratch: [u64; 2],
-    /// The soft TLB's entries (offset 48), and the FS and GS bases (56, 64: the only
-    /// segment bases 64-bit code adds).
+    /// The soft TLB's entries, and the FS and GS bases (the only segment bases 64-bit code
+    /// adds).
     pub tlb: *mut crate::tlb::Entry,
     pub fs_base: u64,
     pub gs_base: u64,
-    /// Guest instructions retired in this run (offset 72); blocks stop chaining once it
-    /// reaches `limit` (80).
+    /// Guest instructions retired in this run; blocks stop chaining once it reaches
+    /// `limit`.
     pub retired: u64,
     pub limit: u64,
-    /// Set by an unchained jump's stub (offset 88): the address of the jump's displacement,
-    /// for the dispatcher to patch once it knows the target's block.
+    /// Set by an unchained jump's stub: the address of the jump's displacement, for the
+    /// dispatcher to patch once it knows the target's block.
     pub link: u64,
-    /// The jump cache (offset 96): RIP tag and block address per entry.
+    /// The jump cache: RIP tag and block address per entry.
     pub jumps: *mut [u64; 2],
-    /// XMM0–15 (offset 104), and whether SSE instructions may run as host SSE in this run
-    /// (112: nonzero when CR0.EM and TS are clear, CR4.OSFXSR is set and the CPU model has
-    /// SSE and SSE2; else the interpreter runs them and raises what they raise).
+    /// XMM0–15, and whether SSE instructions may run as host SSE in this run (nonzero when
+    /// CR0.EM and TS are clear, CR4.OSFXSR is set and the CPU model has SSE and SSE2; else
+    /// the interpreter runs them and raises what they raise).
     pub xmm: *mut u128,
     pub sse_ok: u64,
-    /// The running block's code-page word and the value it was translated under (offsets
-    /// 120 and 128; every block's entry stores its own, so a block reached through a chain
-    /// or the jump cache checks its own page).
+    /// The running block's code-page word and the value it was translated under (every
+    /// block's entry stores its own, so a block reached through a chain or the jump cache
+    /// checks its own page).
     pub code_word: *const std::sync::atomic::AtomicU32,
     pub word: u32,
     pub interp: *mut Interp,
@@ -58,23 +58,22 @@ pub struct Ctx {
     pub fault: Option<Fault>,
 }
 
-pub const REGS: i32 = 0;
-pub const RFLAGS: i32 = 8;
-pub const RIP: i32 = 16;
-pub const STATUS: i32 = 24;
-pub const SCRATCH0: i32 = 32;
-pub const SCRATCH1: i32 = 40;
-pub const TLB: i32 = 48;
-pub const FS_BASE: i32 = 56;
-pub const GS_BASE: i32 = 64;
-pub const RETIRED: i32 = 72;
-pub const LIMIT: i32 = 80;
-pub const LINK: i32 = 88;
-pub const JUMPS: i32 = 96;
-pub const XMM: i32 = 104;
-pub const SSE_OK: i32 = 112;
-pub const CODE_WORD: i32 = 120;
-pub const WORD: i32 = 128;
+// The fields translated code reads, by offset.
+pub const REGS: i32 = offset_of!(Ctx, regs) as i32;
+pub const STATUS: i32 = offset_of!(Ctx, status) as i32;
+pub const SCRATCH0: i32 = offset_of!(Ctx, scratch) as i32;
+pub const SCRATCH1: i32 = SCRATCH0 + 8;
+pub const TLB: i32 = offset_of!(Ctx, tlb) as i32;
+pub const FS_BASE: i32 = offset_of!(Ctx, fs_base) as i32;
+pub const GS_BASE: i32 = offset_of!(Ctx, gs_base) as i32;
+pub const RETIRED: i32 = offset_of!(Ctx, retired) as i32;
+pub const LIMIT: i32 = offset_of!(Ctx, limit) as i32;
+pub const LINK: i32 = offset_of!(Ctx, link) as i32;
+pub const JUMPS: i32 = offset_of!(Ctx, jumps) as i32;
+pub const XMM: i32 = offset_of!(Ctx, xmm) as i32;
+pub const SSE_OK: i32 = offset_of!(Ctx, sse_ok) as i32;
+pub const CODE_WORD: i32 = offset_of!(Ctx, code_word) as i32;
+pub const WORD: i32 = offset_of!(Ctx, word) as i32;
 
 /// The context behind `ctx` and its interpreter.
 ///

@@ -17,6 +17,9 @@ use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
 use iced_x86::{ConditionCode, Instruction, Mnemonic as M, OpKind, Register, RflagsBits};
 
+use std::mem::offset_of;
+
+use emu_core::interp::cpu::Cpu;
 use emu_core::interp::operand::{gpr, seg_index};
 
 use crate::helpers::{
@@ -34,6 +37,12 @@ pub const MAX_BLOCK: usize = 64;
 /// DF or AC).
 const STATUS_FLAGS: u32 = 0x8d5;
 const CF: u32 = 1;
+/// RIP and RFLAGS relative to `Cpu::regs` (R12).
+const RIP_AT: i32 = offset_of!(Cpu, rip) as i32 - offset_of!(Cpu, regs) as i32;
+const FLAGS_AT: i32 = offset_of!(Cpu, rflags) as i32 - offset_of!(Cpu, regs) as i32;
+/// Host registers that hold copies of guest registers inside a block (see
+/// `BlockBuilder::host`): R9, R10, R11, R13, R14.
+const CACHE_REGS: [u8; 5] = [9, 10, 11, 13, 14];
 const OF: u32 = 1 << 11;
 
 /// How an instruction ends the block, if it does.
@@ -543,14 +552,21 @@ pub struct BlockBuilder<'a> {
     flags_in_host: u32,
     /// A `check` after the interpreter ran the instruction (its exit keeps RIP).
     interpreting: bool,
+    /// Guest registers with a copy in a host register for the whole block (the ones its
+    /// instructions name most): read from the copy, written to both. `Cpu::regs` stays
+    /// exact — an exit, a fault or a helper finds every register there — so only writes
+    /// need care: every write to a guest register updates its copy, and every helper call
+    /// (which may change any register) reloads them all.
+    host: [Option<u8>; 16],
 }
 
 impl<'a> BlockBuilder<'a> {
     /// Translates `instrs` (already checked with [`supported`]) into one block starting at
     /// offset 0 of `ops`.
     ///
-    /// The block runs inside the trampoline's frame: RBX = the context, R12 = `Cpu::regs`,
-    /// R13 = RFLAGS' address, R14 = RIP's address, RBP = the soft TLB. On entry it checks
+    /// The block runs inside the trampoline's frame: RBX = the context, R12 = `Cpu::regs`
+    /// (RIP and RFLAGS at fixed offsets from it), RBP = the soft TLB, R9–R11, R13 and R14
+    /// copies of guest registers (`host`). On entry it checks
     /// the run's instruction budget and its page's code word (a store by any vCPU since
     /// translation sends it back to the dispatcher, which translates it again); every exit
     /// adds the instructions it retired to `Ctx::retired` and leaves RIP at the next one.
@@ -568,6 +584,7 @@ impl<'a> BlockBuilder<'a> {
             live_flags: 0,
             flags_in_host: 0,
             interpreting: false,
+            host: choose_cached(instrs),
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         dynasm!(b.ops
@@ -587,6 +604,7 @@ impl<'a> BlockBuilder<'a> {
             ; mov [rbx + helpers::CODE_WORD], rax
             ; mov DWORD [rbx + helpers::WORD], word
         );
+        b.reload_cached();
         let n = instrs.len() as u32;
         let mut ended = false;
         for (k, i) in instrs.iter().enumerate() {
@@ -653,7 +671,7 @@ impl<'a> BlockBuilder<'a> {
             ; .arch x64
             ; add QWORD [rbx + RETIRED], count
             ; mov rax, QWORD new_rip
-            ; mov [r14], rax
+            ; mov [r12 + RIP_AT], rax
         );
     }
 
@@ -776,14 +794,14 @@ impl<'a> BlockBuilder<'a> {
         } else {
             i.memory_displacement64()
         } as i64;
-        let base = gpr(i.memory_base()).map(|(b, _, _)| 8 * b as i32);
-        let index = gpr(i.memory_index()).map(|(x, _, _)| 8 * x as i32);
+        let base = gpr(i.memory_base()).map(|(b, _, _)| b);
+        let index = gpr(i.memory_index()).map(|(x, _, _)| x);
         match (base, index, i32::try_from(disp)) {
             // One LEA for base + index * scale + disp32 (RAX holds the index).
-            (b, Some(off_x), Ok(d)) => {
-                dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_x]);
+            (b, Some(x), Ok(d)) => {
+                self.load_gpr64(x, true);
                 match b {
-                    Some(off_b) => dynasm!(self.ops ; .arch x64 ; mov rdx, [r12 + off_b]),
+                    Some(b) => self.load_gpr64(b, false),
                     None => dynasm!(self.ops ; .arch x64 ; xor edx, edx),
                 }
                 match i.memory_index_scale() {
@@ -793,8 +811,8 @@ impl<'a> BlockBuilder<'a> {
                     _ => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 8 + d]),
                 }
             }
-            (Some(off_b), None, Ok(d)) => {
-                dynasm!(self.ops ; .arch x64 ; mov rdx, [r12 + off_b]);
+            (Some(b), None, Ok(d)) => {
+                self.load_gpr64(b, false);
                 if d != 0 {
                     dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + d]);
                 }
@@ -802,19 +820,23 @@ impl<'a> BlockBuilder<'a> {
             (None, None, Ok(d)) => dynasm!(self.ops ; .arch x64 ; mov rdx, d),
             // A displacement beyond 32 bits (RIP-relative or absolute, far from zero).
             (b, x, Err(_)) => {
-                dynasm!(self.ops ; .arch x64 ; mov rdx, QWORD disp);
-                if let Some(off_b) = b {
-                    dynasm!(self.ops ; .arch x64 ; add rdx, [r12 + off_b]);
-                }
-                if let Some(off_x) = x {
+                if let Some(x) = x {
                     let shift = i.memory_index_scale().trailing_zeros() as i8;
-                    dynasm!(self.ops
-                        ; .arch x64
-                        ; mov rax, [r12 + off_x]
-                        ; shl rax, shift
-                        ; add rdx, rax
-                    );
+                    self.load_gpr64(x, true);
+                    dynasm!(self.ops ; .arch x64 ; shl rax, shift);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; xor eax, eax);
                 }
+                match b {
+                    Some(b) => self.load_gpr64(b, false),
+                    None => dynasm!(self.ops ; .arch x64 ; xor edx, edx),
+                }
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; add rdx, rax
+                    ; mov rax, QWORD disp
+                    ; add rdx, rax
+                );
             }
         }
         if addr32(i) {
@@ -850,9 +872,10 @@ impl<'a> BlockBuilder<'a> {
         } else if seg == emu_core::interp::cpu::sreg::GS as i32 {
             dynasm!(self.ops ; .arch x64 ; add rsi, [rbx + GS_BASE]);
         }
+        // RDI = the entry's offset in the table: the page number's low bits, scaled.
         let (mask, shift, last) = (
-            (tlb::ENTRIES - 1) as i32,
-            tlb::ENTRY_SHIFT as i8,
+            ((tlb::ENTRIES - 1) << tlb::ENTRY_SHIFT) as i32,
+            (12 - tlb::ENTRY_SHIFT) as i8,
             size as i32 - 1,
         );
         // The tag is compared with the last byte's page, indexed by the first byte's: an
@@ -860,30 +883,32 @@ impl<'a> BlockBuilder<'a> {
         dynasm!(self.ops
             ; .arch x64
             ; mov rdi, rsi
-            ; shr rdi, 12
+            ; shr rdi, shift
             ; and edi, mask
-            ; shl edi, shift
-            ; add rdi, rbp
-            ; lea rcx, [rsi + last]
-            ; and rcx, -4096
         );
+        if last == 0 {
+            dynasm!(self.ops ; .arch x64 ; mov rcx, rsi);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; lea rcx, [rsi + last]);
+        }
+        dynasm!(self.ops ; .arch x64 ; and rcx, -4096);
         if write {
             dynasm!(self.ops
                 ; .arch x64
-                ; cmp rcx, [rdi + tlb::WRITE_TAG]
+                ; cmp rcx, [rbp + rdi + tlb::WRITE_TAG]
                 ; jne =>slow
-                ; mov rcx, [rdi + tlb::CODE]
+                ; mov rcx, [rbp + rdi + tlb::CODE]
                 ; test BYTE [rcx], 1
                 ; jnz =>slow
             );
         } else {
             dynasm!(self.ops
                 ; .arch x64
-                ; cmp rcx, [rdi + tlb::READ_TAG]
+                ; cmp rcx, [rbp + rdi + tlb::READ_TAG]
                 ; jne =>slow
             );
         }
-        dynasm!(self.ops ; .arch x64 ; add rsi, [rdi + tlb::ADDEND]);
+        dynasm!(self.ops ; .arch x64 ; add rsi, [rbp + rdi + tlb::ADDEND]);
     }
 
     /// Registers a slow path and returns its label and the label to come back to.
@@ -938,18 +963,18 @@ impl<'a> BlockBuilder<'a> {
     fn push_rax(&mut self, i: &Instruction, k: u32, fault_only: bool) {
         let ss = emu_core::interp::cpu::sreg::SS as i32;
         let (slow, back) = self.slow_path_for(i, k, SlowCall::Push, fault_only);
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov rdx, [r12 + 32]
-            ; sub rdx, 8
-        );
+        self.load_gpr64(4, false);
+        dynasm!(self.ops ; .arch x64 ; sub rdx, 8);
         self.tlb_lookup(ss, 8, true, slow);
         dynasm!(self.ops
             ; .arch x64
             ; mov [rsi], rax
-            ; sub QWORD [r12 + 32], 8
-            ; =>back
+            ; mov [r12 + 32], rdx
         );
+        if let Some(h) = self.host[4] {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), rdx);
+        }
+        dynasm!(self.ops ; .arch x64 ; =>back);
     }
 
     /// The body of a slow path (after the block's code).
@@ -1000,7 +1025,7 @@ impl<'a> BlockBuilder<'a> {
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov rax, QWORD at
-                    ; mov [r14], rax
+                    ; mov [r12 + RIP_AT], rax
                     ; mov rdi, rbx
                     ; mov rsi, QWORD i64::from(seg)
                     ; mov ecx, write
@@ -1027,6 +1052,9 @@ impl<'a> BlockBuilder<'a> {
                 );
             }
         }
+        // The helper may have changed any guest register (the interpreter ran the
+        // instruction, or a push or return moved RSP).
+        self.reload_cached();
         let (before, unmerged) = (self.before, self.unmerged);
         (self.before, self.unmerged) = (path.before, path.unmerged);
         if path.fault_only {
@@ -1052,6 +1080,17 @@ impl<'a> BlockBuilder<'a> {
     /// RAX (`rcx` false) or RCX = register `r`, zero-extended from its size.
     fn load_reg(&mut self, r: Register, rcx: bool) {
         let (off, size) = reg_slot(r).expect("checked");
+        let (idx, _, high) = gpr(r).expect("checked");
+        if let (Some(h), false) = (self.host[idx], high) {
+            let d = if rcx { 1 } else { 0 };
+            match size {
+                8 => dynasm!(self.ops ; .arch x64 ; mov Rq(d), Rq(h)),
+                4 => dynasm!(self.ops ; .arch x64 ; mov Rd(d), Rd(h)),
+                2 => dynasm!(self.ops ; .arch x64 ; movzx Rd(d), Rw(h)),
+                _ => dynasm!(self.ops ; .arch x64 ; movzx Rd(d), Rb(h)),
+            }
+            return;
+        }
         match (rcx, size) {
             (false, 8) => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r12 + off]),
             (false, 4) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r12 + off]),
@@ -1073,6 +1112,47 @@ impl<'a> BlockBuilder<'a> {
             4 => dynasm!(self.ops ; .arch x64 ; mov eax, eax ; mov QWORD [r12 + off], rax),
             2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + off], ax),
             _ => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + off], al),
+        }
+        let (idx, _, high) = gpr(r).expect("checked");
+        if let Some(h) = self.host[idx] {
+            match (size, high) {
+                (_, true) => self.refresh(idx),
+                (8 | 4, _) => dynasm!(self.ops ; .arch x64 ; mov Rq(h), rax),
+                (2, _) => dynasm!(self.ops ; .arch x64 ; mov Rw(h), ax),
+                _ => dynasm!(self.ops ; .arch x64 ; mov Rb(h), al),
+            }
+        }
+    }
+
+    /// After a store straight to guest register `idx` in `Cpu::regs`: its copy again.
+    fn refresh(&mut self, idx: usize) {
+        if let Some(h) = self.host[idx] {
+            let off = 8 * idx as i32;
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), [r12 + off]);
+        }
+    }
+
+    /// After RAX (zero-extended) went straight to guest register `idx`: its copy too.
+    fn wrote_rax_to(&mut self, idx: usize) {
+        if let Some(h) = self.host[idx] {
+            dynasm!(self.ops ; .arch x64 ; mov Rq(h), rax);
+        }
+    }
+
+    /// Every copy from `Cpu::regs`: on entry and after helper calls.
+    fn reload_cached(&mut self) {
+        for idx in 0..16 {
+            self.refresh(idx);
+        }
+    }
+
+    /// RAX (`rcx` false: RDX) = the 64-bit guest register `idx` (an address's base or index).
+    fn load_gpr64(&mut self, idx: usize, to_rax: bool) {
+        let off = 8 * idx as i32;
+        let d = if to_rax { 0 } else { 2 };
+        match self.host[idx] {
+            Some(h) => dynasm!(self.ops ; .arch x64 ; mov Rq(d), Rq(h)),
+            None => dynasm!(self.ops ; .arch x64 ; mov Rq(d), [r12 + off]),
         }
     }
 
@@ -1113,13 +1193,13 @@ impl<'a> BlockBuilder<'a> {
     fn load_flags(&mut self, need: u32) {
         self.flush_flags();
         if need & !CF == 0 {
-            dynasm!(self.ops ; .arch x64 ; bt DWORD [r13], 0);
+            dynasm!(self.ops ; .arch x64 ; bt DWORD [r12 + FLAGS_AT], 0);
             return;
         }
         dynasm!(self.ops
             ; .arch x64
             ; mov rdi, rax
-            ; mov eax, [r13]
+            ; mov eax, [r12 + FLAGS_AT]
         );
         if need & OF != 0 {
             // 0x80000000 + 0x80000000 overflows; 0 + 0x80000000 does not.
@@ -1142,22 +1222,32 @@ impl<'a> BlockBuilder<'a> {
     }
 
     /// The host's flags into R15 (right after the operation of `i`), pending until merged.
+    ///
+    /// R15 holds them as LAHF and SETO leave AX — RFLAGS' low byte (SF ZF AF PF CF) in bits
+    /// 8–15, OF in bit 0 — which `merge_flags` puts back in RFLAGS' order: a few simple
+    /// instructions where PUSHFQ is microcoded. Keeps RAX; clobbers RSI and RDI.
     fn save_flags(&mut self, i: &Instruction) {
         if self.flags_dead(i) {
             self.flags_in_host = 0;
             return;
         }
         let written = written_flags(i);
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rsi, rax
+            ; lahf
+            ; seto al
+            ; movzx edi, ax
+            ; mov rax, rsi
+        );
         if self.unmerged & !written != 0 {
             // Some of the earlier flags survive this instruction: into RFLAGS with them.
-            dynasm!(self.ops ; .arch x64 ; pushfq ; pop rdi);
             self.merge_flags(self.unmerged);
-            dynasm!(self.ops ; .arch x64 ; mov r15, rdi);
             self.flags_in_host = 0;
         } else {
-            dynasm!(self.ops ; .arch x64 ; pushfq ; pop r15);
             self.flags_in_host = written;
         }
+        dynasm!(self.ops ; .arch x64 ; mov r15, rdi);
         self.unmerged = written;
     }
 
@@ -1209,19 +1299,32 @@ impl<'a> BlockBuilder<'a> {
         self.unmerged = 0;
     }
 
-    /// RFLAGS = RFLAGS with the flags in `which` from R15 (which it clobbers).
+    /// RFLAGS = RFLAGS with the flags in `which` from R15 (which it clobbers, with RSI;
+    /// see `save_flags` for R15's layout).
     fn merge_flags(&mut self, which: u32) {
         if which == 0 {
             return;
         }
+        if which & OF != 0 {
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov esi, r15d
+                ; shr esi, 8
+                ; and r15d, 1
+                ; shl r15d, 11
+                ; or r15d, esi
+            );
+        } else {
+            dynasm!(self.ops ; .arch x64 ; shr r15d, 8);
+        }
         let (keep, take) = (!(which as i32), which as i32);
         dynasm!(self.ops
             ; .arch x64
-            ; mov rsi, [r13]
+            ; mov rsi, [r12 + FLAGS_AT]
             ; and rsi, keep
             ; and r15d, take
             ; or rsi, r15
-            ; mov [r13], rsi
+            ; mov [r12 + FLAGS_AT], rsi
         );
     }
 
@@ -1246,7 +1349,7 @@ impl<'a> BlockBuilder<'a> {
         let count = count as i32;
         dynasm!(self.ops
             ; .arch x64
-            ; mov [r14], rax
+            ; mov [r12 + RIP_AT], rax
             ; add QWORD [rbx + RETIRED], count
         );
         self.jump_through_cache();
@@ -1325,6 +1428,7 @@ impl<'a> BlockBuilder<'a> {
                     ; pmovmskb eax, xmm1
                     ; mov [r12 + off_r], rax
                 );
+                self.wrote_rax_to(r);
             }
             Sse::ToXmm => {
                 let (d, (r, size, _)) = (reg(0), gpr(i.op_register(1)).expect("checked"));
@@ -1349,6 +1453,7 @@ impl<'a> BlockBuilder<'a> {
                     dynasm!(self.ops ; .arch x64 ; mov eax, [r8 + s]);
                 }
                 dynasm!(self.ops ; .arch x64 ; mov [r12 + off_r], rax);
+                self.wrote_rax_to(r);
             }
         }
         dynasm!(self.ops ; .arch x64 ; =>done);
@@ -1428,6 +1533,8 @@ impl<'a> BlockBuilder<'a> {
             // 32-bit results are zero-extended in the host registers already.
             _ => dynasm!(self.ops ; .arch x64 ; mov [r12], rax ; mov [r12 + 16], rdx),
         }
+        self.refresh(0);
+        self.refresh(2);
     }
 
     /// DIV: a zero divisor or a quotient too large for its register (#DE) goes to the
@@ -1485,6 +1592,8 @@ impl<'a> BlockBuilder<'a> {
                 ; mov [r12 + 16], rdx
             ),
         }
+        self.refresh(0);
+        self.refresh(2);
         dynasm!(self.ops ; .arch x64 ; =>back);
     }
 
@@ -1495,11 +1604,12 @@ impl<'a> BlockBuilder<'a> {
         dynasm!(self.ops
             ; .arch x64
             ; mov rax, QWORD at
-            ; mov [r14], rax
+            ; mov [r12 + RIP_AT], rax
             ; mov rdi, rbx
             ; mov rax, QWORD f
             ; call rax
         );
+        self.reload_cached();
         self.interpreting = true;
         self.check(i, k);
         self.interpreting = false;
@@ -1510,7 +1620,7 @@ impl<'a> BlockBuilder<'a> {
         dynasm!(self.ops
             ; .arch x64
             ; mov rax, QWORD next
-            ; cmp [r14], rax
+            ; cmp [r12 + RIP_AT], rax
             ; je =>on
             ; add QWORD [rbx + RETIRED], count
         );
@@ -1571,12 +1681,26 @@ impl<'a> BlockBuilder<'a> {
                 self.store_product(size);
             }
             M::Div => self.divide(i, k, size),
-            M::Cbw => dynasm!(self.ops ; .arch x64 ; movsx ax, BYTE [r12] ; mov [r12], ax),
-            M::Cwde => dynasm!(self.ops ; .arch x64 ; movsx eax, WORD [r12] ; mov [r12], rax),
-            M::Cdqe => dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [r12] ; mov [r12], rax),
-            M::Cwd => dynasm!(self.ops ; .arch x64 ; mov ax, [r12] ; cwd ; mov [r12 + 16], dx),
-            M::Cdq => dynasm!(self.ops ; .arch x64 ; mov eax, [r12] ; cdq ; mov [r12 + 16], rdx),
-            M::Cqo => dynasm!(self.ops ; .arch x64 ; mov rax, [r12] ; cqo ; mov [r12 + 16], rdx),
+            m @ (M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo) => {
+                match m {
+                    M::Cbw => dynasm!(self.ops ; .arch x64 ; movsx ax, BYTE [r12] ; mov [r12], ax),
+                    M::Cwde => {
+                        dynasm!(self.ops ; .arch x64 ; movsx eax, WORD [r12] ; mov [r12], rax)
+                    }
+                    M::Cdqe => {
+                        dynasm!(self.ops ; .arch x64 ; movsxd rax, DWORD [r12] ; mov [r12], rax)
+                    }
+                    M::Cwd => {
+                        dynasm!(self.ops ; .arch x64 ; mov ax, [r12] ; cwd ; mov [r12 + 16], dx)
+                    }
+                    M::Cdq => {
+                        dynasm!(self.ops ; .arch x64 ; mov eax, [r12] ; cdq ; mov [r12 + 16], rdx)
+                    }
+                    _ => dynasm!(self.ops ; .arch x64 ; mov rax, [r12] ; cqo ; mov [r12 + 16], rdx),
+                }
+                self.refresh(0);
+                self.refresh(2);
+            }
             m @ (M::Bsf | M::Bsr) => {
                 self.load_src(i, k, 1, size);
                 self.load_reg(i.op_register(0), false);
@@ -1712,22 +1836,31 @@ impl<'a> BlockBuilder<'a> {
             @ (M::Add | M::Or | M::Adc | M::Sbb | M::And | M::Sub | M::Xor | M::Cmp | M::Test) => {
                 // A memory source first (the destination is then a register, whose load
                 // keeps RCX).
+                // A 32- or 64-bit operation with an immediate uses the host's immediate form
+                // (a 64-bit one's immediate is a sign-extended imm32 there too).
+                let imm = (!matches!(i.op_kind(1), OpKind::Register | OpKind::Memory)
+                    && matches!(size, 4 | 8))
+                .then(|| i.immediate(1) as i32);
                 if i.op_kind(1) == OpKind::Memory {
                     self.load_src(i, k, 1, size);
                     self.load_dest(i, k, size);
                 } else {
                     self.load_dest(i, k, size);
-                    self.load_src(i, k, 1, size);
+                    if imm.is_none() {
+                        self.load_src(i, k, 1, size);
+                    }
                 }
                 if matches!(m, M::Adc | M::Sbb) {
                     self.load_flags(CF);
                 }
                 macro_rules! op {
                     ($op:ident) => {
-                        match size {
-                            1 => dynasm!(self.ops ; .arch x64 ; $op al, cl),
-                            2 => dynasm!(self.ops ; .arch x64 ; $op ax, cx),
-                            4 => dynasm!(self.ops ; .arch x64 ; $op eax, ecx),
+                        match (size, imm) {
+                            (4, Some(v)) => dynasm!(self.ops ; .arch x64 ; $op eax, v),
+                            (8, Some(v)) => dynasm!(self.ops ; .arch x64 ; $op rax, v),
+                            (1, _) => dynasm!(self.ops ; .arch x64 ; $op al, cl),
+                            (2, _) => dynasm!(self.ops ; .arch x64 ; $op ax, cx),
+                            (4, _) => dynasm!(self.ops ; .arch x64 ; $op eax, ecx),
                             _ => dynasm!(self.ops ; .arch x64 ; $op rax, rcx),
                         }
                     };
@@ -1860,6 +1993,8 @@ impl<'a> BlockBuilder<'a> {
                     ; add QWORD [r12 + 32], 8
                     ; mov [r12 + off_r], rax
                 );
+                self.refresh(4);
+                self.refresh(r);
             }
             M::Jmp if i.op_kind(0) != OpKind::NearBranch64 => {
                 self.indirect_target(i, k);
@@ -1880,7 +2015,7 @@ impl<'a> BlockBuilder<'a> {
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov rax, [rbx + SCRATCH1]
-                    ; mov [r14], rax
+                    ; mov [r12 + RIP_AT], rax
                     ; add QWORD [rbx + RETIRED], count
                     ; cmp QWORD [rbx + STATUS], 0
                 );
@@ -1926,7 +2061,7 @@ impl<'a> BlockBuilder<'a> {
                 let done = (k + 1) as i32;
                 dynasm!(self.ops
                     ; .arch x64
-                    ; mov [r14], rax
+                    ; mov [r12 + RIP_AT], rax
                     ; add QWORD [rbx + RETIRED], done
                 );
                 self.jump_through_cache();
@@ -1995,6 +2130,38 @@ impl<'a> BlockBuilder<'a> {
             _ => dynasm!(self.ops ; .arch x64 ; cmovg rax, rcx),
         }
     }
+}
+
+/// The guest registers a block keeps copies of in host registers (see
+/// `BlockBuilder::host`): those its instructions name at least twice, most named first.
+fn choose_cached(instrs: &[Instruction]) -> [Option<u8>; 16] {
+    let mut uses = [0u32; 16];
+    for i in instrs {
+        for n in 0..i.op_count() {
+            if i.op_kind(n) == OpKind::Register {
+                if let Some((idx, _, _)) = gpr(i.op_register(n)) {
+                    uses[idx] += 1;
+                }
+            }
+        }
+        if (0..i.op_count()).any(|n| i.op_kind(n) == OpKind::Memory) {
+            for r in [i.memory_base(), i.memory_index()] {
+                if let Some((idx, _, _)) = gpr(r) {
+                    uses[idx] += 1;
+                }
+            }
+        }
+        if matches!(i.mnemonic(), M::Push | M::Pop | M::Call | M::Ret) {
+            uses[4] += 1;
+        }
+    }
+    let mut order: Vec<usize> = (0..16).filter(|&r| uses[r] >= 2).collect();
+    order.sort_by_key(|&r| std::cmp::Reverse(uses[r]));
+    let mut host = [None; 16];
+    for (r, h) in order.into_iter().zip(CACHE_REGS) {
+        host[r] = Some(h);
+    }
+    host
 }
 
 /// 32-bit addressing (an address-size prefix in 64-bit code).

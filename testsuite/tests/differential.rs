@@ -357,6 +357,65 @@ fn translated_flag_readers_match_the_interpreter() {
     assert!(soft.translated.get() > 0, "nothing ran translated");
 }
 
+/// Guest registers a block keeps copies of in host registers: every way an instruction
+/// writes one — an ordinary destination, a partial (8- and 16-bit, AH) write, MUL's and
+/// DIV's RDX:RAX, CQO, PUSH and POP moving RSP, POP's destination, an instruction the
+/// interpreter runs inside the block, MOVD and PMOVMSKB from XMM — is seen by the
+/// instructions after it in the same block.
+#[test]
+fn translated_register_copies_follow_every_write() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::soft::SoftRunner;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    let mut a = CodeAssembler::new(64).unwrap();
+    a.mov(rsp, DATA_ADDR + 0x800).unwrap();
+    a.mov(rax, 0x1234_5678_9abc_def1u64).unwrap();
+    a.mov(rcx, 0x0fed_cba9_8765_4321u64).unwrap();
+    a.mov(rbx, rax).unwrap();
+    a.mul(rcx).unwrap(); // RDX:RAX
+    a.add(rbx, rax).unwrap();
+    a.add(rbx, rdx).unwrap();
+    a.cqo().unwrap(); // RDX
+    a.xor(rbx, rdx).unwrap();
+    a.mov(ah, cl).unwrap(); // AH
+    a.add(rbx, rax).unwrap();
+    a.mov(ax, cx).unwrap(); // 16 bits
+    a.add(rbx, rax).unwrap();
+    a.mov(al, 0x5au32).unwrap(); // 8 bits
+    a.add(rbx, rax).unwrap();
+    a.push(rbx).unwrap(); // RSP
+    a.add(rbx, rsp).unwrap();
+    a.pop(rcx).unwrap(); // RSP and RCX
+    a.add(rbx, rsp).unwrap();
+    a.add(rbx, rcx).unwrap();
+    a.bswap(rax).unwrap(); // the interpreter, inside the block
+    a.add(rbx, rax).unwrap();
+    a.movq(xmm0, rbx).unwrap();
+    a.movd(eax, xmm0).unwrap(); // from XMM
+    a.add(rbx, rax).unwrap();
+    a.pmovmskb(ecx, xmm0).unwrap();
+    a.add(rbx, rcx).unwrap();
+    a.xor(edx, edx).unwrap();
+    a.mov(ecx, 7u32).unwrap();
+    a.div(rcx).unwrap(); // RDX:RAX
+    a.add(rbx, rax).unwrap();
+    a.add(rbx, rdx).unwrap();
+    a.add(rax, rbx).unwrap();
+    a.add(rcx, rax).unwrap();
+    a.add(rdx, rcx).unwrap();
+    a.ud2().unwrap();
+    let case = code_case(a.assemble(CODE_ADDR).unwrap(), vec![0; DATA_SIZE], 64);
+    let mut soft = SoftRunner::new();
+    let (interpreted, _) = soft.run(&case);
+    soft.translate = true;
+    let (translated, _) = soft.run(&case);
+    assert!(soft.translated.get() > 30, "the block ran translated");
+    assert_eq!(translated.regs, interpreted.regs);
+    assert_eq!(translated.rip, interpreted.rip);
+    assert_eq!(translated.data, interpreted.data);
+}
+
 /// A 64-bit case at CPL 3 with zeroed registers and flags and default x87/SSE state: the
 /// translator tests' hand-written code, `data` on the data page, `instructions` at most.
 fn code_case(code: Vec<u8>, data: Vec<u8>, instructions: usize) -> testsuite::difftest::Case {
