@@ -45,6 +45,8 @@ struct Block {
     /// The block's executable address; `None`: the instruction here is not translated (the
     /// interpreter runs it).
     entry: Option<usize>,
+    /// Where chained jumps from the same code page enter it (see `BlockBuilder::build`).
+    chain: usize,
     /// The code page's word (its address: one per physical page) and its value then.
     word_ptr: usize,
     word: u32,
@@ -153,6 +155,7 @@ impl Cache {
         }
         let none = |word, fallback| Block {
             entry: None,
+            chain: 0,
             word_ptr: 0,
             word,
             fallback,
@@ -198,7 +201,7 @@ impl Cache {
                 word,
             };
             let mut ops = Asm::new(env.base);
-            BlockBuilder::build(&mut ops, &env, &instrs);
+            let chain = BlockBuilder::build(&mut ops, &env, &instrs);
             let code = match ops.finalize() {
                 Ok(code) => code,
                 Err(e) => {
@@ -218,6 +221,7 @@ impl Cache {
             stats.translated_instructions += instrs.len() as u64;
             Block {
                 entry: Some(self.code.addr(at)),
+                chain: self.code.addr(at + chain),
                 word_ptr,
                 word,
                 fallback,
@@ -308,7 +312,7 @@ impl Cache {
             };
             if let Some(l) = link.take() {
                 if l.epoch == self.epoch && l.word_ptr == block.word_ptr && l.word == block.word {
-                    let rel = (entry as i64 - (l.field as i64 + 4)) as i32;
+                    let rel = (block.chain as i64 - (l.field as i64 + 4)) as i32;
                     self.code.patch(l.field, &rel.to_le_bytes());
                     stats.chained += 1;
                 }

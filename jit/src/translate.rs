@@ -541,8 +541,9 @@ pub struct BlockBuilder<'a> {
     before: u32,
     /// The slow paths of inline memory accesses, emitted after the block's body.
     slow: Vec<Slow>,
-    /// Chainable jumps: their link stubs (emitted after the body) and displacement offsets.
-    chains: Vec<(DynamicLabel, usize)>,
+    /// Chainable jumps: their link stubs (emitted after the body), displacement offsets and
+    /// targets.
+    chains: Vec<(DynamicLabel, usize, u64)>,
     /// The instruction after the one being emitted, if it is in the block.
     next: Option<Instruction>,
     /// Flags an instruction left in the host's flags (and in R15) for the Jcc right after
@@ -570,7 +571,14 @@ impl<'a> BlockBuilder<'a> {
     /// the run's instruction budget and its page's code word (a store by any vCPU since
     /// translation sends it back to the dispatcher, which translates it again); every exit
     /// adds the instructions it retired to `Ctx::retired` and leaves RIP at the next one.
-    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) {
+    ///
+    /// Returns the offset of the block's chain entry: where jumps from blocks of the same
+    /// code page (and word) come in, past the code-word check — their block made it, and
+    /// a store by this vCPU since would have ended it; another vCPU's store is seen at the
+    /// next dispatch (x86 lets cross-modified code run stale until the CPU serializes, and
+    /// interrupts, IRET included, come through the dispatcher). Jumps into a block never
+    /// store RIP: every way out of its entry stores its own.
+    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) -> usize {
         let mut b = BlockBuilder {
             ops,
             env,
@@ -587,22 +595,21 @@ impl<'a> BlockBuilder<'a> {
             host: choose_cached(instrs),
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
-        dynasm!(b.ops
-            ; .arch x64
-            ; mov rax, [rbx + RETIRED]
-            ; cmp rax, [rbx + LIMIT]
-        );
-        b.jcc_exit(0x83); // JAE
+        let refuse = b.ops.new_dynamic_label();
         dynasm!(b.ops
             ; .arch x64
             ; mov rax, QWORD word_ptr
             ; cmp DWORD [rax], word
-        );
-        b.jcc_exit(0x85); // JNE
-        dynasm!(b.ops
-            ; .arch x64
+            ; jne =>refuse
             ; mov [rbx + helpers::CODE_WORD], rax
             ; mov DWORD [rbx + helpers::WORD], word
+        );
+        let chain_entry = b.ops.offset().0;
+        dynasm!(b.ops
+            ; .arch x64
+            ; mov rax, [rbx + RETIRED]
+            ; cmp rax, [rbx + LIMIT]
+            ; jae =>refuse
         );
         b.reload_cached();
         let n = instrs.len() as u32;
@@ -649,19 +656,33 @@ impl<'a> BlockBuilder<'a> {
             b.merge_flags(e.before);
             b.leave_at(e.rip, e.k);
         }
-        // Link stubs: an unchained jump tells the dispatcher which displacement to patch.
+        // Link stubs: an unchained jump tells the dispatcher where it goes and which
+        // displacement to patch.
         let base = b.env.base;
         let chains = std::mem::take(&mut b.chains);
-        for (stub, field) in chains {
-            let at = (base + field) as i64;
+        for (stub, field, target) in chains {
+            let (at, target) = ((base + field) as i64, target as i64);
             dynasm!(b.ops
                 ; .arch x64
                 ; =>stub
+                ; mov rax, QWORD target
+                ; mov [r12 + RIP_AT], rax
                 ; mov rax, QWORD at
                 ; mov [rbx + LINK], rax
             );
             b.jmp_exit();
         }
+        // The block does not run (its code changed, or the run's budget is spent): back to
+        // the dispatcher at its first instruction.
+        let own = instrs.first().map_or(0, |i| i.ip()) as i64;
+        dynasm!(b.ops
+            ; .arch x64
+            ; =>refuse
+            ; mov rax, QWORD own
+            ; mov [r12 + RIP_AT], rax
+        );
+        b.jmp_exit();
+        chain_entry
     }
 
     /// Counts `count` retired instructions and sets RIP to `rip`.
@@ -681,8 +702,8 @@ impl<'a> BlockBuilder<'a> {
         self.jmp_exit();
     }
 
-    /// On to the block for the RIP in RAX (already stored, its instructions counted) if the
-    /// jump cache knows it, else back to the dispatcher.
+    /// On to the block for the RIP in RAX (its instructions counted) if the jump cache
+    /// knows it, else back to the dispatcher with RIP stored.
     fn jump_through_cache(&mut self) {
         let (mask, shift) = ((tlb::JUMPS - 1) as i32, tlb::JUMP_SHIFT as i8);
         dynasm!(self.ops
@@ -692,9 +713,12 @@ impl<'a> BlockBuilder<'a> {
             ; shl ecx, shift
             ; add rcx, [rbx + JUMPS]
             ; cmp rax, [rcx]
+            ; jne >miss
+            ; jmp QWORD [rcx + 8]
+            ; miss:
+            ; mov [r12 + RIP_AT], rax
         );
-        self.jcc_exit(0x85); // JNE
-        dynasm!(self.ops ; .arch x64 ; jmp QWORD [rcx + 8]);
+        self.jmp_exit();
     }
 
     /// A jump to the trampoline's exit (a rel32 to an absolute address: the block's base is
@@ -723,20 +747,24 @@ impl<'a> BlockBuilder<'a> {
     /// target is in the block's own page (first to a link stub, later patched to go straight
     /// to the target's block), else back to the dispatcher.
     fn jump_to(&mut self, rip: u64, count: u32) {
-        self.retire_at(rip, count);
+        let count = count as i32;
+        dynasm!(self.ops ; .arch x64 ; add QWORD [rbx + RETIRED], count);
         self.continue_to(rip);
     }
 
-    /// On to the constant `rip` (already in RIP and RAX, its instructions counted).
+    /// On to the constant `rip` (its instructions counted; RIP is stored only if the jump
+    /// goes back to the dispatcher).
     fn continue_to(&mut self, rip: u64) {
         if rip >> 12 != self.page {
+            let target = rip as i64;
+            dynasm!(self.ops ; .arch x64 ; mov rax, QWORD target);
             self.jump_through_cache();
             return;
         }
         let stub = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64 ; jmp =>stub);
         let field = self.ops.offset().0 - 4;
-        self.chains.push((stub, field));
+        self.chains.push((stub, field, rip));
     }
 
     /// After a helper call: leave through instruction `k`'s exit if the helper failed or
@@ -1347,11 +1375,7 @@ impl<'a> BlockBuilder<'a> {
     /// RIP = RAX with `count` retired, on through the jump cache.
     fn jump_indirect(&mut self, count: u32) {
         let count = count as i32;
-        dynasm!(self.ops
-            ; .arch x64
-            ; mov [r12 + RIP_AT], rax
-            ; add QWORD [rbx + RETIRED], count
-        );
+        dynasm!(self.ops ; .arch x64 ; add QWORD [rbx + RETIRED], count);
         self.jump_through_cache();
     }
 
@@ -2059,11 +2083,7 @@ impl<'a> BlockBuilder<'a> {
                     ; =>back
                 );
                 let done = (k + 1) as i32;
-                dynasm!(self.ops
-                    ; .arch x64
-                    ; mov [r12 + RIP_AT], rax
-                    ; add QWORD [rbx + RETIRED], done
-                );
+                dynasm!(self.ops ; .arch x64 ; add QWORD [rbx + RETIRED], done);
                 self.jump_through_cache();
                 return Flow::End;
             }
