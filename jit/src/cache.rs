@@ -289,6 +289,10 @@ impl Cache {
             word: 0,
         };
         let mut link: Option<Link> = None;
+        // Instructions the interpreter ran in the loop (counted in its statistics already),
+        // and how such a one stopped the vCPU (none of these instructions should).
+        let mut stepped = 0u64;
+        let mut stop = None;
         let result = loop {
             // SAFETY: no translated code runs now; the reference ends before the next run.
             let interp = unsafe { &mut *p };
@@ -308,7 +312,32 @@ impl Cache {
             };
             let Some(entry) = block.entry else {
                 *stats.fallbacks.entry(block.fallback).or_default() += 1;
-                break Ok(());
+                // An instruction a block could hold but this one cannot (it crosses into the
+                // next page) runs here, without leaving the run; anything else is the
+                // vCPU loop's.
+                let crossing = block.fallback.0 == iced_x86::Mnemonic::INVALID
+                    && interp
+                        .peek_instruction()
+                        .is_some_and(|i| supported(&i).is_some());
+                if !crossing {
+                    break Ok(());
+                }
+                // A jump waiting to be chained to this RIP has no block to go to.
+                link = None;
+                match interp.execute_one() {
+                    Ok(()) => {
+                        stepped += 1;
+                        if ctx.retired + stepped >= u64::from(budget) {
+                            break Ok(());
+                        }
+                        continue;
+                    }
+                    Err(Stop::Fault(f)) => break Err(Some(f)),
+                    Err(e) => {
+                        stop = Some(e);
+                        break Ok(());
+                    }
+                }
             };
             if let Some(l) = link.take() {
                 if l.epoch == self.epoch && l.word_ptr == block.word_ptr && l.word == block.word {
@@ -348,11 +377,16 @@ impl Cache {
         };
         let retired = ctx.retired;
         stats.instructions += retired;
+        stats.stepped += stepped;
         stats.interpreted += ctx.interpreted;
         if let Some(kinds) = ctx.interpreted_kinds.take() {
             stats.interpreted_kinds = kinds;
         }
         interp.stats.instructions += retired;
+        if let Some(e) = stop {
+            return Err(e);
+        }
+        let retired = retired + stepped;
         if retired > 0 {
             interp.interrupt_shadow = false;
         } else if result.is_ok() {

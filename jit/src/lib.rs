@@ -50,6 +50,9 @@ pub struct Stats {
     pub flushes: u64,
     /// Exceptions raised in translated code.
     pub faults: u64,
+    /// Instructions a block could hold but no block starts with (they cross into the next
+    /// page), run by the interpreter without leaving the translated run.
+    pub stepped: u64,
     /// The instructions the interpreter ran because no block starts with them, by iced
     /// mnemonic and operand size (bytes), with how often.
     pub fallbacks: emu_core::interp::fasthash::FastMap<(iced_x86::Mnemonic, u8), u64>,
@@ -138,7 +141,7 @@ impl ExecEngine for Jit {
         format!(
             "translator: {} blocks ({} instructions) translated, {} jumps chained, {} dispatches \
              retired {} instructions ({} of them by the interpreter inside blocks), {} handed to \
-             the interpreter, {} invalidated, {} flushes, \
+             the interpreter ({} crossing a page run in place), {} invalidated, {} flushes, \
              {} faults; the interpreter's most frequent: {}{}",
             s.blocks,
             s.translated_instructions,
@@ -147,6 +150,7 @@ impl ExecEngine for Jit {
             s.instructions,
             s.interpreted,
             s.declined,
+            s.stepped,
             s.invalidated,
             s.flushes,
             s.faults,

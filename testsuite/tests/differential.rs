@@ -416,6 +416,37 @@ fn translated_register_copies_follow_every_write() {
     assert_eq!(translated.data, interpreted.data);
 }
 
+/// A JNZ crossing into the next page (no block can hold it: the interpreter runs it without
+/// leaving the translated run) jumps back into the page of the block that jumped to it.
+/// That block's jump, waiting to be chained to the JNZ, must not be chained to where the
+/// JNZ went.
+#[test]
+fn translated_jump_to_an_instruction_crossing_pages() {
+    use testsuite::difftest::soft::SoftRunner;
+    use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
+
+    let mut code = vec![0xcc; 0x2000];
+    // MOV ECX, 5; XOR EAX, EAX; JMP 0xf81.
+    code[..12].copy_from_slice(&[0xb9, 5, 0, 0, 0, 0x31, 0xc0, 0xe9, 0x75, 0x0f, 0, 0]);
+    // 0xf81: ADD EAX, 3; DEC ECX; JMP 0xfff.
+    code[0xf81..0xf88].copy_from_slice(&[0x83, 0xc0, 0x03, 0xff, 0xc9, 0xeb, 0x77]);
+    // 0xfff: JNZ 0xf81 (75 80: its displacement in the next page); then UD2.
+    code[0xfff] = 0x75;
+    code[0x1000] = 0x80;
+    code[0x1001..0x1003].copy_from_slice(&[0x0f, 0x0b]);
+    let case = code_case(code, vec![0; DATA_SIZE], 30);
+    let mut soft = SoftRunner::new();
+    let (interpreted, _) = soft.run(&case);
+    assert_eq!(interpreted.regs[0], 15, "interpreter: five rounds");
+    assert_eq!(interpreted.rip, CODE_ADDR + 0x1001);
+    soft.translate = true;
+    let (translated, _) = soft.run(&case);
+    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert_eq!(translated.regs, interpreted.regs);
+    assert_eq!(translated.rip, interpreted.rip);
+    assert_eq!(translated.exception, interpreted.exception);
+}
+
 /// A 64-bit case at CPL 3 with zeroed registers and flags and default x87/SSE state: the
 /// translator tests' hand-written code, `data` on the data page, `instructions` at most.
 fn code_case(code: Vec<u8>, data: Vec<u8>, instructions: usize) -> testsuite::difftest::Case {

@@ -19,6 +19,9 @@ use super::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 const PML4: u64 = 0x1000;
 const CODE_PHYS: u64 = 0x10000;
 const DATA_PHYS: u64 = 0x11000;
+/// The page after the code page (hand-written cases with an instruction crossing into it;
+/// generated cases leave it INT3s).
+const CODE2_PHYS: u64 = 0x12000;
 const GDT: u64 = 0x500;
 const RAM: usize = 1 << 20;
 
@@ -153,6 +156,7 @@ impl SoftRunner {
             w(pt + ((linear >> 12) & 0x1ff) * 8, phys | 7);
         };
         entry(CODE_ADDR, CODE_PHYS, 0x4000);
+        entry(CODE_ADDR + 0x1000, CODE2_PHYS, 0x4000);
         entry(DATA_ADDR, DATA_PHYS, 0x5000);
         // GDT as Linux's: kernel CS 0x10, DS 0x18, user CS32 0x23, DS 0x2b, CS64 0x33.
         let gdt: [u64; 7] = [
@@ -323,10 +327,13 @@ impl SoftRunner {
     /// Loads `case`'s code and data pages and makes its CPU.
     fn setup(&self, case: &Case) -> Interp {
         let mut code = case.code.clone();
-        code.resize(0x1000, 0xcc);
+        code.resize(0x2000, 0xcc);
         self.ram
-            .write_slice(&code, GuestAddress(CODE_PHYS))
+            .write_slice(&code[..0x1000], GuestAddress(CODE_PHYS))
             .expect("code page");
+        self.ram
+            .write_slice(&code[0x1000..], GuestAddress(CODE2_PHYS))
+            .expect("second code page");
         self.ram
             .write_slice(&case.data, GuestAddress(DATA_PHYS))
             .expect("data page");
