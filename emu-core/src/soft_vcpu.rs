@@ -17,10 +17,11 @@ use crate::{Interrupts, Platform};
 
 /// Instructions between two looks at the kick flag (and the timers), interpreting.
 const BATCH: u32 = 256;
-/// The same with an engine: translated code runs about ten times faster, so a batch of
-/// this many takes about as long as the interpreter's (a few microseconds), and the looks
-/// at the clock that each batch starts with stop costing a tenth of the run.
-const ENGINE_BATCH: u32 = 2048;
+/// The same with an engine: translated code runs tens of times faster, so a batch of this
+/// many still ends within tens of microseconds (interrupts wait no longer than that), and
+/// the looks at the clock and the interrupt lines each batch starts with cost next to
+/// nothing.
+const ENGINE_BATCH: u32 = 8192;
 
 #[derive(Default)]
 pub struct SoftKicker {

@@ -255,12 +255,23 @@ impl Cache {
         self.tlb.revalidate(interp);
         let (fs_base, gs_base) = (cpu.seg[sreg::FS].base, cpu.seg[sreg::GS].base);
         let sse_ok = {
-            use emu_core::cpu_model::edx1;
+            use crate::translate::{SSE_BASE, SSE_SSE42, SSE_SSSE3};
+            use emu_core::cpu_model::{ecx1, edx1};
             use emu_core::interp::simd::{CR0_EM, CR0_TS, CR4_OSFXSR};
-            cpu.cr0 & (CR0_EM | CR0_TS) == 0
+            let m = interp.model;
+            if cpu.cr0 & (CR0_EM | CR0_TS) == 0
                 && cpu.cr4 & CR4_OSFXSR != 0
-                && interp.model.has_edx1(edx1::SSE)
-                && interp.model.has_edx1(edx1::SSE2)
+                && m.has_edx1(edx1::SSE)
+                && m.has_edx1(edx1::SSE2)
+            {
+                // The host runs them as they are: it needs them too.
+                let ssse3 = m.has_ecx1(ecx1::SSSE3) && std::arch::is_x86_feature_detected!("ssse3");
+                let sse42 =
+                    m.has_ecx1(ecx1::SSE42) && std::arch::is_x86_feature_detected!("sse4.2");
+                SSE_BASE | if ssse3 { SSE_SSSE3 } else { 0 } | if sse42 { SSE_SSE42 } else { 0 }
+            } else {
+                0
+            }
         };
         let p: *mut Interp = interp;
         let mut ctx = Ctx {

@@ -166,7 +166,21 @@ enum Sse {
     ToXmm,
     /// MOVD/MOVQ to a general register.
     FromXmm,
+    /// The scalar moves: MOVSS and MOVSD (between registers the rest of the destination
+    /// stays; a load clears it), MOVQ (which always clears it), MOVD with memory; `bytes`
+    /// moved, 4 or 8.
+    Scalar {
+        bytes: u8,
+        keeps_rest: bool,
+    },
+    /// PCMPISTRI (SSE4.2): ECX and the status flags.
+    Pcmpistri,
 }
+
+/// `Ctx::sse_ok` bits: SSE and SSE2 usable now, and the model's SSSE3 and SSE4.2 with them.
+pub const SSE_BASE: u8 = 1;
+pub const SSE_SSSE3: u8 = 2;
+pub const SSE_SSE42: u8 = 4;
 
 fn xmm_index(r: Register) -> Option<i32> {
     r.is_xmm()
@@ -184,7 +198,29 @@ fn sse(i: &Instruction) -> Option<Sse> {
     let wide_gpr = |k: u32| {
         i.op_kind(k) == OpKind::Register && matches!(gpr(i.op_register(k)), Some((_, 4 | 8, false)))
     };
+    let m64 = |k: u32| i.op_kind(k) == OpKind::Memory && memory_ok(i);
+    let scalar = |bytes: u8, keeps_rest: bool| {
+        let fits = |k: u32| i.memory_size().size() == usize::from(bytes) && m64(k);
+        ((xmm(0) && (xmm(1) || fits(1))) || (fits(0) && xmm(1)))
+            .then_some(Sse::Scalar { bytes, keeps_rest })
+    };
     let op = match i.mnemonic() {
+        // MOVSD and MOVSS between registers keep the rest of the destination.
+        M::Movsd
+            if i.code() == iced_x86::Code::Movsd_xmm_xmmm64
+                || i.code() == iced_x86::Code::Movsd_xmmm64_xmm =>
+        {
+            scalar(8, true)
+        }
+        M::Movss => scalar(4, true),
+        M::Movq
+            if i.code() == iced_x86::Code::Movq_xmm_xmmm64
+                || i.code() == iced_x86::Code::Movq_xmmm64_xmm =>
+        {
+            scalar(8, false)
+        }
+        M::Movd if !wide_gpr(0) && !wide_gpr(1) && (m64(0) || m64(1)) => scalar(4, false),
+        M::Pcmpistri => (xmm(0) && (xmm(1) || m128(1))).then_some(Sse::Pcmpistri),
         m @ (M::Movaps | M::Movapd | M::Movdqa | M::Movups | M::Movupd | M::Movdqu) => {
             let aligned = matches!(m, M::Movaps | M::Movapd | M::Movdqa);
             ((xmm(0) && (xmm(1) || m128(1))) || (m128(0) && xmm(1)))
@@ -238,6 +274,7 @@ fn binary_sse(m: M) -> bool {
             | M::Punpckhbw
             | M::Punpckhwd
             | M::Punpckhdq
+            | M::Pshufb
             | M::Punpckhqdq
     )
 }
@@ -1390,14 +1427,24 @@ impl<'a> BlockBuilder<'a> {
             self.effective_address(i);
         }
         let fill = mem.map(|n| (seg, n == 0));
+        if op == Sse::Pcmpistri {
+            // Its flags replace the pending ones whichever way it runs (see below).
+            self.flush_flags();
+        }
         let (slow, done) = self.slow_path_for(i, k, SlowCall::Interpret { fill }, false);
+        let need = match i.mnemonic() {
+            M::Pshufb => SSE_SSSE3,
+            M::Pcmpistri => SSE_SSE42,
+            _ => SSE_BASE,
+        } as i8;
         dynasm!(self.ops
             ; .arch x64
-            ; cmp QWORD [rbx + helpers::SSE_OK], 0
-            ; je =>slow
+            ; test BYTE [rbx + helpers::SSE_OK], need
+            ; jz =>slow
             ; mov r8, [rbx + helpers::XMM]
         );
-        let aligned = op != Sse::Move { aligned: false };
+        // PCMPISTRI's memory operand may be misaligned (unlike the other 16-byte ones).
+        let aligned = !matches!(op, Sse::Move { aligned: false } | Sse::Pcmpistri);
         let reg = |n: u32| 16 * xmm_index(i.op_register(n)).unwrap_or(0);
         // XMM1 = the source (operand 1), from a register or memory.
         let load_source = |b: &mut Self| {
@@ -1479,6 +1526,78 @@ impl<'a> BlockBuilder<'a> {
                 dynasm!(self.ops ; .arch x64 ; mov [r12 + off_r], rax);
                 self.wrote_rax_to(r);
             }
+            Sse::Scalar { bytes, keeps_rest } => {
+                let size = u32::from(bytes);
+                match mem {
+                    // A store of the source's low bytes.
+                    Some(0) => {
+                        let s = reg(1);
+                        if bytes == 8 {
+                            dynasm!(self.ops ; .arch x64 ; mov rax, [r8 + s]);
+                        } else {
+                            dynasm!(self.ops ; .arch x64 ; mov eax, [r8 + s]);
+                        }
+                        self.tlb_lookup(seg, size, true, slow);
+                        if bytes == 8 {
+                            dynasm!(self.ops ; .arch x64 ; mov [rsi], rax);
+                        } else {
+                            dynasm!(self.ops ; .arch x64 ; mov [rsi], eax);
+                        }
+                    }
+                    // A load: the rest of the destination cleared.
+                    Some(_) => {
+                        let d = reg(0);
+                        self.tlb_lookup(seg, size, false, slow);
+                        if bytes == 8 {
+                            dynasm!(self.ops ; .arch x64 ; mov rax, [rsi]);
+                        } else {
+                            dynasm!(self.ops ; .arch x64 ; mov eax, [rsi]);
+                        }
+                        dynasm!(self.ops
+                            ; .arch x64
+                            ; mov [r8 + d], rax
+                            ; mov QWORD [r8 + d + 8], 0
+                        );
+                    }
+                    None => {
+                        let (d, s) = (reg(0), reg(1));
+                        match (bytes, keeps_rest) {
+                            (8, true) => dynasm!(self.ops
+                                ; .arch x64
+                                ; mov rax, [r8 + s]
+                                ; mov [r8 + d], rax
+                            ),
+                            (_, true) => dynasm!(self.ops
+                                ; .arch x64
+                                ; mov eax, [r8 + s]
+                                ; mov [r8 + d], eax
+                            ),
+                            // MOVQ between registers.
+                            _ => dynasm!(self.ops
+                                ; .arch x64
+                                ; mov rax, [r8 + s]
+                                ; mov [r8 + d], rax
+                                ; mov QWORD [r8 + d + 8], 0
+                            ),
+                        }
+                    }
+                }
+            }
+            Sse::Pcmpistri => {
+                // ECX and every status flag: the flags go to RFLAGS before `done`, where
+                // the slow path (the interpreter) leaves its own.
+                load_source(self);
+                let (d, imm) = (reg(0), i.immediate8() as i8);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; movdqu xmm0, [r8 + d]
+                    ; pcmpistri xmm0, xmm1, imm
+                    ; mov eax, ecx
+                );
+                self.save_flags(i);
+                self.store_reg(Register::ECX);
+                self.flush_flags();
+            }
         }
         dynasm!(self.ops ; .arch x64 ; =>done);
     }
@@ -1504,7 +1623,7 @@ impl<'a> BlockBuilder<'a> {
             Pminub => pminub, Pmaxub => pmaxub,
             Punpcklbw => punpcklbw, Punpcklwd => punpcklwd, Punpckldq => punpckldq,
             Punpcklqdq => punpcklqdq, Punpckhbw => punpckhbw, Punpckhwd => punpckhwd,
-            Punpckhdq => punpckhdq, Punpckhqdq => punpckhqdq,
+            Punpckhdq => punpckhdq, Punpckhqdq => punpckhqdq, Pshufb => pshufb,
         );
     }
 

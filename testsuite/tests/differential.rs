@@ -447,6 +447,96 @@ fn translated_jump_to_an_instruction_crossing_pages() {
     assert_eq!(translated.exception, interpreted.exception);
 }
 
+/// The SSE instructions the translator runs as host code of their own that the generated
+/// classes reach seldom: the scalar moves (MOVSD, MOVSS, MOVQ, MOVD with memory; between
+/// registers MOVSD and MOVSS keep the rest of the destination, MOVQ clears it), PSHUFB, and
+/// PCMPISTRI (ECX and flags, a misaligned memory operand) — against the host CPU.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn translated_scalar_moves_and_string_compares_match_the_host() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::runner::Differ;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    let mut differ = match Differ::new() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIP: cannot start the traced host process: {e}");
+            return;
+        }
+    };
+    differ.soft.translate = true;
+    let mut data = vec![0u8; DATA_SIZE];
+    for (k, b) in data.iter_mut().enumerate() {
+        *b = (k as u8).wrapping_mul(37).wrapping_add(11);
+    }
+    for (at, text) in [
+        (0x200, &b"hello, world\0abcdefghijklmnopqrs"[..]),
+        (0x240, b"lo, w\0z"),
+    ] {
+        data[at..at + text.len()].copy_from_slice(text);
+    }
+    type Body = Box<dyn Fn(&mut CodeAssembler)>;
+    let mut bodies: Vec<(String, Body)> = vec![
+        (
+            "scalar moves".into(),
+            Box::new(|a: &mut CodeAssembler| {
+                a.movsd_2(xmm0, xmm1).unwrap();
+                a.movss(xmm1, xmm2).unwrap();
+                a.movq(xmm3, xmm4).unwrap();
+                a.movsd_2(xmm5, qword_ptr(rbx + 40)).unwrap();
+                a.movss(xmm6, dword_ptr(rbx + 52)).unwrap();
+                a.movq(xmm7, qword_ptr(rbx + 8)).unwrap();
+                a.movd(xmm8, dword_ptr(rbx + 4)).unwrap();
+                a.movsd_2(qword_ptr(rbx + 64), xmm9).unwrap();
+                a.movss(dword_ptr(rbx + 80), xmm10).unwrap();
+                a.movq(qword_ptr(rbx + 96), xmm11).unwrap();
+                a.movd(dword_ptr(rbx + 113), xmm12).unwrap();
+            }),
+        ),
+        (
+            "pshufb".into(),
+            Box::new(|a: &mut CodeAssembler| {
+                a.pshufb(xmm0, xmm1).unwrap();
+                a.pshufb(xmm2, xmmword_ptr(rbx + 48)).unwrap();
+            }),
+        ),
+    ];
+    for imm in [
+        0x00u32, 0x04, 0x08, 0x0c, 0x18, 0x1a, 0x3a, 0x40, 0x44, 0x4c, 0x70,
+    ] {
+        bodies.push((
+            format!("pcmpistri {imm:#x}"),
+            Box::new(move |a: &mut CodeAssembler| {
+                a.movdqu(xmm0, xmmword_ptr(rbx + 0x240)).unwrap();
+                a.pcmpistri(xmm0, xmmword_ptr(rbx + 0x203), imm).unwrap();
+                a.mov(edx, ecx).unwrap();
+                a.movdqu(xmm1, xmmword_ptr(rbx + 0x200)).unwrap();
+                a.pcmpistri(xmm1, xmm0, imm).unwrap();
+                a.adc(edx, ecx).unwrap();
+            }),
+        ));
+    }
+    for (what, body) in &bodies {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(rbx, DATA_ADDR).unwrap();
+        body(&mut a);
+        a.ud2().unwrap();
+        let mut case = code_case(a.assemble(CODE_ADDR).unwrap(), data.clone(), 20);
+        for (k, x) in case.xmm.iter_mut().enumerate() {
+            *x = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128.rotate_left(8 * k as u32)
+                ^ (k as u128 * 0x1111);
+        }
+        let before = differ.soft.translated.get();
+        let verdict = differ.check(&case).expect("oracle");
+        assert!(!verdict.differs(), "{what}: {verdict:?}");
+        assert!(
+            differ.soft.translated.get() > before,
+            "{what}: nothing ran translated"
+        );
+    }
+}
+
 /// A 64-bit case at CPL 3 with zeroed registers and flags and default x87/SSE state: the
 /// translator tests' hand-written code, `data` on the data page, `instructions` at most.
 fn code_case(code: Vec<u8>, data: Vec<u8>, instructions: usize) -> testsuite::difftest::Case {
