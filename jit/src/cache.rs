@@ -241,10 +241,12 @@ impl Cache {
         budget: u32,
         stats: &mut Stats,
     ) -> Result<u32, Stop> {
-        let cpu = &interp.cpu;
-        if cpu.mode() != Mode::Long64 || cpu.flag(flags::TF) || cpu.dr[7] & 0xff != 0 {
-            stats.declined += 1;
-            return Ok(0);
+        {
+            let cpu = &interp.cpu;
+            if cpu.mode() != Mode::Long64 || cpu.flag(flags::TF) || cpu.dr[7] & 0xff != 0 {
+                stats.declined += 1;
+                return Ok(0);
+            }
         }
         if interp.identity() != self.identity {
             if self.identity != 0 {
@@ -252,7 +254,22 @@ impl Cache {
             }
             self.identity = interp.identity();
         }
+        // The vCPU comes back here right after a run that ended before an instruction no
+        // block holds: the interpreter's, without setting up a run.
+        if let Ok((phys, word)) = interp.code_location() {
+            if let Some(b) = self.blocks.get(&(phys, interp.cpu.rip)) {
+                if b.word == word
+                    && b.entry.is_none()
+                    && b.fallback.0 != iced_x86::Mnemonic::INVALID
+                {
+                    *stats.fallbacks.entry(b.fallback).or_default() += 1;
+                    stats.declined += 1;
+                    return Ok(0);
+                }
+            }
+        }
         self.tlb.revalidate(interp);
+        let cpu = &interp.cpu;
         let (fs_base, gs_base) = (cpu.seg[sreg::FS].base, cpu.seg[sreg::GS].base);
         let sse_ok = {
             use crate::translate::{SSE_BASE, SSE_SSE42, SSE_SSSE3};

@@ -213,6 +213,21 @@ pub extern "sysv64" fn interpret_fill(ctx: *mut Ctx, seg: i64, offset: u64, writ
     }
 }
 
+/// Runs the REP STOS/MOVS at RIP through the interpreter, as [`interpret`], then enters
+/// the pages its destination (ES:`rdi`, for a write) and source (`src_seg`:`rsi`, if
+/// `src_seg` is not negative) started in into the soft TLB.
+pub extern "sysv64" fn interpret_string(ctx: *mut Ctx, src_seg: i64, rdi: u64, rsi: u64) {
+    interpret(ctx);
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    if c.status == OK {
+        fill(c, i, emu_core::interp::cpu::sreg::ES as u64, rdi, true);
+        if src_seg >= 0 {
+            fill(c, i, src_seg as u64, rsi, false);
+        }
+    }
+}
+
 /// #GP(0) at the current instruction (a non-canonical indirect target).
 pub extern "sysv64" fn gp(ctx: *mut Ctx) {
     // SAFETY: called only by translated code, with the context it was given.

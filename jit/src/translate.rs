@@ -1,17 +1,15 @@
 //! Guest instructions to host code.
 //!
-//! What is translated (64-bit code, 8- to 64-bit operands, no LOCK or REP prefix): MOV, the
-//! ALU group (ADD OR ADC SBB AND SUB XOR CMP TEST), INC DEC NEG NOT, SHL SHR SAR by an
-//! immediate, LEA, MOVZX MOVSX MOVSXD, SETcc, CMOVcc, two- and three-operand IMUL, XCHG of two
-//! registers, NOP and ENDBR, PUSH and POP of 64-bit registers, and as the block's last instruction JMP,
-//! Jcc and CALL to a relative target and RET. Register and memory operands both; memory goes
-//! through the helpers. A block ends before the first instruction outside
-//! this set, at the end of its page, or after [`MAX_BLOCK`] instructions.
+//! A block is up to [`MAX_BLOCK`] instructions of 64-bit code in one page: instructions with
+//! host code of their own ([`native`], and the SSE ones in [`sse`]) and instructions the
+//! interpreter runs in place ([`interpreted`]); it ends before anything else, at a branch,
+//! or at the end of its page. ARCHITECTURE.md ("The translator") describes the design.
 //!
-//! Register use in a block: RBX = the context, R12 = `Cpu::regs`, R13 = RFLAGS' address,
-//! R14 = RIP's address, RBP = the soft TLB, R15 = flags kept across a helper call; RAX, RCX, RDX, RSI, RDI and
-//! R8 are scratch. Guest registers live in `Cpu::regs` between instructions, so an exception
-//! in a helper finds the guest state exact.
+//! Register use in a block: RBX = the context, R12 = `Cpu::regs` (RIP and RFLAGS at
+//! [`RIP_AT`] and [`FLAGS_AT`] from it), RBP = the soft TLB, R15 = status flags not yet in
+//! RFLAGS, R9–R11, R13 and R14 = write-through copies of guest registers
+//! (`BlockBuilder::host`); RAX, RCX, RDX, RSI, RDI and R8 are scratch. `Cpu::regs` is exact
+//! between instructions, so an exception in a helper finds the guest state exact.
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
@@ -281,7 +279,7 @@ fn binary_sse(m: M) -> bool {
 
 /// Whether the translator emits host code of its own for `i`.
 fn native(i: &Instruction) -> Option<Flow> {
-    if sse(i).is_some() {
+    if sse(i).is_some() || rep_string(i).is_some() {
         return Some(Flow::Next);
     }
     // REP/REPNE mean nothing on near branches (`rep ret`, MPX's BND prefix): allowed there.
@@ -400,6 +398,21 @@ fn native(i: &Instruction) -> Option<Flow> {
     } else {
         Flow::End
     })
+}
+
+/// REP STOS and REP MOVS with 64-bit addresses: their element size, and whether it is a
+/// MOVS. (Their host code covers a destination — and source — inside one page; anything
+/// else goes to the interpreter, see `BlockBuilder::rep_string`.)
+fn rep_string(i: &Instruction) -> Option<(u32, bool)> {
+    if !i.has_rep_prefix() || i.has_lock_prefix() || i.op0_kind() != OpKind::MemoryESRDI {
+        return None;
+    }
+    let movs = match i.mnemonic() {
+        M::Stosb | M::Stosw | M::Stosd | M::Stosq => false,
+        M::Movsb | M::Movsw | M::Movsd | M::Movsq if i.op1_kind() == OpKind::MemorySegRSI => true,
+        _ => return None,
+    };
+    Some((i.memory_size().size() as u32, movs))
 }
 
 /// Whether the translation of `i` may leave some flags it writes unchanged (a shift or
@@ -1740,18 +1753,139 @@ impl<'a> BlockBuilder<'a> {
         dynasm!(self.ops ; .arch x64 ; =>back);
     }
 
+    /// REP STOS / REP MOVS as the host's own, when DF is clear, the count is at most a page
+    /// of elements and the destination (and source) bytes lie inside one page each that the
+    /// soft TLB maps (a store: no decoded code there), and a copy's destination does not
+    /// start inside its source above it (element order would show); else the interpreter
+    /// runs it in place (which may stop part way: then the block ends there).
+    fn rep_string(&mut self, i: &Instruction, k: u32, elem: u32, movs: bool) {
+        // The interpreter's way may leave the block with RIP at this instruction (a REP it
+        // stops part way): pending flags go to RFLAGS first.
+        self.flush_flags();
+        self.before = 0;
+        let (slow, back) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
+        let (max, shift) = ((0x1000 / elem) as i32, elem.trailing_zeros() as i8);
+        let df = 1 << 10;
+        dynasm!(self.ops ; .arch x64 ; test DWORD [r12 + FLAGS_AT], df ; jnz =>slow);
+        self.load_gpr64(1, true);
+        dynasm!(self.ops
+            ; .arch x64
+            ; test rax, rax
+            ; jz =>back
+            ; cmp rax, max
+            ; ja =>slow
+            ; mov [rbx + SCRATCH1], rax
+        );
+        // RCX = where the last element ends, within the page of the address in RDX.
+        let in_page = |b: &mut Self| {
+            dynasm!(b.ops
+                ; .arch x64
+                ; mov ecx, edx
+                ; and ecx, 0xfff
+                ; shl rax, shift
+                ; add rcx, rax
+                ; shr rax, shift
+                ; cmp rcx, 0x1000
+                ; ja =>slow
+            );
+        };
+        self.load_gpr64(7, false);
+        in_page(self);
+        let es = emu_core::interp::cpu::sreg::ES as i32;
+        self.tlb_lookup(es, 1, true, slow);
+        if movs {
+            dynasm!(self.ops ; .arch x64 ; mov r8, rsi);
+            self.load_gpr64(6, false);
+            in_page(self);
+            let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
+            self.tlb_lookup(seg, 1, false, slow);
+            // Slow if source < destination < source + bytes.
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov rcx, rax
+                ; shl rcx, shift
+                ; add rcx, rsi
+                ; cmp r8, rsi
+                ; jbe >apart
+                ; cmp r8, rcx
+                ; jb =>slow
+                ; apart:
+                ; mov rdi, r8
+                ; mov rcx, rax
+            );
+            match elem {
+                1 => dynasm!(self.ops ; .arch x64 ; rep movsb),
+                2 => dynasm!(self.ops ; .arch x64 ; rep movsw),
+                4 => dynasm!(self.ops ; .arch x64 ; rep movsd),
+                _ => dynasm!(self.ops ; .arch x64 ; rep movsq),
+            }
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rdi, rsi ; mov rcx, rax);
+            self.load_gpr64(0, true);
+            match elem {
+                1 => dynasm!(self.ops ; .arch x64 ; rep stosb),
+                2 => dynasm!(self.ops ; .arch x64 ; rep stosw),
+                4 => dynasm!(self.ops ; .arch x64 ; rep stosd),
+                _ => dynasm!(self.ops ; .arch x64 ; rep stosq),
+            }
+        }
+        // RDI (and RSI) past the elements, RCX = 0.
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rax, [rbx + SCRATCH1]
+            ; shl rax, shift
+            ; add [r12 + 56], rax
+            ; mov QWORD [r12 + 8], 0
+        );
+        if movs {
+            dynasm!(self.ops ; .arch x64 ; add [r12 + 48], rax);
+            self.refresh(6);
+        }
+        self.refresh(7);
+        self.refresh(1);
+        dynasm!(self.ops ; .arch x64 ; jmp =>back ; =>slow);
+        self.interpret_string(i, k, Some(movs));
+        dynasm!(self.ops ; .arch x64 ; =>back);
+    }
+
     /// The instruction at RIP through the interpreter (see [`interpreted`]).
     fn interpret(&mut self, i: &Instruction, k: u32) {
+        self.interpret_string(i, k, None);
+    }
+
+    /// [`Self::interpret`]; for a REP STOS/MOVS (`string`: whether it is a MOVS), the
+    /// soft TLB then gets the pages its destination (and source) started in, so its next
+    /// run finds them inline.
+    fn interpret_string(&mut self, i: &Instruction, k: u32, string: Option<bool>) {
         let (at, next) = (i.ip() as i64, i.next_ip() as i64);
-        let f = helpers::interpret as *const () as usize as i64;
         dynasm!(self.ops
             ; .arch x64
             ; mov rax, QWORD at
             ; mov [r12 + RIP_AT], rax
             ; mov rdi, rbx
-            ; mov rax, QWORD f
-            ; call rax
         );
+        match string {
+            None => {
+                let f = helpers::interpret as *const () as usize as i64;
+                dynasm!(self.ops ; .arch x64 ; mov rax, QWORD f ; call rax);
+            }
+            Some(movs) => {
+                let f = helpers::interpret_string as *const () as usize as i64;
+                let src_seg = if movs {
+                    seg_index(i.memory_segment()).unwrap_or(3) as i32
+                } else {
+                    -1
+                };
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov rsi, QWORD i64::from(src_seg)
+                    ; mov rdx, [r12 + 56]
+                    ; mov rcx, [r12 + 48]
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
+            }
+        }
         self.reload_cached();
         self.interpreting = true;
         self.check(i, k);
@@ -1789,6 +1923,10 @@ impl<'a> BlockBuilder<'a> {
         }
         if let Some(op) = sse(i) {
             self.sse(i, k, op);
+            return Flow::Next;
+        }
+        if let Some((elem, movs)) = rep_string(i) {
+            self.rep_string(i, k, elem, movs);
             return Flow::Next;
         }
         let size = op_size(i).unwrap_or(8);

@@ -537,6 +537,91 @@ fn translated_scalar_moves_and_string_compares_match_the_host() {
     }
 }
 
+/// REP STOS and REP MOVS, which blocks run as the host's own inside a page and hand to the
+/// interpreter otherwise: in a page, with no elements, reaching past the data page (a page
+/// fault part way), overlapping copies both ways, with DF set — against the host CPU.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn translated_rep_strings_match_the_host() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::runner::Differ;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    let mut differ = match Differ::new() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIP: cannot start the traced host process: {e}");
+            return;
+        }
+    };
+    differ.soft.translate = true;
+    let mut data = vec![0u8; DATA_SIZE];
+    for (k, b) in data.iter_mut().enumerate() {
+        *b = (k as u8).wrapping_mul(29).wrapping_add(3);
+    }
+    // (what, destination offset, source offset, count, DF, instruction)
+    type Op = fn(&mut CodeAssembler) -> Result<(), IcedError>;
+    let stosb: Op = |a| a.rep().stosb();
+    let stosq: Op = |a| a.rep().stosq();
+    let stosd: Op = |a| a.rep().stosd();
+    let movsb: Op = |a| a.rep().movsb();
+    let movsq: Op = |a| a.rep().movsq();
+    let movsw: Op = |a| a.rep().movsw();
+    let cases: [(&str, u64, u64, u64, bool, Op); 15] = [
+        ("stosb in the page", 0x123, 0, 300, false, stosb),
+        ("stosq in the page", 0x208, 0, 40, false, stosq),
+        ("stosd unaligned", 0x3f1, 0, 33, false, stosd),
+        ("stosb to the page's end", 0xf00, 0, 0x100, false, stosb),
+        ("stosb past the page", 0xf00, 0, 0x180, false, stosb),
+        ("stosq, no elements", 0x100, 0, 0, false, stosq),
+        ("stosb with DF", 0x400, 0, 50, true, stosb),
+        ("movsb apart", 0x800, 0x100, 500, false, movsb),
+        ("movsq down onto itself", 0x100, 0x108, 60, false, movsq),
+        ("movsb up onto itself", 0x101, 0x100, 200, false, movsb),
+        ("movsw from past the page", 0x100, 0xff0, 20, false, movsw),
+        ("movsq with DF", 0x300, 0x500, 10, true, movsq),
+        ("movsb, a huge count", 0x100, 0x200, 1 << 40, false, movsb),
+        ("stosb, count above a page", 0x0, 0, 0x1001, false, stosb),
+        // Times eight, the count wraps to 0: it must not look like a page's worth.
+        (
+            "movsq, a count that wraps",
+            0x100,
+            0x200,
+            1 << 61,
+            false,
+            movsq,
+        ),
+    ];
+    for (what, dst, src, count, df, op) in cases {
+        // A load and a store of the data page first fill the soft TLB (the REP's own first
+        // run, if it goes to the interpreter, fills it for the second).
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(rdx, DATA_ADDR).unwrap();
+        a.mov(bl, byte_ptr(rdx)).unwrap();
+        a.mov(byte_ptr(rdx), bl).unwrap();
+        for value in [0x1122_3344_5566_7788u64, 0x99aa_bbcc_ddee_ff01] {
+            a.mov(rdi, DATA_ADDR + dst).unwrap();
+            a.mov(rsi, DATA_ADDR + src).unwrap();
+            a.mov(rcx, count).unwrap();
+            a.mov(rax, value).unwrap();
+            if df {
+                a.std().unwrap();
+            }
+            op(&mut a).unwrap();
+            a.cld().unwrap();
+        }
+        a.ud2().unwrap();
+        let case = code_case(a.assemble(CODE_ADDR).unwrap(), data.clone(), 20);
+        let before = differ.soft.translated.get();
+        let verdict = differ.check(&case).expect("oracle");
+        assert!(!verdict.differs(), "{what}: {verdict:?}");
+        assert!(
+            differ.soft.translated.get() > before,
+            "{what}: nothing ran translated"
+        );
+    }
+}
+
 /// A 64-bit case at CPL 3 with zeroed registers and flags and default x87/SSE state: the
 /// translator tests' hand-written code, `data` on the data page, `instructions` at most.
 fn code_case(code: Vec<u8>, data: Vec<u8>, instructions: usize) -> testsuite::difftest::Case {

@@ -81,6 +81,9 @@ pub struct Interp {
     pub(crate) running: Option<cpu_group::RunGuard>,
     /// A LOCK'ed instruction's memory operand, captured while it executes (see [`atomic`]).
     pub(crate) capture: Option<atomic::Capture>,
+    /// A page of bytes for REP MOVS/STOS done a page at a time (see `string_bulk`), kept so
+    /// each chunk does not clear a fresh one.
+    pub(crate) bulk: Vec<u8>,
     /// Whether other vCPUs run beside this one (the group's, cached for the hot path).
     pub(crate) smp: bool,
     /// Unique among the interpreters of this process, renewed when it joins a group (see
@@ -103,6 +106,7 @@ impl Interp {
             group,
             running: None,
             capture: None,
+            bulk: vec![0; 0x1000],
             smp: false,
             cpu,
             mmu: Mmu::default(),

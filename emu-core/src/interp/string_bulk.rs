@@ -110,22 +110,24 @@ impl Interp {
         if !in_ram(dst_phys) || (is_movs && !in_ram(src_phys)) {
             return 0;
         }
-        let mut buf = [0u8; 0x1000];
-        let chunk = &mut buf[..len as usize];
-        if is_movs {
+        if is_movs && dst_phys > src_phys && dst_phys < src_phys + len {
             // Forward element order differs from a plain copy only when the destination
             // starts inside the source above it: later elements would read earlier stores.
-            if dst_phys > src_phys && dst_phys < src_phys + len {
-                return 0;
-            }
+            return 0;
+        }
+        let mut buf = std::mem::take(&mut self.bulk);
+        let chunk = &mut buf[..len as usize];
+        if is_movs {
             self.mem.read(src_phys, chunk);
         } else {
             let v = self.cpu.regs[0].to_le_bytes();
-            for (k, b) in chunk.iter_mut().enumerate() {
-                *b = v[k % op.elem as usize];
+            let pattern = &v[..op.elem as usize];
+            for element in chunk.chunks_exact_mut(op.elem as usize) {
+                element.copy_from_slice(pattern);
             }
         }
         self.write_phys(dst_phys, chunk);
+        self.bulk = buf;
         self.advance_by(7, op.asz, len);
         if is_movs {
             self.advance_by(6, op.asz, len);
