@@ -85,8 +85,10 @@ pub fn supported(i: &Instruction) -> Option<Flow> {
 
 /// Instructions a block runs by calling the interpreter in place: any that continues at the
 /// next instruction and cannot change what translated code relies on — the mode, CPL,
-/// paging and the TLB, the FS/GS bases, TF/IF/AC, interrupt shadows, debug registers — or
-/// reach devices (port I/O, hypercalls). Those end the block instead.
+/// paging and the TLB, the FS/GS bases, TF/AC, interrupt shadows, debug registers — or
+/// that may let an interrupt in (STI, POPF: the vCPU loop must look soon), or reach devices
+/// (port I/O, hypercalls). Those end the block instead. CLI stays in the block: nothing
+/// there depends on IF, and interrupts are only taken between runs.
 fn interpreted(i: &Instruction) -> bool {
     if i.flow_control() != iced_x86::FlowControl::Next {
         return false;
@@ -104,7 +106,6 @@ fn interpreted(i: &Instruction) -> bool {
             | M::Popfd
             | M::Popfq
             | M::Sti
-            | M::Cli
             | M::Stac
             | M::Clac
             | M::Hlt

@@ -137,7 +137,8 @@ fn translated_code_sees_its_own_stores() {
 /// Translated code merges flags into RFLAGS lazily: an exception raised after a
 /// flag-writing instruction, in the same block, must still find that instruction's flags
 /// (and not the faulting one's), whatever raises it — a load, a store to a memory
-/// destination, a push, a non-canonical indirect jump.
+/// destination, a push, a non-canonical indirect jump, CLI at CPL 3 (run by the interpreter
+/// inside the block).
 #[test]
 fn translated_faults_keep_earlier_flags() {
     use iced_x86::code_asm::*;
@@ -145,8 +146,10 @@ fn translated_faults_keep_earlier_flags() {
     use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     type Body = fn(&mut CodeAssembler);
-    let bodies: [(&str, Body); 5] = [
+    let bodies: [(&str, Body); 6] = [
         ("load", |a| a.mov(rcx, qword_ptr(rbx)).unwrap()),
+        // CLI at CPL 3 (IOPL 0), run by the interpreter inside the block.
+        ("cli", |a| a.cli().unwrap()),
         ("memory destination", |a| {
             a.add(dword_ptr(rbx), ecx).unwrap()
         }),
