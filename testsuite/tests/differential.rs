@@ -5,14 +5,10 @@
 #[test]
 fn interpreter_matches_the_host_cpu() {
     use testsuite::difftest::gen::CLASSES;
-    use testsuite::difftest::runner::{run_class, Differ};
+    use testsuite::difftest::runner::run_class;
 
-    let mut differ = match Differ::new() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("SKIP: cannot start the traced host process: {e}");
-            return;
-        }
+    let Some(mut differ) = host_differ(false) else {
+        return;
     };
     let mut failures = Vec::new();
     let mut instructions = 0;
@@ -40,16 +36,11 @@ fn interpreter_matches_the_host_cpu() {
 #[test]
 fn translator_matches_the_host_cpu() {
     use testsuite::difftest::gen::CLASSES;
-    use testsuite::difftest::runner::{run_class, Differ};
+    use testsuite::difftest::runner::run_class;
 
-    let mut differ = match Differ::new() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("SKIP: cannot start the traced host process: {e}");
-            return;
-        }
+    let Some(mut differ) = host_differ(true) else {
+        return;
     };
-    differ.soft.translate = true;
     let mut failures = Vec::new();
     let mut instructions = 0;
     for (class, _) in CLASSES {
@@ -88,7 +79,6 @@ fn interpreter_matches_the_host_cpu() {
 #[test]
 fn translated_code_sees_its_own_stores() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::soft::SoftRunner;
     use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     // Absolute addresses (the code sits below 2 GiB): the instructions' lengths are fixed.
@@ -117,10 +107,7 @@ fn translated_code_sees_its_own_stores() {
     a.ud2().unwrap();
     let code = a.assemble(CODE_ADDR).unwrap();
     let case = code_case(code, vec![0; DATA_SIZE], 15);
-    let mut soft = SoftRunner::new();
-    let (interpreted, _) = soft.run(&case);
-    soft.translate = true;
-    let (translated, _) = soft.run(&case);
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
     assert_eq!(
         interpreted.regs[1], 0x2222_2222,
         "interpreter: the patched MOV"
@@ -131,7 +118,7 @@ fn translated_code_sees_its_own_stores() {
     );
     assert_eq!(translated.regs, interpreted.regs);
     assert_eq!(translated.rip, interpreted.rip);
-    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert!(ran > 0, "nothing ran translated");
 }
 
 /// Translated code merges flags into RFLAGS lazily: an exception raised after a
@@ -142,7 +129,6 @@ fn translated_code_sees_its_own_stores() {
 #[test]
 fn translated_faults_keep_earlier_flags() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::soft::SoftRunner;
     use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     type Body = fn(&mut CodeAssembler);
@@ -173,8 +159,7 @@ fn translated_faults_keep_earlier_flags() {
         body(&mut a);
         a.ud2().unwrap();
         let case = code_case(a.assemble(CODE_ADDR).unwrap(), vec![0; DATA_SIZE], 10);
-        let mut soft = SoftRunner::new();
-        let (interpreted, _) = soft.run(&case);
+        let (interpreted, translated, ran) = interpreted_and_translated(&case);
         assert!(
             matches!(
                 interpreted.exception,
@@ -182,9 +167,7 @@ fn translated_faults_keep_earlier_flags() {
             ),
             "{what}: the fault is the one meant"
         );
-        soft.translate = true;
-        let (translated, _) = soft.run(&case);
-        assert!(soft.translated.get() > 0, "{what}: nothing ran translated");
+        assert!(ran > 0, "{what}: nothing ran translated");
         assert_eq!(translated.rflags, interpreted.rflags, "{what}: RFLAGS");
         assert_eq!(translated.rip, interpreted.rip, "{what}: RIP");
         assert_eq!(translated.regs, interpreted.regs, "{what}: registers");
@@ -204,7 +187,6 @@ fn translated_faults_keep_earlier_flags() {
 #[test]
 fn translated_code_reached_indirectly_sees_its_own_stores() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::soft::SoftRunner;
     use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
     // The routine, in the data page: REP STOSB; ADD EDX, imm8 (its immediate at +4);
@@ -227,12 +209,9 @@ fn translated_code_reached_indirectly_sees_its_own_stores() {
     a.set_label(&mut back2).unwrap();
     a.ud2().unwrap();
     let case = code_case(a.assemble(CODE_ADDR).unwrap(), data, 20);
-    let mut soft = SoftRunner::new();
-    let (interpreted, _) = soft.run(&case);
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
     assert_eq!(interpreted.regs[2], 6, "interpreter: 1 then the patched 5");
-    soft.translate = true;
-    let (translated, _) = soft.run(&case);
-    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert!(ran > 0, "nothing ran translated");
     assert_eq!(translated.regs, interpreted.regs);
     assert_eq!(translated.rip, interpreted.rip);
 }
@@ -245,7 +224,6 @@ fn translated_code_reached_indirectly_sees_its_own_stores() {
 #[test]
 fn translated_call_pushing_into_its_code_page() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::soft::SoftRunner;
     use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
     // The function, in the data page: MOV EAX, [RDI]; ADD EDX, EAX; RET.
@@ -263,12 +241,9 @@ fn translated_call_pushing_into_its_code_page() {
     a.call(rbx).unwrap(); // EDX += 9
     a.ud2().unwrap();
     let case = code_case(a.assemble(CODE_ADDR).unwrap(), data, 20);
-    let mut soft = SoftRunner::new();
-    let (interpreted, _) = soft.run(&case);
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
     assert_eq!(interpreted.regs[2], 16, "interpreter: 7 then 9");
-    soft.translate = true;
-    let (translated, _) = soft.run(&case);
-    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert!(ran > 0, "nothing ran translated");
     assert_eq!(translated.regs, interpreted.regs);
     assert_eq!(translated.rip, interpreted.rip);
 }
@@ -280,7 +255,6 @@ fn translated_call_pushing_into_its_code_page() {
 #[test]
 fn translated_flag_readers_match_the_interpreter() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::soft::SoftRunner;
     use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
     // Writers as (opcode bytes, mnemonic): CMP EAX,ECX; ADD EAX,ECX; SUB RAX,RCX;
@@ -303,7 +277,7 @@ fn translated_flag_readers_match_the_interpreter() {
         (0x4000_0000, 4),
     ];
     // One case per writer, operands and condition (the harness runs 64 instructions).
-    let mut soft = SoftRunner::new();
+    let mut translated_total = 0;
     for (writer, what) in writers {
         for (x, y) in operands {
             for cc in 0u8..16 {
@@ -341,10 +315,8 @@ fn translated_flag_readers_match_the_interpreter() {
                 let mut data = vec![0; DATA_SIZE];
                 data[0] = 7;
                 let case = code_case(a.assemble(CODE_ADDR).unwrap(), data, 30);
-                soft.translate = false;
-                let (interpreted, _) = soft.run(&case);
-                soft.translate = true;
-                let (translated, _) = soft.run(&case);
+                let (interpreted, translated, ran) = interpreted_and_translated(&case);
+                translated_total += ran;
                 let at = format!("{what} {x:#x}, {y:#x}, condition {cc:#x}");
                 assert_eq!(translated.regs, interpreted.regs, "{at}: registers");
                 let defined = if imul { !0xd4 } else { !0 };
@@ -357,7 +329,7 @@ fn translated_flag_readers_match_the_interpreter() {
             }
         }
     }
-    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert!(translated_total > 0, "nothing ran translated");
 }
 
 /// Guest registers a block keeps copies of in host registers: every way an instruction
@@ -368,7 +340,6 @@ fn translated_flag_readers_match_the_interpreter() {
 #[test]
 fn translated_register_copies_follow_every_write() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::soft::SoftRunner;
     use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
     let mut a = CodeAssembler::new(64).unwrap();
@@ -409,11 +380,8 @@ fn translated_register_copies_follow_every_write() {
     a.add(rdx, rcx).unwrap();
     a.ud2().unwrap();
     let case = code_case(a.assemble(CODE_ADDR).unwrap(), vec![0; DATA_SIZE], 64);
-    let mut soft = SoftRunner::new();
-    let (interpreted, _) = soft.run(&case);
-    soft.translate = true;
-    let (translated, _) = soft.run(&case);
-    assert!(soft.translated.get() > 30, "the block ran translated");
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
+    assert!(ran > 30, "the block ran translated");
     assert_eq!(translated.regs, interpreted.regs);
     assert_eq!(translated.rip, interpreted.rip);
     assert_eq!(translated.data, interpreted.data);
@@ -425,7 +393,6 @@ fn translated_register_copies_follow_every_write() {
 /// JNZ went.
 #[test]
 fn translated_jump_to_an_instruction_crossing_pages() {
-    use testsuite::difftest::soft::SoftRunner;
     use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     let mut code = vec![0xcc; 0x2000];
@@ -438,13 +405,10 @@ fn translated_jump_to_an_instruction_crossing_pages() {
     code[0x1000] = 0x80;
     code[0x1001..0x1003].copy_from_slice(&[0x0f, 0x0b]);
     let case = code_case(code, vec![0; DATA_SIZE], 30);
-    let mut soft = SoftRunner::new();
-    let (interpreted, _) = soft.run(&case);
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
     assert_eq!(interpreted.regs[0], 15, "interpreter: five rounds");
     assert_eq!(interpreted.rip, CODE_ADDR + 0x1001);
-    soft.translate = true;
-    let (translated, _) = soft.run(&case);
-    assert!(soft.translated.get() > 0, "nothing ran translated");
+    assert!(ran > 0, "nothing ran translated");
     assert_eq!(translated.regs, interpreted.regs);
     assert_eq!(translated.rip, interpreted.rip);
     assert_eq!(translated.exception, interpreted.exception);
@@ -458,17 +422,11 @@ fn translated_jump_to_an_instruction_crossing_pages() {
 #[test]
 fn translated_scalar_moves_and_string_compares_match_the_host() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::runner::Differ;
     use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
-    let mut differ = match Differ::new() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("SKIP: cannot start the traced host process: {e}");
-            return;
-        }
+    let Some(mut differ) = host_differ(true) else {
+        return;
     };
-    differ.soft.translate = true;
     let mut data = vec![0u8; DATA_SIZE];
     for (k, b) in data.iter_mut().enumerate() {
         *b = (k as u8).wrapping_mul(37).wrapping_add(11);
@@ -547,17 +505,11 @@ fn translated_scalar_moves_and_string_compares_match_the_host() {
 #[test]
 fn translated_rep_strings_match_the_host() {
     use iced_x86::code_asm::*;
-    use testsuite::difftest::runner::Differ;
     use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
 
-    let mut differ = match Differ::new() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("SKIP: cannot start the traced host process: {e}");
-            return;
-        }
+    let Some(mut differ) = host_differ(true) else {
+        return;
     };
-    differ.soft.translate = true;
     let mut data = vec![0u8; DATA_SIZE];
     for (k, b) in data.iter_mut().enumerate() {
         *b = (k as u8).wrapping_mul(29).wrapping_add(3);
@@ -622,6 +574,38 @@ fn translated_rep_strings_match_the_host() {
             differ.soft.translated.get() > before,
             "{what}: nothing ran translated"
         );
+    }
+}
+
+/// `case` on the interpreter, then through the translator: both outcomes, and how many
+/// instructions ran in translated blocks.
+fn interpreted_and_translated(
+    case: &testsuite::difftest::Case,
+) -> (
+    testsuite::difftest::Outcome,
+    testsuite::difftest::Outcome,
+    u64,
+) {
+    let mut soft = testsuite::difftest::soft::SoftRunner::new();
+    let (interpreted, _) = soft.run(case);
+    soft.translate = true;
+    let (translated, _) = soft.run(case);
+    (interpreted, translated, soft.translated.get())
+}
+
+/// The host CPU against the interpreter (`translate`: through the translator), or `None`
+/// (a SKIP printed) where the traced host process cannot start.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn host_differ(translate: bool) -> Option<testsuite::difftest::runner::Differ> {
+    match testsuite::difftest::runner::Differ::new() {
+        Ok(mut d) => {
+            d.soft.translate = translate;
+            Some(d)
+        }
+        Err(e) => {
+            eprintln!("SKIP: cannot start the traced host process: {e}");
+            None
+        }
     }
 }
 
