@@ -410,7 +410,13 @@ fn rep_string(i: &Instruction) -> Option<(u32, bool)> {
     }
     let movs = match i.mnemonic() {
         M::Stosb | M::Stosw | M::Stosd | M::Stosq => false,
-        M::Movsb | M::Movsw | M::Movsd | M::Movsq if i.op1_kind() == OpKind::MemorySegRSI => true,
+        // A source with an FS or GS base: the page checks are on offsets (bases are 0).
+        M::Movsb | M::Movsw | M::Movsd | M::Movsq
+            if i.op1_kind() == OpKind::MemorySegRSI
+                && !matches!(i.memory_segment(), Register::FS | Register::GS) =>
+        {
+            true
+        }
         _ => return None,
     };
     Some((i.memory_size().size() as u32, movs))
@@ -1320,8 +1326,9 @@ impl<'a> BlockBuilder<'a> {
             ; mov rax, rsi
         );
         if self.unmerged & !written != 0 {
-            // Some of the earlier flags survive this instruction: into RFLAGS with them.
-            self.merge_flags(self.unmerged);
+            // Some of the earlier flags survive this instruction: into RFLAGS with them
+            // (RDI holds the new ones; R15 is replaced next).
+            self.merge_flags_from(self.unmerged, 15);
             self.flags_in_host = 0;
         } else {
             self.flags_in_host = written;
@@ -1357,9 +1364,9 @@ impl<'a> BlockBuilder<'a> {
         let live = std::mem::take(&mut self.flags_in_host);
         if !stored_to_memory
             && live != 0
-            && self
-                .next
-                .is_some_and(|n| tests_host_flags(&n) && jcc_flags(&n) & !live == 0)
+            && self.next.is_some_and(|n| {
+                tests_host_flags(&n) && native(&n).is_some() && jcc_flags(&n) & !live == 0
+            })
         {
             self.live_flags = live;
         }
@@ -1376,33 +1383,45 @@ impl<'a> BlockBuilder<'a> {
     fn flush_flags(&mut self) {
         self.merge_flags(self.unmerged);
         self.unmerged = 0;
+        // Part way through an instruction, its fault exit has nothing left to merge.
+        self.before = 0;
     }
 
-    /// RFLAGS = RFLAGS with the flags in `which` from R15 (which it clobbers, with RSI;
-    /// see `save_flags` for R15's layout).
+    /// RFLAGS = RFLAGS with the flags in `which` from R15 (see `save_flags` for its layout),
+    /// which stays as it was: a fault exit may merge flags a flush already merged. Clobbers
+    /// RSI and RDI.
     fn merge_flags(&mut self, which: u32) {
+        if which != 0 {
+            dynasm!(self.ops ; .arch x64 ; mov edi, r15d);
+            self.merge_flags_from(which, 7);
+        }
+    }
+
+    /// RFLAGS = RFLAGS with the flags in `which` from register `src` (R15's layout), which
+    /// it clobbers, with RSI.
+    fn merge_flags_from(&mut self, which: u32, src: u8) {
         if which == 0 {
             return;
         }
         if which & OF != 0 {
             dynasm!(self.ops
                 ; .arch x64
-                ; mov esi, r15d
+                ; mov esi, Rd(src)
                 ; shr esi, 8
-                ; and r15d, 1
-                ; shl r15d, 11
-                ; or r15d, esi
+                ; and Rd(src), 1
+                ; shl Rd(src), 11
+                ; or Rd(src), esi
             );
         } else {
-            dynasm!(self.ops ; .arch x64 ; shr r15d, 8);
+            dynasm!(self.ops ; .arch x64 ; shr Rd(src), 8);
         }
         let (keep, take) = (!(which as i32), which as i32);
         dynasm!(self.ops
             ; .arch x64
             ; mov rsi, [r12 + FLAGS_AT]
             ; and rsi, keep
-            ; and r15d, take
-            ; or rsi, r15
+            ; and Rd(src), take
+            ; or rsi, Rq(src)
             ; mov [r12 + FLAGS_AT], rsi
         );
     }
@@ -1763,16 +1782,17 @@ impl<'a> BlockBuilder<'a> {
         // The interpreter's way may leave the block with RIP at this instruction (a REP it
         // stops part way): pending flags go to RFLAGS first.
         self.flush_flags();
-        self.before = 0;
         let (slow, back) = (self.ops.new_dynamic_label(), self.ops.new_dynamic_label());
         let (max, shift) = ((0x1000 / elem) as i32, elem.trailing_zeros() as i8);
         let df = 1 << 10;
-        dynasm!(self.ops ; .arch x64 ; test DWORD [r12 + FLAGS_AT], df ; jnz =>slow);
         self.load_gpr64(1, true);
+        // No elements: nothing happens (whatever DF is).
         dynasm!(self.ops
             ; .arch x64
             ; test rax, rax
             ; jz =>back
+            ; test DWORD [r12 + FLAGS_AT], df
+            ; jnz =>slow
             ; cmp rax, max
             ; ja =>slow
             ; mov [rbx + SCRATCH1], rax
@@ -1919,6 +1939,7 @@ impl<'a> BlockBuilder<'a> {
         }
         self.before = self.unmerged;
         if native(i).is_none() {
+            self.live_flags = 0;
             self.interpret(i, k);
             return Flow::Next;
         }

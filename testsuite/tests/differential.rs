@@ -132,10 +132,12 @@ fn translated_faults_keep_earlier_flags() {
     use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     type Body = fn(&mut CodeAssembler);
-    let bodies: [(&str, Body); 6] = [
+    let bodies: [(&str, Body); 7] = [
         ("load", |a| a.mov(rcx, qword_ptr(rbx)).unwrap()),
         // CLI at CPL 3 (IOPL 0), run by the interpreter inside the block.
         ("cli", |a| a.cli().unwrap()),
+        // SETcc loads the flags (a flush part way through it) before its store faults.
+        ("setcc to memory", |a| a.sete(byte_ptr(rbx)).unwrap()),
         ("memory destination", |a| {
             a.add(dword_ptr(rbx), ecx).unwrap()
         }),
@@ -575,6 +577,31 @@ fn translated_rep_strings_match_the_host() {
             "{what}: nothing ran translated"
         );
     }
+}
+
+/// A flag reader the interpreter runs (a REP-prefixed CMOVcc) right after a flag writer
+/// takes its flags from RFLAGS; the Jcc after it must too, not from the host's flags as
+/// the interpreter call left them.
+#[test]
+fn translated_jcc_after_an_interpreted_flag_reader() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
+
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut taken = a.create_label();
+    a.mov(eax, 1u32).unwrap();
+    a.cmp(eax, 2).unwrap();
+    a.db(&[0xf3, 0x0f, 0x45, 0xca]).unwrap(); // rep cmovne ecx, edx
+    a.jne(taken).unwrap();
+    a.mov(esi, 7u32).unwrap();
+    a.set_label(&mut taken).unwrap();
+    a.ud2().unwrap();
+    let case = code_case(a.assemble(CODE_ADDR).unwrap(), vec![0; DATA_SIZE], 10);
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
+    assert_eq!(interpreted.regs[6], 0, "interpreter: the branch is taken");
+    assert!(ran > 0, "nothing ran translated");
+    assert_eq!(translated.regs, interpreted.regs);
+    assert_eq!(translated.rip, interpreted.rip);
 }
 
 /// `case` on the interpreter, then through the translator: both outcomes, and how many
