@@ -321,7 +321,7 @@ pub fn run_class(
             }
             Verdict::Same => {}
             Verdict::WithinUlp => report.within_ulp += 1,
-            Verdict::Differs(_) => {
+            Verdict::Differs(first) => {
                 report.mismatches += 1;
                 if report.examples.len() < 3 {
                     let small = if shrink {
@@ -329,8 +329,12 @@ pub fn run_class(
                     } else {
                         case.clone()
                     };
-                    if let Verdict::Differs(text) = differ.check(&small)? {
-                        report.examples.push(text);
+                    match differ.check(&small)? {
+                        Verdict::Differs(text) => report.examples.push(text),
+                        // A mismatch that does not come back is reported as it first was.
+                        _ => report.examples.push(format!(
+                            "(did not reproduce on a second run; as first seen)\n{first}"
+                        )),
                     }
                 }
             }
