@@ -84,6 +84,25 @@ pub struct Cache {
 /// The trampoline's signature: the context and a block's address.
 type EnterFn = extern "sysv64" fn(*mut Ctx, usize);
 
+/// The bit-counting instructions translated blocks run on the host (see
+/// `BlockEnv::bit_count`).
+fn bit_counts(interp: &Interp) -> u8 {
+    use crate::translate::{HAS_LZCNT, HAS_POPCNT, HAS_TZCNT};
+    use emu_core::cpu_model::{ebx7, ecx1, ecx81};
+    let f = &interp.model.features;
+    let mut has = 0;
+    if f.ecx1 & ecx1::POPCNT != 0 && std::arch::is_x86_feature_detected!("popcnt") {
+        has |= HAS_POPCNT;
+    }
+    if f.ecx81 & ecx81::LZCNT != 0 && std::arch::is_x86_feature_detected!("lzcnt") {
+        has |= HAS_LZCNT;
+    }
+    if f.ebx7 & ebx7::BMI1 != 0 && std::arch::is_x86_feature_detected!("bmi1") {
+        has |= HAS_TZCNT;
+    }
+    has
+}
+
 impl Cache {
     pub fn new() -> std::io::Result<Cache> {
         let mut code = CodeBuffer::new(CAPACITY)?;
@@ -199,6 +218,7 @@ impl Cache {
                 exit: self.exit,
                 word_ptr,
                 word,
+                bit_count: bit_counts(interp),
             };
             let mut ops = Asm::new(env.base);
             let chain = BlockBuilder::build(&mut ops, &env, &instrs);

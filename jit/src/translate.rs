@@ -165,6 +165,17 @@ enum Sse {
     ToXmm,
     /// MOVD/MOVQ to a general register.
     FromXmm,
+    /// Scalar floating point on the low lane, the rest of the destination kept: the
+    /// arithmetic (ADD/SUB/MUL/DIV/MIN/MAX/SQRT, SD and SS) and CVTSD2SS/CVTSS2SD. Like the
+    /// other floating-point forms, only under MXCSR's reset controls (see
+    /// `BlockBuilder::mxcsr_enter`).
+    FpScalar,
+    /// COMISD/UCOMISD/COMISS/UCOMISS: ZF, PF, CF (the others cleared).
+    FpCompare,
+    /// CVTSI2SD/CVTSI2SS from a 32- or 64-bit register or memory.
+    IntToFp,
+    /// CVT(T)SD2SI/CVT(T)SS2SI to a 32- or 64-bit register.
+    FpToInt,
     /// The scalar moves: MOVSS and MOVSD (between registers the rest of the destination
     /// stays; a load clears it), MOVQ (which always clears it), MOVD with memory; `bytes`
     /// moved, 4 or 8.
@@ -228,12 +239,47 @@ fn sse(i: &Instruction) -> Option<Sse> {
         m if binary_sse(m) => (xmm(0) && (xmm(1) || m128(1))).then_some(Sse::Binary),
         M::Pshufd => (xmm(0) && (xmm(1) || m128(1))).then_some(Sse::Pshufd),
         M::Pmovmskb => (wide_gpr(0) && xmm(1)).then_some(Sse::Pmovmskb),
+        m if fp_scalar(m) => (xmm(0) && (xmm(1) || m64(1))).then_some(Sse::FpScalar),
+        M::Comisd | M::Ucomisd | M::Comiss | M::Ucomiss => {
+            (xmm(0) && (xmm(1) || m64(1))).then_some(Sse::FpCompare)
+        }
+        M::Cvtsi2sd | M::Cvtsi2ss => (xmm(0) && (wide_gpr(1) || m64(1))).then_some(Sse::IntToFp),
+        M::Cvttsd2si | M::Cvtsd2si | M::Cvttss2si | M::Cvtss2si => {
+            (wide_gpr(0) && (xmm(1) || m64(1))).then_some(Sse::FpToInt)
+        }
         M::Movd | M::Movq if xmm(0) && wide_gpr(1) => Some(Sse::ToXmm),
         M::Movd | M::Movq if wide_gpr(0) && xmm(1) => Some(Sse::FromXmm),
         _ => None,
     }?;
     Some(op)
 }
+
+/// The scalar floating-point operations of [`Sse::FpScalar`].
+fn fp_scalar(m: M) -> bool {
+    matches!(
+        m,
+        M::Addsd
+            | M::Subsd
+            | M::Mulsd
+            | M::Divsd
+            | M::Minsd
+            | M::Maxsd
+            | M::Sqrtsd
+            | M::Addss
+            | M::Subss
+            | M::Mulss
+            | M::Divss
+            | M::Minss
+            | M::Maxss
+            | M::Sqrtss
+            | M::Cvtsd2ss
+            | M::Cvtss2sd
+    )
+}
+
+/// MXCSR relative to XMM0 (`Ctx::xmm`, in R8 in SSE code).
+const MXCSR_FROM_XMM: i32 = offset_of!(emu_core::interp::simd::FpuState, mxcsr) as i32
+    - offset_of!(emu_core::interp::simd::FpuState, xmm) as i32;
 
 fn binary_sse(m: M) -> bool {
     matches!(
@@ -285,7 +331,10 @@ fn native(i: &Instruction) -> Option<Flow> {
     }
     // REP/REPNE mean nothing on near branches (`rep ret`, MPX's BND prefix): allowed there.
     let branch = matches!(i.mnemonic(), M::Jmp | M::Call | M::Ret) || i.is_jcc_short_or_near();
-    if i.has_lock_prefix() || (!branch && (i.has_rep_prefix() || i.has_repne_prefix())) {
+    // CMPXCHG and XCHG with memory run as the host's atomic instructions, LOCK or not.
+    let atomic = matches!(i.mnemonic(), M::Cmpxchg | M::Xchg) && i.op0_kind() == OpKind::Memory;
+    if (i.has_lock_prefix() && !atomic) || (!branch && (i.has_rep_prefix() || i.has_repne_prefix()))
+    {
         return None;
     }
     let size = op_size(i);
@@ -344,7 +393,19 @@ fn native(i: &Instruction) -> Option<Flow> {
             i.op_kind(0) == OpKind::Register && matches!(gpr(i.op_register(0)), Some((_, 8, false)))
         }
         M::Nop | M::Endbr64 | M::Endbr32 => true,
-        M::Xchg => sized && i.op_kind(0) == OpKind::Register && i.op_kind(1) == OpKind::Register,
+        M::Xchg => {
+            sized
+                && reg_or_mem(0)
+                && i.op_kind(1) == OpKind::Register
+                && reg_slot(i.op_register(1)).is_some()
+                && (i.op_kind(0) == OpKind::Register || matches!(size, Some(4 | 8)))
+        }
+        M::Cmpxchg => {
+            matches!(size, Some(4 | 8))
+                && i.op_kind(0) == OpKind::Memory
+                && memory_ok(i)
+                && matches!(gpr(i.op_register(1)), Some((_, 4 | 8, false)))
+        }
         M::Imul if i.op_count() == 1 => sized && reg_or_mem(0),
         M::Imul => {
             wide && i.op_kind(0) == OpKind::Register
@@ -357,6 +418,14 @@ fn native(i: &Instruction) -> Option<Flow> {
         // DIV raises #DE through the interpreter (see `divide`).
         M::Mul | M::Div => sized && reg_or_mem(0),
         M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo => true,
+        M::Bswap => {
+            i.op_kind(0) == OpKind::Register && matches!(gpr(i.op_register(0)), Some((_, 4 | 8, _)))
+        }
+        // The host's own where the model and the host have them (`BlockEnv::bit_count`),
+        // else the interpreter in place.
+        M::Popcnt | M::Lzcnt | M::Tzcnt => {
+            matches!(size, Some(4 | 8)) && i.op_kind(0) == OpKind::Register && reg_or_mem(1)
+        }
         M::Bsf | M::Bsr => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
         // The bit-string forms with a memory operand address beyond it: the interpreter's.
         // BT reads a bit string in memory too (a register offset reaches beyond the
@@ -439,6 +508,36 @@ fn keeps_flags_sometimes(i: &Instruction) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `i` can sit between a flag writer and the instruction that overwrites its flags
+/// with those flags left uncomputed (see `BlockBuilder::flags_dead`): translated in place
+/// with register and immediate operands only (no memory access, no helper, no fault), it
+/// continues the block, reads no flags and writes the ones it writes whatever its operands.
+fn flag_transparent(i: &Instruction) -> bool {
+    native(i) == Some(Flow::Next)
+        && sse(i).is_none()
+        && rep_string(i).is_none()
+        && (0..i.op_count()).all(|k| {
+            matches!(
+                i.op_kind(k),
+                OpKind::Register
+                    | OpKind::Immediate8
+                    | OpKind::Immediate16
+                    | OpKind::Immediate8to16
+                    | OpKind::Immediate8to32
+                    | OpKind::Immediate8to64
+                    | OpKind::Immediate32
+                    | OpKind::Immediate32to64
+                    | OpKind::Immediate64
+            )
+        })
+        && !matches!(
+            i.mnemonic(),
+            M::Push | M::Pop | M::Div | M::Popcnt | M::Lzcnt | M::Tzcnt
+        )
+        && i.rflags_read() == 0
+        && !keeps_flags_sometimes(i)
 }
 
 /// The status flags a Jcc (SETcc, CMOVcc) tests.
@@ -577,7 +676,15 @@ pub struct BlockEnv {
     /// The block's code page's word (emu-core's `CodePages`) and its value at translation.
     pub word_ptr: usize,
     pub word: u32,
+    /// The bit-counting instructions the guest's model has and the host runs
+    /// ([`HAS_POPCNT`], [`HAS_LZCNT`], [`HAS_TZCNT`]): translated to the host's own; the
+    /// others run on the interpreter (which decides #UD or, for LZCNT/TZCNT, BSR/BSF).
+    pub bit_count: u8,
 }
+
+pub const HAS_POPCNT: u8 = 1;
+pub const HAS_LZCNT: u8 = 2;
+pub const HAS_TZCNT: u8 = 4;
 
 /// Emits one block at `ops`' base address.
 pub struct BlockBuilder<'a> {
@@ -603,6 +710,8 @@ pub struct BlockBuilder<'a> {
     chains: Vec<(DynamicLabel, usize, u64)>,
     /// The instruction after the one being emitted, if it is in the block.
     next: Option<Instruction>,
+    /// The instructions after the one being emitted (for flag liveness).
+    rest: Vec<Instruction>,
     /// Flags an instruction left in the host's flags (and in R15) for the Jcc right after
     /// it, not yet merged into RFLAGS.
     live_flags: u32,
@@ -646,6 +755,7 @@ impl<'a> BlockBuilder<'a> {
             slow: Vec::new(),
             chains: Vec::new(),
             next: None,
+            rest: Vec::new(),
             live_flags: 0,
             flags_in_host: 0,
             interpreting: false,
@@ -673,6 +783,7 @@ impl<'a> BlockBuilder<'a> {
         let mut ended = false;
         for (k, i) in instrs.iter().enumerate() {
             b.next = instrs.get(k + 1).copied();
+            b.rest = instrs[k + 1..].to_vec();
             if b.instruction(i, k as u32) == Flow::End {
                 ended = true;
                 break;
@@ -882,26 +993,45 @@ impl<'a> BlockBuilder<'a> {
         let base = gpr(i.memory_base()).map(|(b, _, _)| b);
         let index = gpr(i.memory_index()).map(|(x, _, _)| x);
         match (base, index, i32::try_from(disp)) {
-            // One LEA for base + index * scale + disp32 (RAX holds the index).
+            // One LEA for base + index * scale + disp32, on the registers' host copies
+            // where they have them (else RDX holds the base, RAX the index).
             (b, Some(x), Ok(d)) => {
-                self.load_gpr64(x, true);
-                match b {
-                    Some(b) => self.load_gpr64(b, false),
-                    None => dynasm!(self.ops ; .arch x64 ; xor edx, edx),
-                }
-                match i.memory_index_scale() {
-                    1 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax + d]),
-                    2 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 2 + d]),
-                    4 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 4 + d]),
-                    _ => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 8 + d]),
+                let xr = self.host[x].unwrap_or_else(|| {
+                    self.load_gpr64(x, true);
+                    0
+                });
+                let br = b.map(|b| {
+                    self.host[b].unwrap_or_else(|| {
+                        self.load_gpr64(b, false);
+                        2
+                    })
+                });
+                match (br, i.memory_index_scale()) {
+                    (Some(br), 1) => dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(br) + Rq(xr) + d]),
+                    (Some(br), 2) => {
+                        dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(br) + Rq(xr) * 2 + d])
+                    }
+                    (Some(br), 4) => {
+                        dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(br) + Rq(xr) * 4 + d])
+                    }
+                    (Some(br), _) => {
+                        dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(br) + Rq(xr) * 8 + d])
+                    }
+                    (None, 1) => dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(xr) + d]),
+                    (None, 2) => dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(xr) * 2 + d]),
+                    (None, 4) => dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(xr) * 4 + d]),
+                    (None, _) => dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(xr) * 8 + d]),
                 }
             }
-            (Some(b), None, Ok(d)) => {
-                self.load_gpr64(b, false);
-                if d != 0 {
-                    dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + d]);
+            (Some(b), None, Ok(d)) => match self.host[b] {
+                Some(h) => dynasm!(self.ops ; .arch x64 ; lea rdx, [Rq(h) + d]),
+                None => {
+                    self.load_gpr64(b, false);
+                    if d != 0 {
+                        dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + d]);
+                    }
                 }
-            }
+            },
             (None, None, Ok(d)) => dynasm!(self.ops ; .arch x64 ; mov rdx, d),
             // A displacement beyond 32 bits (RIP-relative or absolute, far from zero).
             (b, x, Err(_)) => {
@@ -965,9 +1095,15 @@ impl<'a> BlockBuilder<'a> {
         );
         // The tag is compared with the last byte's page, indexed by the first byte's: an
         // access crossing pages can never match (consecutive pages have different indices).
+        if seg == emu_core::interp::cpu::sreg::FS as i32
+            || seg == emu_core::interp::cpu::sreg::GS as i32
+        {
+            dynasm!(self.ops ; .arch x64 ; mov rdi, rsi);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rdi, rdx);
+        }
         dynasm!(self.ops
             ; .arch x64
-            ; mov rdi, rsi
             ; shr rdi, shift
             ; and edi, mask
         );
@@ -1209,6 +1345,166 @@ impl<'a> BlockBuilder<'a> {
         }
     }
 
+    /// The host register holding a copy of `r`, if `r` is a whole 32- or 64-bit register
+    /// with one.
+    fn cached(&self, r: Register) -> Option<u8> {
+        match gpr(r) {
+            Some((idx, 4 | 8, false)) => self.host[idx],
+            _ => None,
+        }
+    }
+
+    /// A 32- or 64-bit ALU operation on a register with a host copy, as the same host
+    /// instruction on that copy (which a 32-bit operation zero-extends, as the guest's
+    /// does), then the copy to `Cpu::regs`: no trip through RAX. False (nothing emitted)
+    /// for other forms.
+    fn direct_alu(&mut self, i: &Instruction, k: u32, m: M, size: u32, imm: Option<i32>) -> bool {
+        if i.op_kind(0) != OpKind::Register || !matches!(size, 4 | 8) {
+            return false;
+        }
+        let Some(h) = self.cached(i.op_register(0)) else {
+            return false;
+        };
+        // The source: a copy, the immediate, or RCX.
+        let src = match i.op_kind(1) {
+            OpKind::Register => self.cached(i.op_register(1)),
+            _ => None,
+        };
+        if src.is_none() && imm.is_none() {
+            self.load_src(i, k, 1, size);
+        }
+        if matches!(m, M::Adc | M::Sbb) {
+            self.load_flags(CF);
+        }
+        macro_rules! op {
+            ($op:ident) => {
+                match (size, src, imm) {
+                    (4, Some(s), _) => dynasm!(self.ops ; .arch x64 ; $op Rd(h), Rd(s)),
+                    (_, Some(s), _) => dynasm!(self.ops ; .arch x64 ; $op Rq(h), Rq(s)),
+                    (4, None, Some(v)) => dynasm!(self.ops ; .arch x64 ; $op Rd(h), v),
+                    (_, None, Some(v)) => dynasm!(self.ops ; .arch x64 ; $op Rq(h), v),
+                    (4, None, None) => dynasm!(self.ops ; .arch x64 ; $op Rd(h), ecx),
+                    _ => dynasm!(self.ops ; .arch x64 ; $op Rq(h), rcx),
+                }
+            };
+        }
+        match m {
+            M::Add => op!(add),
+            M::Or => op!(or),
+            M::Adc => op!(adc),
+            M::Sbb => op!(sbb),
+            M::And => op!(and),
+            M::Sub => op!(sub),
+            M::Xor => op!(xor),
+            M::Cmp => op!(cmp),
+            _ => op!(test),
+        }
+        if !matches!(m, M::Cmp | M::Test) {
+            self.write_back(i.op_register(0), h);
+        }
+        self.save_flags_free_rax(i);
+        self.fuse_with_next(false);
+        true
+    }
+
+    /// The copy `h` of guest register `r` (just written) to `Cpu::regs`.
+    fn write_back(&mut self, r: Register, h: u8) {
+        let (idx, _, _) = gpr(r).expect("checked");
+        let off = 8 * idx as i32;
+        dynasm!(self.ops ; .arch x64 ; mov [r12 + off], Rq(h));
+    }
+
+    /// MOV to a 32- or 64-bit register with a host copy, straight into the copy. False
+    /// (nothing emitted) for other forms.
+    fn direct_mov(&mut self, i: &Instruction, k: u32, size: u32) -> bool {
+        if i.op_kind(0) != OpKind::Register || !matches!(size, 4 | 8) {
+            return false;
+        }
+        let Some(h) = self.cached(i.op_register(0)) else {
+            return false;
+        };
+        match i.op_kind(1) {
+            OpKind::Register => match (self.cached(i.op_register(1)), size) {
+                (Some(s), 4) => dynasm!(self.ops ; .arch x64 ; mov Rd(h), Rd(s)),
+                (Some(s), _) => dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(s)),
+                (None, 4) => {
+                    self.load_reg(i.op_register(1), true);
+                    dynasm!(self.ops ; .arch x64 ; mov Rd(h), ecx);
+                }
+                (None, _) => {
+                    self.load_reg(i.op_register(1), true);
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(h), rcx);
+                }
+            },
+            OpKind::Memory => {
+                // The load zero-extends a 32-bit value.
+                self.load_mem(i, k, size, false);
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), rax);
+            }
+            _ => {
+                let v = i.immediate(1) as i64;
+                if size == 4 {
+                    dynasm!(self.ops ; .arch x64 ; mov Rd(h), v as i32);
+                } else if let Ok(v) = i32::try_from(v) {
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(h), v);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD v);
+                }
+            }
+        }
+        self.write_back(i.op_register(0), h);
+        true
+    }
+
+    /// INC, DEC, NEG, NOT and shifts and rotates by a constant nonzero count (not RCL/RCR)
+    /// on a 32- or 64-bit register with a host copy, on the copy. False (nothing emitted)
+    /// for other forms.
+    fn direct_unary(&mut self, i: &Instruction, m: M, size: u32) -> bool {
+        if i.op_kind(0) != OpKind::Register || !matches!(size, 4 | 8) || keeps_flags_sometimes(i) {
+            return false;
+        }
+        let Some(h) = self.cached(i.op_register(0)) else {
+            return false;
+        };
+        let c = if i.op_count() > 1 {
+            i.immediate8() as i8
+        } else {
+            0
+        };
+        macro_rules! one {
+            ($op:ident) => {
+                match size {
+                    4 => dynasm!(self.ops ; .arch x64 ; $op Rd(h)),
+                    _ => dynasm!(self.ops ; .arch x64 ; $op Rq(h)),
+                }
+            };
+        }
+        macro_rules! shift {
+            ($op:ident) => {
+                match size {
+                    4 => dynasm!(self.ops ; .arch x64 ; $op Rd(h), c),
+                    _ => dynasm!(self.ops ; .arch x64 ; $op Rq(h), c),
+                }
+            };
+        }
+        match m {
+            M::Inc => one!(inc),
+            M::Dec => one!(dec),
+            M::Neg => one!(neg),
+            M::Not => one!(not),
+            M::Shr => shift!(shr),
+            M::Sar => shift!(sar),
+            M::Rol => shift!(rol),
+            M::Ror => shift!(ror),
+            M::Shl | M::Sal => shift!(shl),
+            _ => return false,
+        }
+        self.write_back(i.op_register(0), h);
+        self.save_flags_free_rax(i);
+        self.fuse_with_next(false);
+        true
+    }
+
     /// After a store straight to guest register `idx` in `Cpu::regs`: its copy again.
     fn refresh(&mut self, idx: usize) {
         if let Some(h) = self.host[idx] {
@@ -1312,19 +1608,48 @@ impl<'a> BlockBuilder<'a> {
     /// 8–15, OF in bit 0 — which `merge_flags` puts back in RFLAGS' order: a few simple
     /// instructions where PUSHFQ is microcoded. Keeps RAX; clobbers RSI and RDI.
     fn save_flags(&mut self, i: &Instruction) {
+        self.capture_flags(i, true);
+    }
+
+    /// `save_flags` once RAX is free (the result stored): three instructions, no copies.
+    fn save_flags_free_rax(&mut self, i: &Instruction) {
+        self.capture_flags(i, false);
+    }
+
+    fn capture_flags(&mut self, i: &Instruction, keep_rax: bool) {
         if self.flags_dead(i) {
             self.flags_in_host = 0;
             return;
         }
         let written = written_flags(i);
+        if written == 0 {
+            // Nothing to keep (NOT): R15 and RFLAGS stay as they were.
+            self.flags_in_host = 0;
+            return;
+        }
+        if !keep_rax && self.unmerged & !written == 0 {
+            dynasm!(self.ops
+                ; .arch x64
+                ; lahf
+                ; seto al
+                ; movzx r15d, ax
+            );
+            self.flags_in_host = written;
+            self.unmerged = written;
+            return;
+        }
+        if keep_rax {
+            dynasm!(self.ops ; .arch x64 ; mov rsi, rax);
+        }
         dynasm!(self.ops
             ; .arch x64
-            ; mov rsi, rax
             ; lahf
             ; seto al
             ; movzx edi, ax
-            ; mov rax, rsi
         );
+        if keep_rax {
+            dynasm!(self.ops ; .arch x64 ; mov rax, rsi);
+        }
         if self.unmerged & !written != 0 {
             // Some of the earlier flags survive this instruction: into RFLAGS with them
             // (RDI holds the new ones; R15 is replaced next).
@@ -1337,23 +1662,111 @@ impl<'a> BlockBuilder<'a> {
         self.unmerged = written;
     }
 
+    /// The flags of POPCNT, LZCNT or TZCNT (just run by the host, the result stored): ZF
+    /// and CF as the host left them, the ones the manual leaves undefined cleared, as the
+    /// interpreter does.
+    fn save_bit_count_flags(&mut self, i: &Instruction) {
+        self.flags_in_host = 0;
+        if self.flags_dead(i) {
+            return;
+        }
+        // Every status flag is written: the pending ones are all replaced.
+        dynasm!(self.ops
+            ; .arch x64
+            ; lahf
+            ; seto al
+            ; movzx r15d, ax
+            ; and r15d, 0x4100
+        );
+        self.unmerged = written_flags(i);
+    }
+
+    /// CMPXCHG with a memory destination as the host's LOCK CMPXCHG on the soft TLB's
+    /// host address (atomic whatever the prefix, which the guest cannot tell from a plain
+    /// one); a miss runs the whole instruction on the interpreter. Flags go to RFLAGS on
+    /// both ways (pending flags were merged first).
+    fn cmpxchg(&mut self, i: &Instruction, k: u32, size: u32) {
+        let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
+        self.effective_address(i);
+        let (slow, back) = self.slow_path_for(
+            i,
+            k,
+            SlowCall::Interpret {
+                fill: Some((seg, true)),
+            },
+            false,
+        );
+        self.tlb_lookup(seg, size, true, slow);
+        self.load_reg(i.op_register(1), true);
+        dynasm!(self.ops ; .arch x64 ; mov rax, [r12]);
+        if size == 4 {
+            dynasm!(self.ops ; .arch x64 ; lock cmpxchg [rsi], ecx);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; lock cmpxchg [rsi], rcx);
+        }
+        // A failed 32-bit compare zero-extends into RAX, as on the guest.
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov rdx, rax
+            ; lahf
+            ; seto al
+            ; movzx edi, ax
+            ; mov [r12], rdx
+        );
+        self.merge_flags_from(written_flags(i), 7);
+        dynasm!(self.ops ; .arch x64 ; =>back);
+        self.refresh(0);
+    }
+
+    /// XCHG with memory as the host's (always atomic) XCHG on the soft TLB's host address;
+    /// a miss runs it on the interpreter.
+    fn xchg_memory(&mut self, i: &Instruction, k: u32, size: u32) {
+        let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
+        self.effective_address(i);
+        let (slow, back) = self.slow_path_for(
+            i,
+            k,
+            SlowCall::Interpret {
+                fill: Some((seg, true)),
+            },
+            false,
+        );
+        self.tlb_lookup(seg, size, true, slow);
+        self.load_reg(i.op_register(1), false);
+        if size == 4 {
+            dynasm!(self.ops ; .arch x64 ; xchg [rsi], eax);
+        } else {
+            dynasm!(self.ops ; .arch x64 ; xchg [rsi], rax);
+        }
+        self.store_reg(i.op_register(1));
+        dynasm!(self.ops ; .arch x64 ; =>back);
+    }
+
     /// Whether the flags `i` writes are dead: the next instruction in the block overwrites
     /// them all with nothing in between that could read them — it reads no flags (not even
     /// as translated: a shift whose count may be zero keeps them), has no memory operand
     /// (no helper, no fault whose exit would need them) and continues the block; and `i`
     /// itself stores nothing to memory (a store into the block's own code would end the
     /// block right after `i`, needing its flags).
+    ///
+    /// Looks past instructions with nothing but register and immediate operands that
+    /// neither read flags nor can fault (see [`flag_transparent`]): the flags are dead when
+    /// such instructions, between them, overwrite them all before anything else comes.
     fn flags_dead(&self, i: &Instruction) -> bool {
-        let Some(n) = self.next else { return false };
-        let written = written_flags(i);
-        i.op0_kind() != OpKind::Memory
-            && native(&n) == Some(Flow::Next)
-            && sse(&n).is_none()
-            && (0..n.op_count()).all(|k| n.op_kind(k) != OpKind::Memory)
-            && !matches!(n.mnemonic(), M::Push | M::Pop | M::Div)
-            && n.rflags_read() == 0
-            && !keeps_flags_sometimes(&n)
-            && written_flags(&n) & written == written
+        if i.op0_kind() == OpKind::Memory {
+            return false;
+        }
+        let mut live = written_flags(i);
+        for n in &self.rest {
+            if !flag_transparent(n) {
+                return false;
+            }
+            live &= !written_flags(n);
+            if live == 0 {
+                return true;
+            }
+        }
+        false
     }
 
     /// After an instruction whose flags `save_flags` left in the host's flags and nothing
@@ -1374,8 +1787,14 @@ impl<'a> BlockBuilder<'a> {
 
     /// The result in RAX to operand 0, the operation's flags pending in R15.
     fn commit(&mut self, i: &Instruction, k: u32, size: u32) {
-        self.save_flags(i);
-        self.store_dest(i, k, size);
+        if i.op_kind(0) == OpKind::Memory {
+            self.save_flags(i);
+            self.store_dest(i, k, size);
+        } else {
+            // A register store leaves the host's flags alone.
+            self.store_dest(i, k, size);
+            self.save_flags_free_rax(i);
+        }
         self.fuse_with_next(i.op_kind(0) == OpKind::Memory);
     }
 
@@ -1460,7 +1879,7 @@ impl<'a> BlockBuilder<'a> {
             self.effective_address(i);
         }
         let fill = mem.map(|n| (seg, n == 0));
-        if op == Sse::Pcmpistri {
+        if matches!(op, Sse::Pcmpistri | Sse::FpCompare) {
             // Its flags replace the pending ones whichever way it runs (see below).
             self.flush_flags();
         }
@@ -1616,6 +2035,9 @@ impl<'a> BlockBuilder<'a> {
                     }
                 }
             }
+            Sse::FpScalar | Sse::FpCompare | Sse::IntToFp | Sse::FpToInt => {
+                self.fp(i, op, mem, seg, slow);
+            }
             Sse::Pcmpistri => {
                 // ECX and every status flag: the flags go to RFLAGS before `done`, where
                 // the slow path (the interpreter) leaves its own.
@@ -1633,6 +2055,134 @@ impl<'a> BlockBuilder<'a> {
             }
         }
         dynasm!(self.ops ; .arch x64 ; =>done);
+    }
+
+    /// Host floating point under the guest's MXCSR: only when it has its reset controls
+    /// (every exception masked, round to nearest, no DAZ or FTZ) — the host's own
+    /// controls, so the host computes exactly the guest's results — else the interpreter
+    /// (`slow`). The host's exception flags are cleared first and ORed into the guest's
+    /// after (`mxcsr_leave`). Clobbers RAX.
+    fn mxcsr_enter(&mut self, slow: DynamicLabel) {
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov eax, [r8 + MXCSR_FROM_XMM]
+            ; and eax, 0xffc0
+            ; cmp eax, 0x1f80
+            ; jne =>slow
+            ; mov DWORD [rbx + SCRATCH1], 0x1f80
+            ; ldmxcsr [rbx + SCRATCH1]
+        );
+    }
+
+    /// The exception flags the host raised into the guest's MXCSR. Clobbers RCX and the
+    /// host's flags.
+    fn mxcsr_leave(&mut self) {
+        dynasm!(self.ops
+            ; .arch x64
+            ; stmxcsr [rbx + SCRATCH1]
+            ; mov ecx, [rbx + SCRATCH1]
+            ; and ecx, 0x3f
+            ; or [r8 + MXCSR_FROM_XMM], ecx
+        );
+    }
+
+    /// XMM1 = the scalar source `i`'s operand 1 (an XMM register, or `bytes` from memory,
+    /// the rest zero) for [`Self::fp`].
+    fn fp_source(&mut self, i: &Instruction, mem: Option<u32>, seg: i32, slow: DynamicLabel) {
+        if mem == Some(1) {
+            let bytes = i.memory_size().size() as u32;
+            self.tlb_lookup(seg, bytes, false, slow);
+            if bytes == 8 {
+                dynasm!(self.ops ; .arch x64 ; movq xmm1, [rsi]);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; movd xmm1, [rsi]);
+            }
+        } else {
+            let s = 16 * xmm_index(i.op_register(1)).unwrap_or(0);
+            dynasm!(self.ops ; .arch x64 ; movdqu xmm1, [r8 + s]);
+        }
+    }
+
+    /// The floating-point forms of [`Sse`] (R8 = XMM0's address, the effective address
+    /// in RDX for a memory operand).
+    fn fp(&mut self, i: &Instruction, op: Sse, mem: Option<u32>, seg: i32, slow: DynamicLabel) {
+        self.mxcsr_enter(slow);
+        let m = i.mnemonic();
+        match op {
+            Sse::FpScalar | Sse::FpCompare => {
+                self.fp_source(i, mem, seg, slow);
+                let d = 16 * xmm_index(i.op_register(0)).unwrap_or(0);
+                dynasm!(self.ops ; .arch x64 ; movdqu xmm0, [r8 + d]);
+                macro_rules! ops {
+                    ($($name:ident => $op:ident),* $(,)?) => {
+                        match m {
+                            $(M::$name => dynasm!(self.ops ; .arch x64 ; $op xmm0, xmm1),)*
+                            _ => unreachable!("checked by sse"),
+                        }
+                    };
+                }
+                ops!(
+                    Addsd => addsd, Subsd => subsd, Mulsd => mulsd, Divsd => divsd,
+                    Minsd => minsd, Maxsd => maxsd, Sqrtsd => sqrtsd,
+                    Addss => addss, Subss => subss, Mulss => mulss, Divss => divss,
+                    Minss => minss, Maxss => maxss, Sqrtss => sqrtss,
+                    Cvtsd2ss => cvtsd2ss, Cvtss2sd => cvtss2sd,
+                    Comisd => comisd, Ucomisd => ucomisd, Comiss => comiss, Ucomiss => ucomiss,
+                );
+                if op == Sse::FpCompare {
+                    // The flags before MXCSR's update clobbers them; to RFLAGS before
+                    // `done`, where the interpreter leaves its own.
+                    self.save_flags(i);
+                    self.flags_in_host = 0;
+                    self.mxcsr_leave();
+                    self.flush_flags();
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; movdqu [r8 + d], xmm0);
+                    self.mxcsr_leave();
+                }
+            }
+            Sse::IntToFp => {
+                let wide = if mem == Some(1) {
+                    let bytes = i.memory_size().size() as u32;
+                    self.tlb_lookup(seg, bytes, false, slow);
+                    if bytes == 8 {
+                        dynasm!(self.ops ; .arch x64 ; mov rax, [rsi]);
+                    } else {
+                        dynasm!(self.ops ; .arch x64 ; mov eax, [rsi]);
+                    }
+                    bytes == 8
+                } else {
+                    self.load_reg(i.op_register(1), false);
+                    reg_slot(i.op_register(1)).expect("checked").1 == 8
+                };
+                let d = 16 * xmm_index(i.op_register(0)).unwrap_or(0);
+                dynasm!(self.ops ; .arch x64 ; movdqu xmm0, [r8 + d]);
+                match (m, wide) {
+                    (M::Cvtsi2sd, true) => dynasm!(self.ops ; .arch x64 ; cvtsi2sd xmm0, rax),
+                    (M::Cvtsi2sd, false) => dynasm!(self.ops ; .arch x64 ; cvtsi2sd xmm0, eax),
+                    (_, true) => dynasm!(self.ops ; .arch x64 ; cvtsi2ss xmm0, rax),
+                    (_, false) => dynasm!(self.ops ; .arch x64 ; cvtsi2ss xmm0, eax),
+                }
+                dynasm!(self.ops ; .arch x64 ; movdqu [r8 + d], xmm0);
+                self.mxcsr_leave();
+            }
+            _ => {
+                self.fp_source(i, mem, seg, slow);
+                let wide = reg_slot(i.op_register(0)).expect("checked").1 == 8;
+                match (m, wide) {
+                    (M::Cvttsd2si, true) => dynasm!(self.ops ; .arch x64 ; cvttsd2si rax, xmm1),
+                    (M::Cvttsd2si, false) => dynasm!(self.ops ; .arch x64 ; cvttsd2si eax, xmm1),
+                    (M::Cvtsd2si, true) => dynasm!(self.ops ; .arch x64 ; cvtsd2si rax, xmm1),
+                    (M::Cvtsd2si, false) => dynasm!(self.ops ; .arch x64 ; cvtsd2si eax, xmm1),
+                    (M::Cvttss2si, true) => dynasm!(self.ops ; .arch x64 ; cvttss2si rax, xmm1),
+                    (M::Cvttss2si, false) => dynasm!(self.ops ; .arch x64 ; cvttss2si eax, xmm1),
+                    (_, true) => dynasm!(self.ops ; .arch x64 ; cvtss2si rax, xmm1),
+                    (_, false) => dynasm!(self.ops ; .arch x64 ; cvtss2si eax, xmm1),
+                }
+                self.store_reg(i.op_register(0));
+                self.mxcsr_leave();
+            }
+        }
     }
 
     /// XMM0 = XMM0 op XMM1.
@@ -1926,19 +2476,32 @@ impl<'a> BlockBuilder<'a> {
         dynasm!(self.ops ; .arch x64 ; =>on);
     }
 
+    /// Whether the host runs `i` as translated: a bit count needs the model's and the
+    /// host's instruction (`BlockEnv::bit_count`).
+    fn runs_natively(&self, i: &Instruction) -> bool {
+        let need = match i.mnemonic() {
+            M::Popcnt => HAS_POPCNT,
+            M::Lzcnt => HAS_LZCNT,
+            M::Tzcnt => HAS_TZCNT,
+            _ => return native(i).is_some(),
+        };
+        native(i).is_some() && self.env.bit_count & need != 0
+    }
+
     fn instruction(&mut self, i: &Instruction, k: u32) -> Flow {
         // Flags pending from earlier instructions go to RFLAGS first where this one may
         // still fault after computing its own (a memory destination), may read RFLAGS (the
         // interpreter) or leaves the block — except a Jcc testing flags live in the host's.
         let ends = native(i) == Some(Flow::End);
-        if native(i).is_none()
+        let natively = self.runs_natively(i);
+        if !natively
             || (ends && self.live_flags == 0)
             || (i.op0_kind() == OpKind::Memory && written_flags(i) != 0)
         {
             self.flush_flags();
         }
         self.before = self.unmerged;
-        if native(i).is_none() {
+        if !natively {
             self.live_flags = 0;
             self.interpret(i, k);
             return Flow::Next;
@@ -1954,6 +2517,7 @@ impl<'a> BlockBuilder<'a> {
         let size = op_size(i).unwrap_or(8);
         match i.mnemonic() {
             M::Nop | M::Endbr64 | M::Endbr32 => {}
+            M::Xchg if i.op_kind(0) == OpKind::Memory => self.xchg_memory(i, k, size),
             M::Xchg => {
                 self.load_reg(i.op_register(0), false);
                 self.load_reg(i.op_register(1), true);
@@ -1984,6 +2548,45 @@ impl<'a> BlockBuilder<'a> {
                 self.store_product(size);
             }
             M::Div => self.divide(i, k, size),
+            M::Bswap => match self.cached(i.op_register(0)) {
+                Some(h) => {
+                    if size == 4 {
+                        dynasm!(self.ops ; .arch x64 ; bswap Rd(h));
+                    } else {
+                        dynasm!(self.ops ; .arch x64 ; bswap Rq(h));
+                    }
+                    self.write_back(i.op_register(0), h);
+                }
+                None => {
+                    self.load_reg(i.op_register(0), false);
+                    if size == 4 {
+                        dynasm!(self.ops ; .arch x64 ; bswap eax);
+                    } else {
+                        dynasm!(self.ops ; .arch x64 ; bswap rax);
+                    }
+                    self.store_reg(i.op_register(0));
+                }
+            },
+            m @ (M::Popcnt | M::Lzcnt | M::Tzcnt) => {
+                self.load_src(i, k, 1, size);
+                macro_rules! op {
+                    ($op:ident) => {
+                        if size == 4 {
+                            dynasm!(self.ops ; .arch x64 ; $op eax, ecx);
+                        } else {
+                            dynasm!(self.ops ; .arch x64 ; $op rax, rcx);
+                        }
+                    };
+                }
+                match m {
+                    M::Popcnt => op!(popcnt),
+                    M::Lzcnt => op!(lzcnt),
+                    _ => op!(tzcnt),
+                }
+                self.store_reg(i.op_register(0));
+                self.save_bit_count_flags(i);
+            }
+            M::Cmpxchg => self.cmpxchg(i, k, size),
             m @ (M::Cbw | M::Cwde | M::Cdqe | M::Cwd | M::Cdq | M::Cqo) => {
                 match m {
                     M::Cbw => dynasm!(self.ops ; .arch x64 ; movsx ax, BYTE [r12] ; mov [r12], ax),
@@ -2122,6 +2725,7 @@ impl<'a> BlockBuilder<'a> {
                 self.cmov_cc(i.condition_code());
                 self.store_reg(i.op_register(0));
             }
+            M::Mov if self.direct_mov(i, k, size) => {}
             M::Mov => {
                 if i.op_kind(0) == OpKind::Memory {
                     self.load_src(i, k, 1, size);
@@ -2129,6 +2733,9 @@ impl<'a> BlockBuilder<'a> {
                     dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
                     let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
                     self.mem_store(i, k, seg, size);
+                } else if i.op_kind(1) == OpKind::Memory {
+                    self.load_mem(i, k, size, false);
+                    self.store_dest(i, k, size);
                 } else {
                     self.load_src(i, k, 1, size);
                     dynasm!(self.ops ; .arch x64 ; mov rax, rcx);
@@ -2144,6 +2751,9 @@ impl<'a> BlockBuilder<'a> {
                 let imm = (!matches!(i.op_kind(1), OpKind::Register | OpKind::Memory)
                     && matches!(size, 4 | 8))
                 .then(|| i.immediate(1) as i32);
+                if self.direct_alu(i, k, m, size, imm) {
+                    return Flow::Next;
+                }
                 if i.op_kind(1) == OpKind::Memory {
                     self.load_src(i, k, 1, size);
                     self.load_dest(i, k, size);
@@ -2187,6 +2797,17 @@ impl<'a> BlockBuilder<'a> {
                     i.op_kind(0) == OpKind::Memory && !matches!(m, M::Cmp | M::Test),
                 );
             }
+            m @ (M::Inc
+            | M::Dec
+            | M::Neg
+            | M::Not
+            | M::Shl
+            | M::Sal
+            | M::Shr
+            | M::Sar
+            | M::Rol
+            | M::Ror)
+                if self.direct_unary(i, m, size) => {}
             m @ (M::Inc | M::Dec | M::Neg | M::Not) => {
                 self.load_dest(i, k, size);
                 macro_rules! op {
@@ -2249,6 +2870,16 @@ impl<'a> BlockBuilder<'a> {
                     _ => op!(shl),
                 }
                 self.commit(i, k, size);
+            }
+            M::Lea if matches!(size, 4 | 8) && self.cached(i.op_register(0)).is_some() => {
+                let h = self.cached(i.op_register(0)).expect("checked");
+                self.effective_address(i);
+                if size == 4 {
+                    dynasm!(self.ops ; .arch x64 ; mov Rd(h), edx);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(h), rdx);
+                }
+                self.write_back(i.op_register(0), h);
             }
             M::Lea => {
                 self.effective_address(i);

@@ -500,6 +500,164 @@ fn translated_scalar_moves_and_string_compares_match_the_host() {
     }
 }
 
+/// The instructions blocks run as the host's own since the interpreter ran them in place:
+/// scalar SSE floating point (under MXCSR's reset controls the host's; with other
+/// rounding, or exception flags already set, the interpreter's or the host's with the
+/// flags kept), CMPXCHG and XCHG with memory, BSWAP, POPCNT/LZCNT/TZCNT; and flag writers
+/// whose flags a later instruction overwrites only in part — against the host CPU.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn translated_floating_point_atomics_and_bit_counts_match_the_host() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    let Some(mut differ) = host_differ(true) else {
+        return;
+    };
+    let mut data = vec![0u8; DATA_SIZE];
+    for (k, b) in data.iter_mut().enumerate() {
+        *b = (k as u8).wrapping_mul(37).wrapping_add(11);
+    }
+    // Doubles and floats worth computing with, and a 32-bit integer.
+    for (at, v) in [
+        (0x100, 3.25f64),
+        (0x108, -0.1),
+        (0x110, 1e300),
+        (0x118, 2.5e9),
+    ] {
+        data[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    data[0x120..0x124].copy_from_slice(&7.5f32.to_le_bytes());
+    data[0x124..0x128].copy_from_slice(&(-123456i32).to_le_bytes());
+    type Body = Box<dyn Fn(&mut CodeAssembler)>;
+    let bodies: Vec<(&str, Body)> = vec![
+        (
+            "scalar floating point",
+            Box::new(|a: &mut CodeAssembler| {
+                a.movsd_2(xmm0, qword_ptr(rbx + 0x100)).unwrap();
+                a.movsd_2(xmm1, qword_ptr(rbx + 0x108)).unwrap();
+                a.addsd(xmm0, xmm1).unwrap();
+                a.subsd(xmm2, qword_ptr(rbx + 0x110)).unwrap();
+                a.mulsd(xmm0, qword_ptr(rbx + 0x110)).unwrap();
+                a.mulsd(xmm0, qword_ptr(rbx + 0x110)).unwrap();
+                a.divsd(xmm1, xmm0).unwrap();
+                a.xorpd(xmm9, xmm9).unwrap();
+                a.divsd(xmm3, xmm9).unwrap();
+                a.sqrtsd(xmm4, xmm1).unwrap();
+                a.minsd(xmm5, xmm1).unwrap();
+                a.maxsd(xmm6, qword_ptr(rbx + 0x100)).unwrap();
+                a.addss(xmm7, dword_ptr(rbx + 0x120)).unwrap();
+                a.mulss(xmm8, xmm7).unwrap();
+                a.divss(xmm10, xmm7).unwrap();
+                a.cvtsd2ss(xmm11, xmm0).unwrap();
+                a.cvtss2sd(xmm12, dword_ptr(rbx + 0x120)).unwrap();
+                a.mov(rax, -12345i64).unwrap();
+                a.cvtsi2sd(xmm13, rax).unwrap();
+                a.cvtsi2sd(xmm14, dword_ptr(rbx + 0x124)).unwrap();
+                a.cvtsi2ss(xmm15, eax).unwrap();
+                a.cvttsd2si(ecx, qword_ptr(rbx + 0x118)).unwrap();
+                a.cvtsd2si(rdx, qword_ptr(rbx + 0x118)).unwrap();
+                a.cvttsd2si(rsi, xmm0).unwrap();
+                a.cvttss2si(edi, xmm7).unwrap();
+                a.comisd(xmm1, qword_ptr(rbx + 0x100)).unwrap();
+                a.setb(r8b).unwrap();
+                a.ucomisd(xmm0, xmm0).unwrap();
+                a.setp(r9b).unwrap();
+                a.comiss(xmm7, xmm15).unwrap();
+                a.adc(r10d, 0).unwrap();
+            }),
+        ),
+        (
+            "atomics",
+            Box::new(|a: &mut CodeAssembler| {
+                a.mov(ecx, 0x1234_5678).unwrap();
+                a.mov(rax, -1i64).unwrap();
+                // Fails: EAX gets the memory (zero-extended); then succeeds.
+                a.lock().cmpxchg(dword_ptr(rbx + 8), ecx).unwrap();
+                a.setz(dl).unwrap();
+                a.cmpxchg(dword_ptr(rbx + 8), ecx).unwrap();
+                a.setz(dh).unwrap();
+                a.mov(rax, qword_ptr(rbx + 16)).unwrap();
+                a.lock().cmpxchg(qword_ptr(rbx + 16), rbx).unwrap();
+                a.mov(esi, 77).unwrap();
+                a.xchg(dword_ptr(rbx + 24), esi).unwrap();
+                a.xchg(qword_ptr(rbx + 32), rdi).unwrap();
+                a.mov(r8, qword_ptr(rbx + 8)).unwrap();
+                a.mov(r9, qword_ptr(rbx + 16)).unwrap();
+                // Fails again, now with the page in the soft TLB.
+                a.mov(rax, -5i64).unwrap();
+                a.lock().cmpxchg(dword_ptr(rbx + 8), edx).unwrap();
+            }),
+        ),
+        (
+            "bit counts",
+            Box::new(|a: &mut CodeAssembler| {
+                a.mov(ecx, 0x00f0_0100).unwrap();
+                a.popcnt(eax, ecx).unwrap();
+                a.setz(r8b).unwrap();
+                a.lzcnt(rdx, qword_ptr(rbx + 40)).unwrap();
+                a.setc(r9b).unwrap();
+                a.tzcnt(esi, ecx).unwrap();
+                a.tzcnt(edi, r11d).unwrap();
+                a.setc(r10b).unwrap();
+                a.setz(r12b).unwrap();
+                a.lzcnt(r13d, ecx).unwrap();
+                a.bswap(ecx).unwrap();
+                a.bswap(rdx).unwrap();
+                a.mov(r14, rdx).unwrap();
+                a.bswap(r14d).unwrap();
+                // The flags the manual leaves undefined are overwritten.
+                a.cmp(eax, ecx).unwrap();
+            }),
+        ),
+        (
+            "flags overwritten in part",
+            Box::new(|a: &mut CodeAssembler| {
+                a.mov(eax, -1i32).unwrap();
+                a.mov(ecx, 1).unwrap();
+                // CF from the ADD outlives the INC (which leaves CF alone) and the moves.
+                a.add(eax, ecx).unwrap();
+                a.mov(edx, ecx).unwrap();
+                a.lea(rsi, qword_ptr(rdx + 4)).unwrap();
+                a.inc(edx).unwrap();
+                a.adc(edi, 0).unwrap();
+                // OF and CF of the SUB outlive a NOT and a BSWAP.
+                a.mov(eax, 0x8000_0000u32).unwrap();
+                a.sub(eax, 1).unwrap();
+                a.not(edx).unwrap();
+                a.bswap(esi).unwrap();
+                a.seto(r8b).unwrap();
+                a.dec(ecx).unwrap();
+                a.adc(r9d, 0).unwrap();
+            }),
+        ),
+    ];
+    for (what, body) in &bodies {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(rbx, DATA_ADDR).unwrap();
+        body(&mut a);
+        a.ud2().unwrap();
+        let code = a.assemble(CODE_ADDR).unwrap();
+        // MXCSR's reset value; exception flags already set; rounding down (the
+        // interpreter's); denormals as zero.
+        for mxcsr in [0x1f80, 0x1fbf, 0x3f80, 0x1fc0] {
+            let mut case = code_case(code.clone(), data.clone(), 60);
+            case.mxcsr = mxcsr;
+            for (k, x) in case.xmm.iter_mut().enumerate() {
+                *x = u128::from((k as f64 * 1.75 - 6.0).to_bits())
+                    | u128::from((k as f32 * 0.5).to_bits()) << 64;
+            }
+            let before = differ.soft.translated.get();
+            let verdict = differ.check(&case).expect("oracle");
+            assert!(!verdict.differs(), "{what}, MXCSR {mxcsr:#x}: {verdict:?}");
+            assert!(
+                differ.soft.translated.get() > before,
+                "{what}: nothing ran translated"
+            );
+        }
+    }
+}
+
 /// REP STOS and REP MOVS, which blocks run as the host's own inside a page and hand to the
 /// interpreter otherwise: in a page, with no elements, reaching past the data page (a page
 /// fault part way), overlapping copies both ways, with DF set — against the host CPU.
