@@ -394,7 +394,8 @@ impl Cache {
                     stats.chained += 1;
                 }
             }
-            self.tlb.remember_jump(rip, entry);
+            self.tlb
+                .remember_jump(rip, entry, interp.mmu.is_global(rip));
             ctx.tlb_owner = &mut self.tlb;
             ctx.tlb = self.tlb.base();
             ctx.jumps = self.tlb.jumps();

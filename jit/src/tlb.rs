@@ -12,7 +12,10 @@
 //! interpreter's). Entries are filled by the slow path after the interpreter's own access
 //! succeeded, so every permission, A/D-bit and fault decision is the interpreter's; the
 //! table is dropped whenever the interpreter's MMU flushed (its generation moved), CR0.WP or
-//! the A20 gate changed, or alignment checking came on (then nothing is entered). There is
+//! the A20 gate changed, or alignment checking came on (then nothing is entered) — all but
+//! its global pages' entries when the flush was a CR3 load that keeps them (the kernel's
+//! pages: a process switch would otherwise send every kernel access and jump to the slow
+//! path once more). There is
 //! one table for user code and one for supervisor code (QEMU's MMU indexes), so system calls
 //! and interrupts do not empty it: each is valid for its own privilege's page permissions.
 
@@ -55,6 +58,7 @@ const EMPTY: Entry = Entry {
 struct Key {
     interp: u64,
     generation: u64,
+    global_generation: u64,
     a20: u64,
     wp: bool,
     aligned: bool,
@@ -67,6 +71,13 @@ struct Key {
 pub const JUMPS: usize = 4096;
 /// Bytes per jump-cache entry (RIP tag, block address).
 pub const JUMP_SHIFT: u8 = 4;
+
+/// A RIP's jump-cache entry: its low bits folded with its page number's, so functions
+/// at the same offset in different pages (aligned entries, returns after calls) do not
+/// all meet in a few entries. Translated code computes the same (`jump_through_cache`).
+pub fn jump_slot(rip: u64) -> usize {
+    ((rip ^ (rip >> 12)) as usize) % JUMPS
+}
 /// A RIP tag no instruction has (not canonical).
 const NO_RIP: u64 = 1 << 63;
 
@@ -74,6 +85,9 @@ pub struct Tlb {
     /// Supervisor (0) and user (1) tables, and the one in use.
     entries: Box<[[Entry; ENTRIES]; 2]>,
     jumps: Box<[[[u64; 2]; JUMPS]; 2]>,
+    /// Which entries and jump targets are of global pages.
+    global: Box<[[bool; ENTRIES]; 2]>,
+    global_jumps: Box<[[bool; JUMPS]; 2]>,
     user: usize,
     key: Key,
 }
@@ -87,6 +101,8 @@ impl Tlb {
         Tlb {
             entries: Box::new([[EMPTY; ENTRIES]; 2]),
             jumps: Box::new([[[NO_RIP, 0]; JUMPS]; 2]),
+            global: Box::new([[false; ENTRIES]; 2]),
+            global_jumps: Box::new([[false; JUMPS]; 2]),
             user: 0,
             key: Key::default(),
         }
@@ -97,9 +113,11 @@ impl Tlb {
         self.jumps[self.user].as_mut_ptr()
     }
 
-    /// Remembers that the block for `rip` starts at host address `entry`.
-    pub fn remember_jump(&mut self, rip: u64, entry: usize) {
-        self.jumps[self.user][rip as usize % JUMPS] = [rip, entry as u64];
+    /// Remembers that the block for `rip` (on a global page: `global`) starts at host
+    /// address `entry`.
+    pub fn remember_jump(&mut self, rip: u64, entry: usize, global: bool) {
+        self.jumps[self.user][jump_slot(rip)] = [rip, entry as u64];
+        self.global_jumps[self.user][jump_slot(rip)] = global;
     }
 
     /// Forgets every jump target (their code is gone).
@@ -119,18 +137,45 @@ impl Tlb {
         let key = Key {
             interp: interp.identity(),
             generation: interp.mmu.generation,
+            global_generation: interp.mmu.global_generation,
             a20: interp.mem.a20_mask(),
             wp: interp.cpu.cr0 & emu_core::state::bits::CR0_WP != 0,
             aligned: interp.alignment_checked(),
         };
         if key != self.key {
-            for set in self.entries.iter_mut() {
-                set.fill(EMPTY);
+            let keeps_global = Key {
+                generation: self.key.generation,
+                ..key
+            } == self.key;
+            if keeps_global {
+                self.drop_non_global();
+            } else {
+                for set in self.entries.iter_mut() {
+                    set.fill(EMPTY);
+                }
+                self.forget_jumps();
             }
-            self.forget_jumps();
             self.key = key;
         }
         self.user = usize::from(interp.cpu.cpl() == 3);
+    }
+
+    /// Drops every entry and jump target but those of global pages.
+    fn drop_non_global(&mut self) {
+        for (set, global) in self.entries.iter_mut().zip(self.global.iter()) {
+            for (e, &g) in set.iter_mut().zip(global.iter()) {
+                if !g {
+                    *e = EMPTY;
+                }
+            }
+        }
+        for (set, global) in self.jumps.iter_mut().zip(self.global_jumps.iter()) {
+            for (j, &g) in set.iter_mut().zip(global.iter()) {
+                if !g {
+                    *j = [NO_RIP, 0];
+                }
+            }
+        }
     }
 
     /// Enters the page of a data access at `seg:offset` that the interpreter just did (a
@@ -160,7 +205,9 @@ impl Tlb {
             return;
         };
         // The CPL cannot have changed since `revalidate`: nothing translated changes it.
-        let e = &mut self.entries[self.user][(linear >> 12) as usize % ENTRIES];
+        let index = (linear >> 12) as usize % ENTRIES;
+        self.global[self.user][index] = interp.mmu.is_global(linear);
+        let e = &mut self.entries[self.user][index];
         let addend = (host as u64).wrapping_sub(linear);
         if e.read_tag != linear || e.addend != addend {
             *e = EMPTY;

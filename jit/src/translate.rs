@@ -876,7 +876,9 @@ impl<'a> BlockBuilder<'a> {
         let (mask, shift) = ((tlb::JUMPS - 1) as i32, tlb::JUMP_SHIFT as i8);
         dynasm!(self.ops
             ; .arch x64
-            ; mov ecx, eax
+            ; mov rcx, rax
+            ; shr rcx, 12
+            ; xor ecx, eax
             ; and ecx, mask
             ; shl ecx, shift
             ; add rcx, [rbx + JUMPS]

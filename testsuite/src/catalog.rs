@@ -120,6 +120,11 @@ pub fn mode_kernels() -> Vec<Case> {
             expect: "page faults: ok",
         },
         Case {
+            name: "long64-tlb-flushes",
+            build: kernels::tlb_flushes,
+            expect: "tlb flushes: ok",
+        },
+        Case {
             name: "long64-user",
             build: || kernels::long64(UserMode::Long(UserReturn::Exception)),
             expect: "64-bit user mode (CPL 3): ok, back through #UD",

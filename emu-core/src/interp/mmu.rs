@@ -66,12 +66,17 @@ pub struct Mmu {
     /// Bumped by every flush: translations cached outside the TLB (the fetch page) are valid
     /// only while it is unchanged.
     pub generation: u64,
+    /// Bumped by the flushes that may drop global pages (all but a CR3 load with
+    /// CR4.PGE): translations of global pages cached outside stay valid while it is
+    /// unchanged.
+    pub global_generation: u64,
 }
 
 impl Mmu {
     pub fn flush_all(&mut self) {
         self.tlb.clear();
         self.generation += 1;
+        self.global_generation += 1;
     }
 
     /// CR3 load: non-global entries go (all of them without CR4.PGE).
@@ -80,6 +85,7 @@ impl Mmu {
             self.tlb.retain(|_, e| e.global);
         } else {
             self.tlb.clear();
+            self.global_generation += 1;
         }
         self.generation += 1;
     }
@@ -87,6 +93,12 @@ impl Mmu {
     pub fn invlpg(&mut self, linear: u64) {
         self.tlb.remove(&(linear >> 12));
         self.generation += 1;
+        self.global_generation += 1;
+    }
+
+    /// Whether the TLB holds `linear`'s page as a global one (kept across CR3 loads).
+    pub fn is_global(&self, linear: u64) -> bool {
+        self.tlb.get(&(linear >> 12)).is_some_and(|e| e.global)
     }
 
     /// Translates one byte's linear address (callers split accesses at page boundaries).
@@ -119,6 +131,7 @@ impl Mmu {
         if self.tlb.len() >= TLB_CAPACITY {
             self.tlb.clear();
             self.generation += 1;
+            self.global_generation += 1;
         }
         self.tlb.insert(linear >> 12, e);
         Ok((e.frame | (linear & 0xfff)) & a20)

@@ -12,6 +12,7 @@ pub mod outcomes;
 pub mod platform;
 pub mod simd;
 pub mod system;
+pub mod tlb;
 
 pub use boot_info::*;
 pub use common::{enter_long_mode, enter_real_mode, install_exception_handlers64, Paging32};
@@ -22,3 +23,4 @@ pub use outcomes::*;
 pub use platform::*;
 pub use simd::*;
 pub use system::*;
+pub use tlb::*;
