@@ -540,6 +540,36 @@ fn flag_transparent(i: &Instruction) -> bool {
         && !keeps_flags_sometimes(i)
 }
 
+/// Whether `i` reads its memory operand 0 and writes it back (one soft-TLB lookup for
+/// both; see `BlockBuilder::rmw_load`).
+fn stores_back(i: &Instruction) -> bool {
+    i.op0_kind() == OpKind::Memory
+        && matches!(
+            i.mnemonic(),
+            M::Add
+                | M::Or
+                | M::Adc
+                | M::Sbb
+                | M::And
+                | M::Sub
+                | M::Xor
+                | M::Inc
+                | M::Dec
+                | M::Neg
+                | M::Not
+                | M::Shl
+                | M::Sal
+                | M::Shr
+                | M::Sar
+                | M::Rol
+                | M::Ror
+                | M::Rcl
+                | M::Rcr
+                | M::Shld
+                | M::Shrd
+        )
+}
+
 /// The status flags a Jcc (SETcc, CMOVcc) tests.
 fn jcc_flags(i: &Instruction) -> u32 {
     status_bits(i.rflags_read())
@@ -653,6 +683,9 @@ struct Slow {
     unmerged: u32,
     /// Leave only on a fault (CALL's push, where the block ends anyway).
     fault_only: bool,
+    /// After the interpreter ran the instruction: R15 = the flags it left in RFLAGS (the
+    /// fast path leaves them pending there; see `BlockBuilder::rmw_load`).
+    flags_to_r15: bool,
 }
 
 /// A helper-calling instruction's ways out (see `BlockBuilder::exits`).
@@ -719,6 +752,9 @@ pub struct BlockBuilder<'a> {
     flags_in_host: u32,
     /// A `check` after the interpreter ran the instruction (its exit keeps RIP).
     interpreting: bool,
+    /// Where a read-modify-write instruction's slow path (the interpreter) comes back:
+    /// after its store (see `rmw_load`).
+    rmw_back: Option<DynamicLabel>,
     /// Guest registers with a copy in a host register for the whole block (the ones its
     /// instructions name most): read from the copy, written to both. `Cpu::regs` stays
     /// exact — an exit, a fault or a helper finds every register there — so only writes
@@ -759,6 +795,7 @@ impl<'a> BlockBuilder<'a> {
             live_flags: 0,
             flags_in_host: 0,
             interpreting: false,
+            rmw_back: None,
             host: choose_cached(instrs),
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
@@ -1072,6 +1109,41 @@ impl<'a> BlockBuilder<'a> {
         self.mem_load(i, k, seg, size);
     }
 
+    /// RAX = the memory operand of a read-modify-write instruction (`stores_back`), through
+    /// one soft-TLB lookup for writing (a writable page is readable too), its host address
+    /// kept in scratch 0 for the store. A miss runs the whole instruction on the interpreter
+    /// (which fills the entry) and comes back after the store (`store_dest`), with R15
+    /// loaded from the flags it left, so flags are pending in R15 after either way.
+    fn rmw_load(&mut self, i: &Instruction, k: u32, size: u32) {
+        // The interpreter reads RFLAGS (a shift by zero leaves the flags before it, which
+        // iced then counts as unwritten).
+        self.flush_flags();
+        self.effective_address(i);
+        let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
+        let (slow, back) = self.slow_path_for(
+            i,
+            k,
+            SlowCall::Interpret {
+                fill: Some((seg, true)),
+            },
+            false,
+        );
+        if written_flags(i) != 0 {
+            if let Some(s) = self.slow.last_mut() {
+                s.flags_to_r15 = true;
+            }
+        }
+        self.tlb_lookup(seg, size, true, slow);
+        dynasm!(self.ops ; .arch x64 ; mov [rbx + SCRATCH0], rsi);
+        match size {
+            1 => dynasm!(self.ops ; .arch x64 ; movzx eax, BYTE [rsi]),
+            2 => dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [rsi]),
+            4 => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [rsi]),
+            _ => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [rsi]),
+        }
+        self.rmw_back = Some(back);
+    }
+
     /// Stores RAX's low `size` bytes to the memory operand whose offset is in scratch 0.
     fn store_mem(&mut self, i: &Instruction, k: u32, size: u32) {
         let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
@@ -1152,6 +1224,7 @@ impl<'a> BlockBuilder<'a> {
             before: self.before,
             unmerged: self.unmerged,
             fault_only,
+            flags_to_r15: false,
         });
         (label, back)
     }
@@ -1286,6 +1359,19 @@ impl<'a> BlockBuilder<'a> {
             self.check(&path.instr, path.k);
         }
         (self.before, self.unmerged) = (before, unmerged);
+        if path.flags_to_r15 {
+            // RFLAGS' low byte to bits 8–15, OF to bit 0 (`save_flags`' layout).
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov edi, [r12 + FLAGS_AT]
+                ; movzx esi, dil
+                ; shl esi, 8
+                ; shr edi, 11
+                ; and edi, 1
+                ; or esi, edi
+                ; mov r15d, esi
+            );
+        }
         dynasm!(self.ops ; .arch x64 ; jmp =>path.back);
     }
 
@@ -1542,6 +1628,7 @@ impl<'a> BlockBuilder<'a> {
     /// RAX = operand 0 (a register or memory) in `size` bytes.
     fn load_dest(&mut self, i: &Instruction, k: u32, size: u32) {
         match i.op_kind(0) {
+            OpKind::Memory if stores_back(i) => self.rmw_load(i, k, size),
             OpKind::Memory => self.load_mem(i, k, size, true),
             _ => self.load_reg(i.op_register(0), false),
         }
@@ -1550,7 +1637,19 @@ impl<'a> BlockBuilder<'a> {
     /// Operand 0 = RAX's low `size` bytes.
     fn store_dest(&mut self, i: &Instruction, k: u32, size: u32) {
         match i.op_kind(0) {
-            OpKind::Memory => self.store_mem(i, k, size),
+            OpKind::Memory => match self.rmw_back.take() {
+                Some(back) => {
+                    dynasm!(self.ops ; .arch x64 ; mov rsi, [rbx + SCRATCH0]);
+                    match size {
+                        1 => dynasm!(self.ops ; .arch x64 ; mov [rsi], al),
+                        2 => dynasm!(self.ops ; .arch x64 ; mov [rsi], ax),
+                        4 => dynasm!(self.ops ; .arch x64 ; mov [rsi], eax),
+                        _ => dynasm!(self.ops ; .arch x64 ; mov [rsi], rax),
+                    }
+                    dynasm!(self.ops ; .arch x64 ; =>back);
+                }
+                None => self.store_mem(i, k, size),
+            },
             _ => self.store_reg(i.op_register(0)),
         }
     }

@@ -611,6 +611,37 @@ fn translated_floating_point_atomics_and_bit_counts_match_the_host() {
             }),
         ),
         (
+            "read-modify-write",
+            Box::new(|a: &mut CodeAssembler| {
+                a.mov(eax, 0x7fff_ffffu32).unwrap();
+                // The first write to the page misses the soft TLB (the interpreter runs
+                // it, with the CMP's flags: a rotate by zero keeps them); the rest hit.
+                a.cmp(eax, -1).unwrap();
+                a.rcl(dword_ptr(rbx + 0x70), 0).unwrap();
+                a.adc(r15d, 0).unwrap();
+                a.add(dword_ptr(rbx + 0x40), eax).unwrap();
+                a.adc(ecx, 0).unwrap();
+                a.sbb(dword_ptr(rbx + 0x44), 1).unwrap();
+                a.seto(dl).unwrap();
+                a.inc(byte_ptr(rbx + 0x48)).unwrap();
+                a.setz(dh).unwrap();
+                a.shl(qword_ptr(rbx + 0x50), 3).unwrap();
+                a.adc(r8d, 0).unwrap();
+                a.cmp(eax, -1).unwrap();
+                a.rcl(dword_ptr(rbx + 0x58), 0).unwrap();
+                a.adc(r9d, 0).unwrap();
+                a.not(word_ptr(rbx + 0x5a)).unwrap();
+                a.neg(dword_ptr(rbx + 0x5c)).unwrap();
+                a.sbb(r10d, 0).unwrap();
+                a.mov(r11, -3i64).unwrap();
+                a.shrd(qword_ptr(rbx + 0x60), r11, 4).unwrap();
+                a.xor(word_ptr(rbx + 0x6a), 0x1234).unwrap();
+                a.sets(r12b).unwrap();
+                a.mov(r13, qword_ptr(rbx + 0x40)).unwrap();
+                a.mov(r14, qword_ptr(rbx + 0x58)).unwrap();
+            }),
+        ),
+        (
             "flags overwritten in part",
             Box::new(|a: &mut CodeAssembler| {
                 a.mov(eax, -1i32).unwrap();
