@@ -828,7 +828,7 @@ impl<'a> BlockBuilder<'a> {
         }
         if !ended {
             let next = instrs.last().map_or(0, |i| i.next_ip());
-            b.flush_flags();
+            b.flush_flags_free_rax();
             b.jump_to(next, n);
         }
         let slow = std::mem::take(&mut b.slow);
@@ -848,7 +848,7 @@ impl<'a> BlockBuilder<'a> {
                 ; je =>fault
             );
             // The instruction completed: its flags too.
-            b.merge_flags(e.done);
+            b.merge_flags_free_rax(e.done);
             match e.next {
                 Some(next) => b.leave_at(next, e.k + 1),
                 None => {
@@ -858,7 +858,7 @@ impl<'a> BlockBuilder<'a> {
                 }
             }
             dynasm!(b.ops ; .arch x64 ; =>fault);
-            b.merge_flags(e.before);
+            b.merge_flags_free_rax(e.before);
             b.leave_at(e.rip, e.k);
         }
         // Link stubs: an unchained jump tells the dispatcher where it goes and which
@@ -1907,6 +1907,38 @@ impl<'a> BlockBuilder<'a> {
         self.before = 0;
     }
 
+    /// `flush_flags` where RAX is free (between instructions, on the way out).
+    fn flush_flags_free_rax(&mut self) {
+        self.merge_flags_free_rax(self.unmerged);
+        self.unmerged = 0;
+        self.before = 0;
+    }
+
+    /// `merge_flags` where RAX is free: when `which` has all five flags of RFLAGS' low
+    /// byte, that byte is R15's bits 8–15 as they are (LAHF's AH), and OF one bit moved —
+    /// half the instructions of the general merge. Clobbers RAX and RSI.
+    fn merge_flags_free_rax(&mut self, which: u32) {
+        const LOW: u32 = STATUS_FLAGS & 0xff;
+        if which & LOW != LOW {
+            self.merge_flags(which);
+            return;
+        }
+        dynasm!(self.ops
+            ; .arch x64
+            ; mov eax, r15d
+            ; lea rsi, [r12 + FLAGS_AT]
+            ; mov [rsi], ah
+        );
+        if which & OF != 0 {
+            dynasm!(self.ops
+                ; .arch x64
+                ; shl al, 3
+                ; and BYTE [rsi + 1], !8i8
+                ; or [rsi + 1], al
+            );
+        }
+    }
+
     /// RFLAGS = RFLAGS with the flags in `which` from R15 (see `save_flags` for its layout),
     /// which stays as it was: a fault exit may merge flags a flush already merged. Clobbers
     /// RSI and RDI.
@@ -2599,7 +2631,7 @@ impl<'a> BlockBuilder<'a> {
             || (ends && self.live_flags == 0)
             || (i.op0_kind() == OpKind::Memory && written_flags(i) != 0)
         {
-            self.flush_flags();
+            self.flush_flags_free_rax();
         }
         self.before = self.unmerged;
         if !natively {
@@ -3106,10 +3138,10 @@ impl<'a> BlockBuilder<'a> {
                 }
                 let taken = self.ops.new_dynamic_label();
                 self.jcc(i.condition_code(), taken);
-                self.merge_flags(live);
+                self.merge_flags_free_rax(live);
                 self.jump_to(i.next_ip(), k + 1);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
-                self.merge_flags(live);
+                self.merge_flags_free_rax(live);
                 self.jump_to(i.near_branch_target(), k + 1);
                 self.unmerged = 0;
                 return Flow::End;
