@@ -3031,11 +3031,9 @@ impl<'a> BlockBuilder<'a> {
                         s
                     }
                 };
-                let signed = m != M::Movzx;
-                match (signed, src_size) {
-                    (false, 1) => dynasm!(self.ops ; .arch x64 ; movzx eax, al),
-                    (false, 2) => dynasm!(self.ops ; .arch x64 ; movzx eax, ax),
-                    (false, _) => dynasm!(self.ops ; .arch x64 ; mov eax, eax),
+                // Both loads zero-extend already: MOVZX needs nothing more.
+                match (m != M::Movzx, src_size) {
+                    (false, _) => {}
                     (true, 1) => dynasm!(self.ops ; .arch x64 ; movsx rax, al),
                     (true, 2) => dynasm!(self.ops ; .arch x64 ; movsx rax, ax),
                     (true, _) => dynasm!(self.ops ; .arch x64 ; movsxd rax, eax),
