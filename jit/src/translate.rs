@@ -743,8 +743,10 @@ pub struct BlockBuilder<'a> {
     chains: Vec<(DynamicLabel, usize, u64)>,
     /// The instruction after the one being emitted, if it is in the block.
     next: Option<Instruction>,
-    /// The instructions after the one being emitted (for flag liveness).
-    rest: Vec<Instruction>,
+    /// The block's instructions and the index of the one being emitted (flag liveness looks
+    /// at those after it).
+    instrs: Vec<Instruction>,
+    at: usize,
     /// Flags an instruction left in the host's flags (and in R15) for the Jcc right after
     /// it, not yet merged into RFLAGS.
     live_flags: u32,
@@ -791,7 +793,8 @@ impl<'a> BlockBuilder<'a> {
             slow: Vec::new(),
             chains: Vec::new(),
             next: None,
-            rest: Vec::new(),
+            instrs: instrs.to_vec(),
+            at: 0,
             live_flags: 0,
             flags_in_host: 0,
             interpreting: false,
@@ -820,7 +823,7 @@ impl<'a> BlockBuilder<'a> {
         let mut ended = false;
         for (k, i) in instrs.iter().enumerate() {
             b.next = instrs.get(k + 1).copied();
-            b.rest = instrs[k + 1..].to_vec();
+            b.at = k;
             if b.instruction(i, k as u32) == Flow::End {
                 ended = true;
                 break;
@@ -1765,7 +1768,8 @@ impl<'a> BlockBuilder<'a> {
 
     /// The flags of POPCNT, LZCNT or TZCNT (just run by the host, the result stored): ZF
     /// and CF as the host left them, the ones the manual leaves undefined cleared, as the
-    /// interpreter does.
+    /// interpreter does — and LAHF's always-set bit 1 kept (RFLAGS' reserved bit, which
+    /// `merge_flags_free_rax` stores with the rest of the byte).
     fn save_bit_count_flags(&mut self, i: &Instruction) {
         self.flags_in_host = 0;
         if self.flags_dead(i) {
@@ -1777,15 +1781,16 @@ impl<'a> BlockBuilder<'a> {
             ; lahf
             ; seto al
             ; movzx r15d, ax
-            ; and r15d, 0x4100
+            ; and r15d, 0x4300
         );
         self.unmerged = written_flags(i);
     }
 
     /// CMPXCHG with a memory destination as the host's LOCK CMPXCHG on the soft TLB's
     /// host address (atomic whatever the prefix, which the guest cannot tell from a plain
-    /// one); a miss runs the whole instruction on the interpreter. Flags go to RFLAGS on
-    /// both ways (pending flags were merged first).
+    /// one); a miss or a misaligned operand (see `aligned_or`) runs the whole instruction
+    /// on the interpreter. Flags go to RFLAGS on both ways (pending flags were merged
+    /// first).
     fn cmpxchg(&mut self, i: &Instruction, k: u32, size: u32) {
         let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
         self.effective_address(i);
@@ -1798,6 +1803,7 @@ impl<'a> BlockBuilder<'a> {
             false,
         );
         self.tlb_lookup(seg, size, true, slow);
+        self.aligned_or(size, slow);
         self.load_reg(i.op_register(1), true);
         dynasm!(self.ops ; .arch x64 ; mov rax, [r12]);
         if size == 4 {
@@ -1819,8 +1825,17 @@ impl<'a> BlockBuilder<'a> {
         self.refresh(0);
     }
 
+    /// To `slow` unless the host address in RSI is aligned to `size`: a misaligned atomic
+    /// operand may straddle cache lines, a split lock on the host (a fault under
+    /// split-lock detection, a system-wide stall otherwise); the interpreter runs those
+    /// with the other vCPUs stopped instead.
+    fn aligned_or(&mut self, size: u32, slow: DynamicLabel) {
+        let mask = size as i32 - 1;
+        dynasm!(self.ops ; .arch x64 ; test esi, mask ; jnz =>slow);
+    }
+
     /// XCHG with memory as the host's (always atomic) XCHG on the soft TLB's host address;
-    /// a miss runs it on the interpreter.
+    /// a miss or a misaligned operand runs it on the interpreter.
     fn xchg_memory(&mut self, i: &Instruction, k: u32, size: u32) {
         let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
         self.effective_address(i);
@@ -1833,6 +1848,7 @@ impl<'a> BlockBuilder<'a> {
             false,
         );
         self.tlb_lookup(seg, size, true, slow);
+        self.aligned_or(size, slow);
         self.load_reg(i.op_register(1), false);
         if size == 4 {
             dynasm!(self.ops ; .arch x64 ; xchg [rsi], eax);
@@ -1858,7 +1874,7 @@ impl<'a> BlockBuilder<'a> {
             return false;
         }
         let mut live = written_flags(i);
-        for n in &self.rest {
+        for n in &self.instrs[self.at + 1..] {
             if !flag_transparent(n) {
                 return false;
             }
@@ -1916,7 +1932,7 @@ impl<'a> BlockBuilder<'a> {
 
     /// `merge_flags` where RAX is free: when `which` has all five flags of RFLAGS' low
     /// byte, that byte is R15's bits 8–15 as they are (LAHF's AH), and OF one bit moved —
-    /// half the instructions of the general merge. Clobbers RAX and RSI.
+    /// half the instructions of the general merge. Clobbers RAX, RSI and RDI.
     fn merge_flags_free_rax(&mut self, which: u32) {
         const LOW: u32 = STATUS_FLAGS & 0xff;
         if which & LOW != LOW {

@@ -587,12 +587,24 @@ fn translated_floating_point_atomics_and_bit_counts_match_the_host() {
                 // Fails again, now with the page in the soft TLB.
                 a.mov(rax, -5i64).unwrap();
                 a.lock().cmpxchg(dword_ptr(rbx + 8), edx).unwrap();
+                // Misaligned, across a cache line: the interpreter's (no host split lock).
+                a.mov(eax, dword_ptr(rbx + 0x3e)).unwrap();
+                a.lock().cmpxchg(dword_ptr(rbx + 0x3e), esi).unwrap();
+                a.xchg(qword_ptr(rbx + 0x7c), rcx).unwrap();
+                a.mov(r10, qword_ptr(rbx + 0x3c)).unwrap();
+                a.mov(r11, qword_ptr(rbx + 0x78)).unwrap();
             }),
         ),
         (
             "bit counts",
             Box::new(|a: &mut CodeAssembler| {
+                a.lea(rsp, qword_ptr(rbx + 0x800)).unwrap();
                 a.mov(ecx, 0x00f0_0100).unwrap();
+                // Its flags as they go to RFLAGS on the way into the interpreter (PUSHFQ):
+                // all of them, the reserved bit 1 too.
+                a.popcnt(eax, ecx).unwrap();
+                a.pushfq().unwrap();
+                a.pop(r15).unwrap();
                 a.popcnt(eax, ecx).unwrap();
                 a.setz(r8b).unwrap();
                 a.lzcnt(rdx, qword_ptr(rbx + 40)).unwrap();
