@@ -80,6 +80,34 @@ pub(super) fn nan_pick(a: u128, b: u128) -> u128 {
 
 /// Rounds `x` (a 64-bit significand, exact) to `bits` bits with `round`; returns the value and
 /// whether it changed.
+/// Whether `v` — a denormal, the exact result truncated to the register's precision
+/// (`exact`: nothing was cut) — rounded to `bits` < 64 significant bits with an unbounded
+/// exponent reaches the smallest normal: it lies in the binade just below it (the
+/// significand field's bit 62 set) and rounding carries out of all the bits kept.
+fn rounds_up_to_normal(v: u128, exact: bool, bits: u32, round: Round) -> bool {
+    let sig = v as u64;
+    if (v >> 64) & 0x7fff != 0 || sig >> 62 != 1 || bits >= 63 {
+        return false;
+    }
+    // Normalized, the value's leading bit is field bit 62: `bits` of them end one bit
+    // lower than a normal value's.
+    let drop = 63 - bits;
+    let mask = (1u64 << drop) - 1;
+    if sig | mask != u64::MAX >> 1 {
+        return false;
+    }
+    let (rem, half) = (sig & mask, 1u64 << (drop - 1));
+    let inexact = rem != 0 || !exact;
+    let neg = (v >> 79) & 1 == 1;
+    match round {
+        // Every kept bit is one: a tie rounds to even, which carries too.
+        Round::NearestTiesToEven | Round::NearestTiesToAway => rem >= half,
+        Round::TowardZero => false,
+        Round::TowardPositive => !neg && inexact,
+        Round::TowardNegative => neg && inexact,
+    }
+}
+
 fn round_to_bits(x: Ext, bits: u32, round: Round) -> (Ext, bool) {
     let v = bits80(x);
     let exp = (v >> 64) & 0x7fff;
@@ -186,8 +214,12 @@ impl Interp {
         if overflowed && !status.contains(Status::OVERFLOW) {
             status |= Status::OVERFLOW | Status::INEXACT;
         }
-        // A tiny result (denormal, or rounded from one) that is inexact underflows.
-        let tiny = (bits80(tz.value) >> 64) & 0x7fff == 0 && (!tz.value.is_zero() || !exact);
+        // A tiny result (denormal, or rounded from one) that is inexact underflows. Tiny is
+        // judged after rounding with an unbounded exponent at PC's precision (SDM 4.9.1.5):
+        // a result just below the smallest normal that rounds up to it is not tiny.
+        let tiny = (bits80(tz.value) >> 64) & 0x7fff == 0
+            && (!tz.value.is_zero() || !exact)
+            && (bits >= 64 || !rounds_up_to_normal(bits80(tz.value), exact, bits, rc));
         if tiny && status.contains(Status::INEXACT) {
             status |= Status::UNDERFLOW;
         }
@@ -597,6 +629,40 @@ fn sqrt_bits(m: u128, shift: u32, total: u32) -> (u128, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tininess after rounding with an unbounded exponent (seed 2033's FISUBR under single
+    /// precision and rounding down: the host reports no underflow).
+    #[test]
+    fn a_denormal_rounding_up_to_the_smallest_normal_is_not_tiny() {
+        // Field bits 62..0 all ones: just below 2^-16382, negative.
+        let below = (1u128 << 79) | u128::from(u64::MAX >> 1);
+        assert!(rounds_up_to_normal(below, true, 24, Round::TowardNegative));
+        assert!(rounds_up_to_normal(
+            below,
+            false,
+            24,
+            Round::NearestTiesToEven
+        ));
+        assert!(!rounds_up_to_normal(below, true, 24, Round::TowardZero));
+        assert!(!rounds_up_to_normal(below, true, 24, Round::TowardPositive));
+        // A zero among the bits kept: it stays below.
+        let lower = below & !(1u128 << 50);
+        assert!(!rounds_up_to_normal(
+            lower,
+            false,
+            24,
+            Round::TowardNegative
+        ));
+        // Only the kept bits ones, nothing below the rounding bit: exact, it stays.
+        let kept = (1u128 << 79) | u128::from((u64::MAX >> 1) & !((1u64 << 39) - 1));
+        assert!(!rounds_up_to_normal(kept, true, 24, Round::TowardNegative));
+        assert!(!rounds_up_to_normal(
+            kept,
+            true,
+            24,
+            Round::NearestTiesToEven
+        ));
+    }
 
     #[test]
     fn rounding_to_a_narrower_precision() {
