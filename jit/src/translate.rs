@@ -1788,22 +1788,11 @@ impl<'a> BlockBuilder<'a> {
 
     /// CMPXCHG with a memory destination as the host's LOCK CMPXCHG on the soft TLB's
     /// host address (atomic whatever the prefix, which the guest cannot tell from a plain
-    /// one); a miss or a misaligned operand (see `aligned_or`) runs the whole instruction
+    /// one); a miss or a misaligned operand (see `atomic_operand`) runs the whole instruction
     /// on the interpreter. Flags go to RFLAGS on both ways (pending flags were merged
     /// first).
     fn cmpxchg(&mut self, i: &Instruction, k: u32, size: u32) {
-        let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
-        self.effective_address(i);
-        let (slow, back) = self.slow_path_for(
-            i,
-            k,
-            SlowCall::Interpret {
-                fill: Some((seg, true)),
-            },
-            false,
-        );
-        self.tlb_lookup(seg, size, true, slow);
-        self.aligned_or(size, slow);
+        let back = self.atomic_operand(i, k, size);
         self.load_reg(i.op_register(1), true);
         dynasm!(self.ops ; .arch x64 ; mov rax, [r12]);
         if size == 4 {
@@ -1825,18 +1814,13 @@ impl<'a> BlockBuilder<'a> {
         self.refresh(0);
     }
 
-    /// To `slow` unless the host address in RSI is aligned to `size`: a misaligned atomic
-    /// operand may straddle cache lines, a split lock on the host (a fault under
-    /// split-lock detection, a system-wide stall otherwise); the interpreter runs those
-    /// with the other vCPUs stopped instead.
-    fn aligned_or(&mut self, size: u32, slow: DynamicLabel) {
-        let mask = size as i32 - 1;
-        dynasm!(self.ops ; .arch x64 ; test esi, mask ; jnz =>slow);
-    }
-
-    /// XCHG with memory as the host's (always atomic) XCHG on the soft TLB's host address;
-    /// a miss or a misaligned operand runs it on the interpreter.
-    fn xchg_memory(&mut self, i: &Instruction, k: u32, size: u32) {
+    /// RSI = the host address of an atomic instruction's memory operand, looked up for
+    /// writing and aligned to `size`; else the whole instruction runs on the interpreter
+    /// (which fills the soft TLB), coming back to the label returned. A misaligned operand
+    /// may straddle cache lines: a split lock on the host (a fault under split-lock
+    /// detection, a system-wide stall otherwise), where the interpreter stops the other
+    /// vCPUs instead.
+    fn atomic_operand(&mut self, i: &Instruction, k: u32, size: u32) -> DynamicLabel {
         let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
         self.effective_address(i);
         let (slow, back) = self.slow_path_for(
@@ -1848,7 +1832,15 @@ impl<'a> BlockBuilder<'a> {
             false,
         );
         self.tlb_lookup(seg, size, true, slow);
-        self.aligned_or(size, slow);
+        let mask = size as i32 - 1;
+        dynasm!(self.ops ; .arch x64 ; test esi, mask ; jnz =>slow);
+        back
+    }
+
+    /// XCHG with memory as the host's (always atomic) XCHG on the soft TLB's host address;
+    /// a miss or a misaligned operand runs it on the interpreter.
+    fn xchg_memory(&mut self, i: &Instruction, k: u32, size: u32) {
+        let back = self.atomic_operand(i, k, size);
         self.load_reg(i.op_register(1), false);
         if size == 4 {
             dynasm!(self.ops ; .arch x64 ; xchg [rsi], eax);

@@ -490,13 +490,7 @@ fn translated_scalar_moves_and_string_compares_match_the_host() {
             *x = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128.rotate_left(8 * k as u32)
                 ^ (k as u128 * 0x1111);
         }
-        let before = differ.soft.translated.get();
-        let verdict = differ.check(&case).expect("oracle");
-        assert!(!verdict.differs(), "{what}: {verdict:?}");
-        assert!(
-            differ.soft.translated.get() > before,
-            "{what}: nothing ran translated"
-        );
+        check_translated(&mut differ, &case, what);
     }
 }
 
@@ -690,13 +684,7 @@ fn translated_floating_point_atomics_and_bit_counts_match_the_host() {
                 *x = u128::from((k as f64 * 1.75 - 6.0).to_bits())
                     | u128::from((k as f32 * 0.5).to_bits()) << 64;
             }
-            let before = differ.soft.translated.get();
-            let verdict = differ.check(&case).expect("oracle");
-            assert!(!verdict.differs(), "{what}, MXCSR {mxcsr:#x}: {verdict:?}");
-            assert!(
-                differ.soft.translated.get() > before,
-                "{what}: nothing ran translated"
-            );
+            check_translated(&mut differ, &case, &format!("{what}, MXCSR {mxcsr:#x}"));
         }
     }
 }
@@ -770,13 +758,7 @@ fn translated_rep_strings_match_the_host() {
         }
         a.ud2().unwrap();
         let case = code_case(a.assemble(CODE_ADDR).unwrap(), data.clone(), 20);
-        let before = differ.soft.translated.get();
-        let verdict = differ.check(&case).expect("oracle");
-        assert!(!verdict.differs(), "{what}: {verdict:?}");
-        assert!(
-            differ.soft.translated.get() > before,
-            "{what}: nothing ran translated"
-        );
+        check_translated(&mut differ, &case, what);
     }
 }
 
@@ -819,6 +801,23 @@ fn interpreted_and_translated(
     soft.translate = true;
     let (translated, _) = soft.run(case);
     (interpreted, translated, soft.translated.get())
+}
+
+/// `case` through the translator against the host CPU: the same outcome, and some of it
+/// ran in translated blocks.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn check_translated(
+    differ: &mut testsuite::difftest::runner::Differ,
+    case: &testsuite::difftest::Case,
+    what: &str,
+) {
+    let before = differ.soft.translated.get();
+    let verdict = differ.check(case).expect("oracle");
+    assert!(!verdict.differs(), "{what}: {verdict:?}");
+    assert!(
+        differ.soft.translated.get() > before,
+        "{what}: nothing ran translated"
+    );
 }
 
 /// The host CPU against the interpreter (`translate`: through the translator), or `None`
