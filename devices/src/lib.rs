@@ -24,6 +24,7 @@ pub mod pci_testdev;
 pub mod pic;
 pub mod pit;
 pub mod post;
+pub mod ps2;
 pub mod serial;
 pub mod system;
 

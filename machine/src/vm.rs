@@ -335,7 +335,12 @@ impl Vm {
         // The A20 gate starts open: a kernel loaded directly expects what firmware leaves.
         let a20 = devices::a20::A20Gate::new(true);
         let i8042 = Arc::new(Mutex::new(
-            devices::i8042::I8042::new(control.clone()).with_a20(a20.clone()),
+            devices::i8042::I8042::new(
+                control.clone(),
+                irq(devices::i8042::KBD_IRQ),
+                irq(devices::i8042::AUX_IRQ),
+            )
+            .with_a20(a20.clone()),
         ));
         add(
             &mut pio,
