@@ -123,6 +123,11 @@ impl Cache {
             ; mov rbx, rdi
             ; mov r12, [rbx + REGS]
             ; mov rbp, [rbx + TLB]
+        );
+        // Blocks keep the status flags in R15 (see `translate::load_r15_from_rflags`).
+        crate::translate::load_r15_from_rflags(&mut ops);
+        dynasm!(ops
+            ; .arch x64
             ; jmp rsi
             ; =>exit
             ; add rsp, 8

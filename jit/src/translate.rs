@@ -6,10 +6,12 @@
 //! or at the end of its page. ARCHITECTURE.md ("The translator") describes the design.
 //!
 //! Register use in a block: RBX = the context, R12 = `Cpu::regs` (RIP and RFLAGS at
-//! [`RIP_AT`] and [`FLAGS_AT`] from it), RBP = the soft TLB, R15 = status flags not yet in
-//! RFLAGS, R9–R11, R13 and R14 = write-through copies of guest registers
-//! (`BlockBuilder::host`); RAX, RCX, RDX, RSI, RDI and R8 are scratch. `Cpu::regs` is exact
-//! between instructions, so an exception in a helper finds the guest state exact.
+//! [`RIP_AT`] and [`FLAGS_AT`] from it), RBP = the soft TLB, R15 = the guest's status
+//! flags (RFLAGS' are stale while they are pending there; see
+//! `BlockBuilder::complete_flags`), R9–R11, R13 and R14 = write-through copies of guest
+//! registers (`BlockBuilder::host`); RAX, RCX, RDX, RSI, RDI and R8 are scratch.
+//! `Cpu::regs` is exact between instructions, and RFLAGS wherever a helper may read it or
+//! raise an exception, so an exception in a helper finds the guest state exact.
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
@@ -66,6 +68,28 @@ fn status_bits(iced: u32) -> u32 {
 }
 
 /// The status flags iced says `i` writes (set, cleared, computed or left undefined).
+/// Where R15 (LAHF's AH in bits 8-15, SETO's AL in bit 0) keeps the status flags `flags`.
+fn lahf_bits(flags: u32) -> u32 {
+    (flags & (STATUS_FLAGS & 0xff)) << 8 | u32::from(flags & OF != 0)
+}
+
+/// R15 = RFLAGS' six status flags in R15's layout (see `BlockBuilder::save_flags`), with
+/// LAHF's always-set bit 1. Clobbers RAX. The trampoline runs this on every entry from the
+/// dispatcher; blocks after flags went to RFLAGS on the way to a jump between blocks.
+pub fn load_r15_from_rflags(ops: &mut Asm) {
+    dynasm!(ops
+        ; .arch x64
+        ; mov eax, [r12 + FLAGS_AT]
+        ; movzx r15d, al
+        ; and r15d, (STATUS_FLAGS & 0xff) as i32
+        ; shl r15d, 8
+        ; or r15d, 0x200
+        ; shr eax, 11
+        ; and eax, 1
+        ; or r15d, eax
+    );
+}
+
 fn written_flags(i: &Instruction) -> u32 {
     status_bits(i.rflags_modified())
 }
@@ -750,6 +774,11 @@ pub struct BlockBuilder<'a> {
     /// Flags an instruction left in the host's flags (and in R15) for the Jcc right after
     /// it, not yet merged into RFLAGS.
     live_flags: u32,
+    /// Flags of R15 the host's flags were loaded with before the current instruction's
+    /// operation (which leaves them), so its capture takes them as written.
+    preloaded: u32,
+    /// The out-of-line exit that merges R15 into RFLAGS (RIP and the count already stored).
+    merge_exit: Option<DynamicLabel>,
     /// The flags the last `save_flags` left in the host's flags untouched.
     flags_in_host: u32,
     /// A `check` after the interpreter ran the instruction (its exit keeps RIP).
@@ -788,14 +817,17 @@ impl<'a> BlockBuilder<'a> {
             env,
             page: instrs.first().map_or(0, |i| i.ip() >> 12),
             exits: Vec::new(),
-            unmerged: 0,
-            before: 0,
+            // Every block starts with the six status flags in R15 (see `complete_flags`).
+            unmerged: STATUS_FLAGS,
+            before: STATUS_FLAGS,
             slow: Vec::new(),
             chains: Vec::new(),
             next: None,
             instrs: instrs.to_vec(),
             at: 0,
             live_flags: 0,
+            preloaded: 0,
+            merge_exit: None,
             flags_in_host: 0,
             interpreting: false,
             rmw_back: None,
@@ -831,7 +863,7 @@ impl<'a> BlockBuilder<'a> {
         }
         if !ended {
             let next = instrs.last().map_or(0, |i| i.next_ip());
-            b.flush_flags_free_rax();
+            b.complete_flags();
             b.jump_to(next, n);
         }
         let slow = std::mem::take(&mut b.slow);
@@ -870,9 +902,11 @@ impl<'a> BlockBuilder<'a> {
         let chains = std::mem::take(&mut b.chains);
         for (stub, field, target) in chains {
             let (at, target) = ((base + field) as i64, target as i64);
+            dynasm!(b.ops ; .arch x64 ; =>stub);
+            // R15 holds all six flags at every jump between blocks.
+            b.merge_flags_free_rax(STATUS_FLAGS);
             dynasm!(b.ops
                 ; .arch x64
-                ; =>stub
                 ; mov rax, QWORD target
                 ; mov [r12 + RIP_AT], rax
                 ; mov rax, QWORD at
@@ -883,13 +917,19 @@ impl<'a> BlockBuilder<'a> {
         // The block does not run (its code changed, or the run's budget is spent): back to
         // the dispatcher at its first instruction.
         let own = instrs.first().map_or(0, |i| i.ip()) as i64;
+        dynasm!(b.ops ; .arch x64 ; =>refuse);
+        b.merge_flags_free_rax(STATUS_FLAGS);
         dynasm!(b.ops
             ; .arch x64
-            ; =>refuse
             ; mov rax, QWORD own
             ; mov [r12 + RIP_AT], rax
         );
         b.jmp_exit();
+        if let Some(label) = b.merge_exit {
+            dynasm!(b.ops ; .arch x64 ; =>label);
+            b.merge_flags_free_rax(STATUS_FLAGS);
+            b.jmp_exit();
+        }
         chain_entry
     }
 
@@ -913,6 +953,10 @@ impl<'a> BlockBuilder<'a> {
     /// On to the block for the RIP in RAX (its instructions counted) if the jump cache
     /// knows it, else back to the dispatcher with RIP stored.
     fn jump_through_cache(&mut self) {
+        debug_assert_eq!(
+            self.unmerged, STATUS_FLAGS,
+            "a jump between blocks without R15 full"
+        );
         let (mask, shift) = ((tlb::JUMPS - 1) as i32, tlb::JUMP_SHIFT as i8);
         dynasm!(self.ops
             ; .arch x64
@@ -928,6 +972,7 @@ impl<'a> BlockBuilder<'a> {
             ; miss:
             ; mov [r12 + RIP_AT], rax
         );
+        self.merge_flags_free_rax(STATUS_FLAGS);
         self.jmp_exit();
     }
 
@@ -938,11 +983,18 @@ impl<'a> BlockBuilder<'a> {
         self.push_rel32_to_exit();
     }
 
-    /// A conditional jump (`0F op`) to the trampoline's exit.
-    fn jcc_exit(&mut self, op: u8) {
-        self.ops.push(0x0f);
-        self.ops.push(op);
-        self.push_rel32_to_exit();
+    /// The block's exit that merges R15 (all six flags) into RFLAGS, for a jump to the
+    /// dispatcher with RIP and the count already stored.
+    fn merge_exit(&mut self) -> DynamicLabel {
+        debug_assert_eq!(self.unmerged, STATUS_FLAGS);
+        match self.merge_exit {
+            Some(l) => l,
+            None => {
+                let l = self.ops.new_dynamic_label();
+                self.merge_exit = Some(l);
+                l
+            }
+        }
     }
 
     fn push_rel32_to_exit(&mut self) {
@@ -1676,6 +1728,20 @@ impl<'a> BlockBuilder<'a> {
     /// ZF, AF, PF and CF from the low byte of RFLAGS, and OF, where needed, comes from an
     /// addition that overflows exactly when it is set.
     fn load_flags(&mut self, need: u32) {
+        if need & !self.unmerged == 0 {
+            // All pending in R15: its bits 8-15 are SAHF's AH, and AL (OF: 0 or 1) plus
+            // 0x7F overflows exactly when OF is set.
+            if need & !CF == 0 {
+                dynasm!(self.ops ; .arch x64 ; bt r15d, 8);
+                return;
+            }
+            dynasm!(self.ops ; .arch x64 ; mov rdi, rax ; mov eax, r15d);
+            if need & OF != 0 {
+                dynasm!(self.ops ; .arch x64 ; add al, 0x7f);
+            }
+            dynasm!(self.ops ; .arch x64 ; sahf ; mov rax, rdi);
+            return;
+        }
         self.flush_flags();
         if need & !CF == 0 {
             dynasm!(self.ops ; .arch x64 ; bt DWORD [r12 + FLAGS_AT], 0);
@@ -1721,6 +1787,7 @@ impl<'a> BlockBuilder<'a> {
     }
 
     fn capture_flags(&mut self, i: &Instruction, keep_rax: bool) {
+        let preloaded = std::mem::take(&mut self.preloaded);
         if self.flags_dead(i) {
             self.flags_in_host = 0;
             return;
@@ -1731,7 +1798,9 @@ impl<'a> BlockBuilder<'a> {
             self.flags_in_host = 0;
             return;
         }
-        if !keep_rax && self.unmerged & !written == 0 {
+        // The host's flags hold the guest's for these (`preloaded`): R15 is replaced whole.
+        let whole = written | preloaded;
+        if !keep_rax && self.unmerged & !whole == 0 {
             dynasm!(self.ops
                 ; .arch x64
                 ; lahf
@@ -1739,7 +1808,7 @@ impl<'a> BlockBuilder<'a> {
                 ; movzx r15d, ax
             );
             self.flags_in_host = written;
-            self.unmerged = written;
+            self.unmerged = whole;
             return;
         }
         if keep_rax {
@@ -1754,16 +1823,37 @@ impl<'a> BlockBuilder<'a> {
         if keep_rax {
             dynasm!(self.ops ; .arch x64 ; mov rax, rsi);
         }
-        if self.unmerged & !written != 0 {
-            // Some of the earlier flags survive this instruction: into RFLAGS with them
-            // (RDI holds the new ones; R15 is replaced next).
-            self.merge_flags_from(self.unmerged, 15);
+        if self.unmerged & !whole != 0 {
+            // Some of the earlier flags survive this instruction: R15 keeps them and takes
+            // the new ones (RDI) beside them.
+            let new = lahf_bits(whole) as i32;
+            dynasm!(self.ops
+                ; .arch x64
+                ; and edi, new
+                ; and r15d, !new
+                ; or r15d, edi
+            );
             self.flags_in_host = 0;
+            self.unmerged |= whole;
         } else {
+            dynasm!(self.ops ; .arch x64 ; mov r15, rdi);
             self.flags_in_host = written;
+            self.unmerged = whole;
         }
-        dynasm!(self.ops ; .arch x64 ; mov r15, rdi);
-        self.unmerged = written;
+    }
+
+    /// R15 gets all six status flags, as every jump between blocks leaves them: the ones
+    /// not pending come from RFLAGS (the pending ones merged there first). A block starts
+    /// with them there (`build`; the trampoline loads them on entry from the dispatcher),
+    /// so a block whose flags all came from its own instructions passes them on without
+    /// touching RFLAGS. Clobbers RAX, RSI and RDI, and the host's flags.
+    fn complete_flags(&mut self) {
+        if self.unmerged == STATUS_FLAGS {
+            return;
+        }
+        self.merge_flags_free_rax(self.unmerged);
+        load_r15_from_rflags(self.ops);
+        self.unmerged = STATUS_FLAGS;
     }
 
     /// The flags of POPCNT, LZCNT or TZCNT (just run by the host, the result stored): ZF
@@ -2635,11 +2725,21 @@ impl<'a> BlockBuilder<'a> {
         // interpreter) or leaves the block — except a Jcc testing flags live in the host's.
         let ends = native(i) == Some(Flow::End);
         let natively = self.runs_natively(i);
-        if !natively
-            || (ends && self.live_flags == 0)
-            || (i.op0_kind() == OpKind::Memory && written_flags(i) != 0)
-        {
+        self.preloaded = 0;
+        if !natively || (i.op0_kind() == OpKind::Memory && written_flags(i) != 0) {
             self.flush_flags_free_rax();
+        }
+        if natively && ends && self.live_flags == 0 {
+            self.complete_flags();
+        }
+        if matches!(i.mnemonic(), M::Inc | M::Dec)
+            && i.op0_kind() == OpKind::Register
+            && self.unmerged & CF != 0
+            && !self.flags_dead(i)
+        {
+            // INC and DEC keep CF: the host's gets the guest's, so the capture has all six.
+            dynasm!(self.ops ; .arch x64 ; bt r15d, 8);
+            self.preloaded = CF;
         }
         self.before = self.unmerged;
         if !natively {
@@ -3093,7 +3193,8 @@ impl<'a> BlockBuilder<'a> {
                     ; cmp QWORD [rbx + STATUS], 0
                 );
                 // As the direct CALL: a push into the running block's code page leaves.
-                self.jcc_exit(0x85); // JNE
+                let leave = self.merge_exit();
+                dynasm!(self.ops ; .arch x64 ; jne =>leave);
                 self.jump_through_cache();
                 return Flow::End;
             }
@@ -3109,7 +3210,8 @@ impl<'a> BlockBuilder<'a> {
                 // target through the dispatcher, which sees the status.
                 self.retire_at(i.near_branch64(), k + 1);
                 dynasm!(self.ops ; .arch x64 ; cmp QWORD [rbx + STATUS], 0);
-                self.jcc_exit(0x85); // JNE
+                let leave = self.merge_exit();
+                dynasm!(self.ops ; .arch x64 ; jne =>leave);
                 self.continue_to(i.near_branch64());
                 return Flow::End;
             }
@@ -3144,12 +3246,13 @@ impl<'a> BlockBuilder<'a> {
                 }
                 let taken = self.ops.new_dynamic_label();
                 self.jcc(i.condition_code(), taken);
-                self.merge_flags_free_rax(live);
+                let (before, unmerged) = (self.before, self.unmerged);
+                self.complete_flags();
                 self.jump_to(i.next_ip(), k + 1);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
-                self.merge_flags_free_rax(live);
+                (self.before, self.unmerged) = (before, unmerged);
+                self.complete_flags();
                 self.jump_to(i.near_branch_target(), k + 1);
-                self.unmerged = 0;
                 return Flow::End;
             }
         }

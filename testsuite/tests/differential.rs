@@ -689,6 +689,153 @@ fn translated_floating_point_atomics_and_bit_counts_match_the_host() {
     }
 }
 
+/// The status flags pass from block to block in R15 (RFLAGS is written only on the way
+/// to the dispatcher): through chained jumps, both ways of a Jcc, the jump cache (indirect
+/// jumps, CALL and RET), a loop of DECs that must keep an older CF, partial writers
+/// (rotates, BT) that keep the rest, an instruction run by the interpreter between two
+/// blocks, and a fault in a later block that must find the earlier block's flags —
+/// against the host CPU.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn translated_flags_pass_between_blocks() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    let Some(mut differ) = host_differ(true) else {
+        return;
+    };
+    type Body = fn(&mut CodeAssembler);
+    let bodies: [(&str, Body); 7] = [
+        ("chained jumps and both ways of a Jcc", |a| {
+            let (mut l1, mut l2, mut l3) = (a.create_label(), a.create_label(), a.create_label());
+            a.lea(rsp, qword_ptr(rbx + 0x800)).unwrap();
+            a.mov(eax, -1i32).unwrap();
+            a.add(eax, 1).unwrap(); // CF ZF PF AF
+            a.jmp(l1).unwrap();
+            a.set_label(&mut l1).unwrap();
+            a.adc(ecx, 0).unwrap();
+            a.cmp(ecx, 1).unwrap();
+            a.je(l2).unwrap(); // taken
+            a.ud2().unwrap();
+            a.set_label(&mut l2).unwrap();
+            a.sete(dl).unwrap();
+            a.sub(ecx, 2).unwrap(); // CF SF
+            a.jz(l3).unwrap(); // not taken
+            a.sbb(esi, 0).unwrap();
+            a.set_label(&mut l3).unwrap();
+            a.pushfq().unwrap();
+            a.pop(rdi).unwrap();
+        }),
+        ("a DEC loop keeps the CF before it", |a| {
+            // Blocks start with the host's CF set (their budget check): the guest's is clear.
+            let (mut top, mut l1, mut l2) = (a.create_label(), a.create_label(), a.create_label());
+            a.mov(ecx, 7).unwrap();
+            a.clc().unwrap();
+            a.set_label(&mut top).unwrap();
+            a.inc(edx).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+            a.adc(eax, 0).unwrap();
+            a.mov(ecx, 1).unwrap();
+            a.cmp(ecx, 0).unwrap(); // CF clear
+            a.jmp(l1).unwrap();
+            a.set_label(&mut l1).unwrap();
+            a.dec(ecx).unwrap(); // ZF; CF kept
+            a.adc(esi, 0).unwrap();
+            a.stc().unwrap();
+            a.jmp(l2).unwrap();
+            a.set_label(&mut l2).unwrap();
+            a.inc(edi).unwrap();
+            a.adc(r8d, 0).unwrap();
+        }),
+        ("partial writers keep the rest", |a| {
+            let (mut l1, mut l2) = (a.create_label(), a.create_label());
+            a.mov(eax, 0x8000_0001u32).unwrap();
+            a.cmp(eax, eax).unwrap(); // ZF
+            a.rol(eax, 1).unwrap(); // CF OF only
+            a.jmp(l1).unwrap();
+            a.set_label(&mut l1).unwrap();
+            a.setz(cl).unwrap();
+            a.setc(ch).unwrap();
+            a.mov(edx, 0x10).unwrap();
+            a.test(edx, edx).unwrap(); // ZF clear
+            a.bt(edx, 4).unwrap(); // CF only
+            a.jmp(l2).unwrap();
+            a.set_label(&mut l2).unwrap();
+            a.setnz(sil).unwrap();
+            a.adc(edi, 0).unwrap();
+        }),
+        ("the jump cache: indirect jump, call and return", |a| {
+            let (mut there, mut func, mut back) =
+                (a.create_label(), a.create_label(), a.create_label());
+            a.lea(rsp, qword_ptr(rbx + 0x800)).unwrap();
+            a.lea(rsi, qword_ptr(there)).unwrap();
+            a.mov(eax, 0x7fff_ffffu32).unwrap();
+            a.add(eax, 1).unwrap(); // OF SF
+            a.jmp(rsi).unwrap();
+            a.set_label(&mut there).unwrap();
+            a.seto(cl).unwrap();
+            a.cmp(eax, 0).unwrap(); // no CF
+            a.stc().unwrap();
+            a.call(func).unwrap();
+            a.jmp(back).unwrap();
+            a.set_label(&mut func).unwrap();
+            a.adc(edx, 0).unwrap();
+            a.neg(edx).unwrap(); // CF
+            a.ret().unwrap();
+            a.set_label(&mut back).unwrap();
+            a.sbb(edi, 0).unwrap();
+        }),
+        ("an interpreted instruction between blocks", |a| {
+            let (mut l1, mut l2) = (a.create_label(), a.create_label());
+            a.lea(rsp, qword_ptr(rbx + 0x800)).unwrap();
+            a.mov(eax, 5).unwrap();
+            a.sub(eax, 6).unwrap(); // CF SF
+            a.pushfq().unwrap(); // the interpreter's, in the block
+            a.pop(rcx).unwrap();
+            a.jmp(l1).unwrap();
+            a.set_label(&mut l1).unwrap();
+            a.adc(edx, 0).unwrap();
+            a.mov(rsi, 0x08d5u64).unwrap(); // every status flag
+            a.push(rsi).unwrap();
+            a.popfq().unwrap();
+            a.jmp(l2).unwrap();
+            a.set_label(&mut l2).unwrap();
+            a.adc(edi, 0).unwrap();
+            a.seto(r8b).unwrap();
+        }),
+        ("a fault in a later block", |a| {
+            let mut l1 = a.create_label();
+            a.mov(eax, -1i32).unwrap();
+            a.add(eax, 1).unwrap();
+            a.jmp(l1).unwrap();
+            a.set_label(&mut l1).unwrap();
+            a.mov(rdx, 0x8000_0000_0000_0000u64).unwrap();
+            a.mov(rcx, qword_ptr(rdx)).unwrap(); // #GP: RFLAGS from the first block
+        }),
+        ("a store into the running page after flags", |a| {
+            let mut l1 = a.create_label();
+            a.mov(eax, -1i32).unwrap();
+            a.add(eax, 1).unwrap();
+            a.jmp(l1).unwrap();
+            a.set_label(&mut l1).unwrap();
+            // A store to the code page (a fault or code written, as on the host) with the
+            // flags of the block before and an INC's pending.
+            a.inc(edx).unwrap();
+            a.lea(rsi, qword_ptr(l1)).unwrap();
+            a.mov(byte_ptr(rsi), 0x90u32).unwrap();
+        }),
+    ];
+    for (what, body) in bodies {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(rbx, DATA_ADDR).unwrap();
+        body(&mut a);
+        a.ud2().unwrap();
+        let code = a.assemble(CODE_ADDR).unwrap();
+        check_translated(&mut differ, &code_case(code, vec![0; DATA_SIZE], 80), what);
+    }
+}
+
 /// REP STOS and REP MOVS, which blocks run as the host's own inside a page and hand to the
 /// interpreter otherwise: in a page, with no elements, reaching past the data page (a page
 /// fault part way), overlapping copies both ways, with DF set — against the host CPU.
