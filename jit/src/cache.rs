@@ -32,8 +32,10 @@ use crate::helpers::{self, Ctx, REGS, TLB};
 use crate::translate::{supported, Asm, BlockBuilder, BlockEnv, MAX_BLOCK};
 use crate::Stats;
 
-/// The code buffer's size.
-const CAPACITY: usize = 64 << 20;
+/// The code buffer's size: what a boot of the demo guest and its benchmark fill is about
+/// 65 MB (blocks average 750 bytes with their slow paths), and a flush costs translating
+/// the whole working set again, so four times that. Only the pages written take memory.
+const CAPACITY: usize = 256 << 20;
 /// Host code bytes kept at most before the cache starts over (room for the largest block
 /// beyond it).
 const MAX_CODE_BYTES: usize = CAPACITY - (1 << 20);
