@@ -777,6 +777,9 @@ pub struct BlockBuilder<'a> {
     /// Flags of R15 the host's flags were loaded with before the current instruction's
     /// operation (which leaves them), so its capture takes them as written.
     preloaded: u32,
+    /// RAX holds a zero-extended value (a load of at most four bytes, MOVZX): a 32-bit
+    /// register store needs no `mov eax, eax` (cleared by `store_reg` and per instruction).
+    rax_zero_extended: bool,
     /// The out-of-line exit that merges R15 into RFLAGS (RIP and the count already stored).
     merge_exit: Option<DynamicLabel>,
     /// The flags the last `save_flags` left in the host's flags untouched.
@@ -827,6 +830,7 @@ impl<'a> BlockBuilder<'a> {
             at: 0,
             live_flags: 0,
             preloaded: 0,
+            rax_zero_extended: false,
             merge_exit: None,
             flags_in_host: 0,
             interpreting: false,
@@ -1473,6 +1477,9 @@ impl<'a> BlockBuilder<'a> {
         let (off, size) = reg_slot(r).expect("checked");
         match size {
             8 => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + off], rax),
+            4 if std::mem::take(&mut self.rax_zero_extended) => {
+                dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + off], rax)
+            }
             4 => dynasm!(self.ops ; .arch x64 ; mov eax, eax ; mov QWORD [r12 + off], rax),
             2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + off], ax),
             _ => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + off], al),
@@ -2726,7 +2733,12 @@ impl<'a> BlockBuilder<'a> {
         let ends = native(i) == Some(Flow::End);
         let natively = self.runs_natively(i);
         self.preloaded = 0;
-        if !natively || (i.op0_kind() == OpKind::Memory && written_flags(i) != 0) {
+        self.rax_zero_extended = false;
+        // CMP, TEST and BT only read their memory operand: its load faults before their
+        // flags exist, and the fault exit merges R15's.
+        let writes_memory =
+            i.op0_kind() == OpKind::Memory && !matches!(i.mnemonic(), M::Cmp | M::Test | M::Bt);
+        if !natively || (writes_memory && written_flags(i) != 0) {
             self.flush_flags_free_rax();
         }
         if natively && ends && self.live_flags == 0 {
@@ -2976,6 +2988,7 @@ impl<'a> BlockBuilder<'a> {
                     self.mem_store(i, k, seg, size);
                 } else if i.op_kind(1) == OpKind::Memory {
                     self.load_mem(i, k, size, false);
+                    self.rax_zero_extended = true;
                     self.store_dest(i, k, size);
                 } else {
                     self.load_src(i, k, 1, size);
@@ -2995,9 +3008,16 @@ impl<'a> BlockBuilder<'a> {
                 if self.direct_alu(i, k, m, size, imm) {
                     return Flow::Next;
                 }
+                let compare = matches!(m, M::Cmp | M::Test);
                 if i.op_kind(1) == OpKind::Memory {
                     self.load_src(i, k, 1, size);
                     self.load_dest(i, k, size);
+                } else if compare && i.op_kind(0) == OpKind::Memory {
+                    // Nothing is stored back: no offset to keep.
+                    self.load_mem(i, k, size, false);
+                    if imm.is_none() {
+                        self.load_src(i, k, 1, size);
+                    }
                 } else {
                     self.load_dest(i, k, size);
                     if imm.is_none() {
@@ -3030,8 +3050,10 @@ impl<'a> BlockBuilder<'a> {
                     M::Cmp => op!(cmp),
                     _ => op!(test),
                 }
-                self.save_flags(i);
-                if !matches!(m, M::Cmp | M::Test) {
+                if compare {
+                    self.save_flags_free_rax(i);
+                } else {
+                    self.save_flags(i);
                     self.store_dest(i, k, size);
                 }
                 self.fuse_with_next(
@@ -3141,7 +3163,7 @@ impl<'a> BlockBuilder<'a> {
                 };
                 // Both loads zero-extend already: MOVZX needs nothing more.
                 match (m != M::Movzx, src_size) {
-                    (false, _) => {}
+                    (false, _) => self.rax_zero_extended = true,
                     (true, 1) => dynasm!(self.ops ; .arch x64 ; movsx rax, al),
                     (true, 2) => dynasm!(self.ops ; .arch x64 ; movsx rax, ax),
                     (true, _) => dynasm!(self.ops ; .arch x64 ; movsxd rax, eax),

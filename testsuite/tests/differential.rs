@@ -132,8 +132,11 @@ fn translated_faults_keep_earlier_flags() {
     use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
 
     type Body = fn(&mut CodeAssembler);
-    let bodies: [(&str, Body); 7] = [
+    let bodies: [(&str, Body); 9] = [
         ("load", |a| a.mov(rcx, qword_ptr(rbx)).unwrap()),
+        // CMP and BT only read memory: pending flags are not merged before them.
+        ("compare with memory", |a| a.cmp(dword_ptr(rbx), ecx).unwrap()),
+        ("bit test in memory", |a| a.bt(qword_ptr(rbx), 3).unwrap()),
         // CLI at CPL 3 (IOPL 0), run by the interpreter inside the block.
         ("cli", |a| a.cli().unwrap()),
         // SETcc loads the flags (a flush part way through it) before its store faults.
