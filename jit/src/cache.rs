@@ -47,8 +47,10 @@ struct Block {
     /// The block's executable address; `None`: the instruction here is not translated (the
     /// interpreter runs it).
     entry: Option<usize>,
-    /// Where chained jumps from the same code page enter it (see `BlockBuilder::build`).
+    /// Where chained jumps from the same code page enter it (see `BlockBuilder::build`):
+    /// backward ones through the run's budget check, forward ones past it.
     chain: usize,
+    forward: usize,
     /// The code page's word (its address: one per physical page) and its value then.
     word_ptr: usize,
     word: u32,
@@ -62,6 +64,8 @@ struct Block {
 #[derive(Clone, Copy)]
 struct Link {
     field: usize,
+    /// The jump goes forward in its page (see `translate::FORWARD_LINK`).
+    forward: bool,
     epoch: u64,
     word_ptr: usize,
     word: u32,
@@ -182,6 +186,7 @@ impl Cache {
         let none = |word, fallback| Block {
             entry: None,
             chain: 0,
+            forward: 0,
             word_ptr: 0,
             word,
             fallback,
@@ -228,7 +233,7 @@ impl Cache {
                 bit_count: bit_counts(interp),
             };
             let mut ops = Asm::new(env.base);
-            let chain = BlockBuilder::build(&mut ops, &env, &instrs);
+            let (chain, forward) = BlockBuilder::build(&mut ops, &env, &instrs);
             let code = match ops.finalize() {
                 Ok(code) => code,
                 Err(e) => {
@@ -249,6 +254,7 @@ impl Cache {
             Block {
                 entry: Some(self.code.addr(at)),
                 chain: self.code.addr(at + chain),
+                forward: self.code.addr(at + forward),
                 word_ptr,
                 word,
                 fallback,
@@ -396,7 +402,12 @@ impl Cache {
             };
             if let Some(l) = link.take() {
                 if l.epoch == self.epoch && l.word_ptr == block.word_ptr && l.word == block.word {
-                    let rel = (block.chain as i64 - (l.field as i64 + 4)) as i32;
+                    let to = if l.forward {
+                        block.forward
+                    } else {
+                        block.chain
+                    };
+                    let rel = (to as i64 - (l.field as i64 + 4)) as i32;
                     self.code.patch(l.field, &rel.to_le_bytes());
                     stats.chained += 1;
                 }
@@ -420,7 +431,8 @@ impl Cache {
             }
             if ctx.link != 0 {
                 link = Some(Link {
-                    field: ctx.link as usize,
+                    field: (ctx.link & !crate::translate::FORWARD_LINK) as usize,
+                    forward: ctx.link & crate::translate::FORWARD_LINK != 0,
                     epoch: self.epoch,
                     word_ptr: ctx.code_word as usize,
                     word: ctx.word,

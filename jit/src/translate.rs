@@ -68,6 +68,10 @@ fn status_bits(iced: u32) -> u32 {
 }
 
 /// The status flags iced says `i` writes (set, cleared, computed or left undefined).
+/// Set in a link stub's `Ctx::link`: the jump goes forward in its page, so the dispatcher
+/// chains it past the target's budget check (see `BlockBuilder::build`).
+pub const FORWARD_LINK: u64 = 1 << 63;
+
 /// Where R15 (LAHF's AH in bits 8-15, SETO's AL in bit 0) keeps the status flags `flags`.
 fn lahf_bits(flags: u32) -> u32 {
     (flags & (STATUS_FLAGS & 0xff)) << 8 | u32::from(flags & OF != 0)
@@ -764,7 +768,7 @@ pub struct BlockBuilder<'a> {
     slow: Vec<Slow>,
     /// Chainable jumps: their link stubs (emitted after the body), displacement offsets and
     /// targets.
-    chains: Vec<(DynamicLabel, usize, u64)>,
+    chains: Vec<(DynamicLabel, usize, u64, bool)>,
     /// The instruction after the one being emitted, if it is in the block.
     next: Option<Instruction>,
     /// The block's instructions and the index of the one being emitted (flag liveness looks
@@ -808,13 +812,17 @@ impl<'a> BlockBuilder<'a> {
     /// translation sends it back to the dispatcher, which translates it again); every exit
     /// adds the instructions it retired to `Ctx::retired` and leaves RIP at the next one.
     ///
-    /// Returns the offset of the block's chain entry: where jumps from blocks of the same
-    /// code page (and word) come in, past the code-word check — their block made it, and
-    /// a store by this vCPU since would have ended it; another vCPU's store is seen at the
-    /// next dispatch (x86 lets cross-modified code run stale until the CPU serializes, and
-    /// interrupts, IRET included, come through the dispatcher). Jumps into a block never
-    /// store RIP: every way out of its entry stores its own.
-    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) -> usize {
+    /// Returns the offsets of the block's chain entries: where jumps from blocks of the
+    /// same code page (and word) come in, past the code-word check — their block made it,
+    /// and a store by this vCPU since would have ended it; another vCPU's store is seen at
+    /// the next dispatch (x86 lets cross-modified code run stale until the CPU serializes,
+    /// and interrupts, IRET included, come through the dispatcher). Jumps backward come in
+    /// through the run's budget check; jumps forward (to a RIP past the jump's) past it too:
+    /// each raises the block's start within the page, so every cycle of chained jumps has
+    /// a backward one and the run still ends within its budget plus one page's worth of
+    /// instructions. Jumps into a block never store RIP: every way out of its entry stores
+    /// its own.
+    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) -> (usize, usize) {
         let mut b = BlockBuilder {
             ops,
             env,
@@ -854,6 +862,7 @@ impl<'a> BlockBuilder<'a> {
             ; cmp rax, [rbx + LIMIT]
             ; jae =>refuse
         );
+        let forward_entry = b.ops.offset().0;
         b.reload_cached();
         let n = instrs.len() as u32;
         let mut ended = false;
@@ -904,8 +913,9 @@ impl<'a> BlockBuilder<'a> {
         // displacement to patch.
         let base = b.env.base;
         let chains = std::mem::take(&mut b.chains);
-        for (stub, field, target) in chains {
-            let (at, target) = ((base + field) as i64, target as i64);
+        for (stub, field, target, forward) in chains {
+            let link = (base + field) as u64 | if forward { FORWARD_LINK } else { 0 };
+            let (at, target) = (link as i64, target as i64);
             dynasm!(b.ops ; .arch x64 ; =>stub);
             // R15 holds all six flags at every jump between blocks.
             b.merge_flags_free_rax(STATUS_FLAGS);
@@ -934,7 +944,7 @@ impl<'a> BlockBuilder<'a> {
             b.merge_flags_free_rax(STATUS_FLAGS);
             b.jmp_exit();
         }
-        chain_entry
+        (chain_entry, forward_entry)
     }
 
     /// Counts `count` retired instructions and sets RIP to `rip`.
@@ -1030,7 +1040,8 @@ impl<'a> BlockBuilder<'a> {
         let stub = self.ops.new_dynamic_label();
         dynasm!(self.ops ; .arch x64 ; jmp =>stub);
         let field = self.ops.offset().0 - 4;
-        self.chains.push((stub, field, rip));
+        let from = self.instrs.get(self.at).map_or(0, |i| i.ip());
+        self.chains.push((stub, field, rip, rip > from));
     }
 
     /// After a helper call: leave through instruction `k`'s exit if the helper failed or
