@@ -216,7 +216,8 @@ impl Cache {
                 }
                 Some(flow) => {
                     instrs.push(i);
-                    if flow == crate::translate::Flow::End {
+                    // A Jcc is a side exit: the block goes on with its not-taken way.
+                    if flow == crate::translate::Flow::End && !i.is_jcc_short_or_near() {
                         break;
                     }
                 }

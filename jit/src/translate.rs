@@ -2,8 +2,8 @@
 //!
 //! A block is up to [`MAX_BLOCK`] instructions of 64-bit code in one page: instructions with
 //! host code of their own ([`native`], and the SSE ones in [`sse`]) and instructions the
-//! interpreter runs in place ([`interpreted`]); it ends before anything else, at a branch,
-//! or at the end of its page. ARCHITECTURE.md ("The translator") describes the design.
+//! interpreter runs in place ([`interpreted`]); it ends before anything else, at an
+//! unconditional branch, or at the end of its page (a Jcc inside is a side exit). ARCHITECTURE.md ("The translator") describes the design.
 //!
 //! Register use in a block: RBX = the context, R12 = `Cpu::regs` (RIP and RFLAGS at
 //! [`RIP_AT`] and [`FLAGS_AT`] from it), RBP = the soft TLB, R15 = the guest's status
@@ -2752,7 +2752,9 @@ impl<'a> BlockBuilder<'a> {
         if !natively || (writes_memory && written_flags(i) != 0) {
             self.flush_flags_free_rax();
         }
-        if natively && ends && self.live_flags == 0 {
+        // A Jcc inside the block (a side exit) completes R15 on its taken way only.
+        let side_exit = i.is_jcc_short_or_near() && self.next.is_some();
+        if natively && ends && self.live_flags == 0 && !side_exit {
             self.complete_flags();
         }
         if matches!(i.mnemonic(), M::Inc | M::Dec)
@@ -3277,9 +3279,19 @@ impl<'a> BlockBuilder<'a> {
                 if live == 0 {
                     self.load_flags(jcc_flags(i));
                 }
+                let (before, unmerged) = (self.before, self.unmerged);
+                if self.next.is_some() {
+                    // A side exit: the block goes on with the next instruction.
+                    let on = self.ops.new_dynamic_label();
+                    self.jcc(negate(i.condition_code()), on);
+                    self.complete_flags();
+                    self.jump_to(i.near_branch_target(), k + 1);
+                    dynasm!(self.ops ; .arch x64 ; =>on);
+                    (self.before, self.unmerged) = (before, unmerged);
+                    return Flow::Next;
+                }
                 let taken = self.ops.new_dynamic_label();
                 self.jcc(i.condition_code(), taken);
-                let (before, unmerged) = (self.before, self.unmerged);
                 self.complete_flags();
                 self.jump_to(i.next_ip(), k + 1);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
@@ -3334,6 +3346,29 @@ impl<'a> BlockBuilder<'a> {
             ConditionCode::le => dynasm!(self.ops ; .arch x64 ; cmovle rax, rcx),
             _ => dynasm!(self.ops ; .arch x64 ; cmovg rax, rcx),
         }
+    }
+}
+
+/// The condition that holds exactly when `cc` does not.
+fn negate(cc: ConditionCode) -> ConditionCode {
+    use ConditionCode as C;
+    match cc {
+        C::o => C::no,
+        C::no => C::o,
+        C::b => C::ae,
+        C::ae => C::b,
+        C::e => C::ne,
+        C::ne => C::e,
+        C::be => C::a,
+        C::a => C::be,
+        C::s => C::ns,
+        C::ns => C::s,
+        C::p => C::np,
+        C::np => C::p,
+        C::l => C::ge,
+        C::ge => C::l,
+        C::le => C::g,
+        _ => C::le,
     }
 }
 
