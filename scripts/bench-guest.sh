@@ -6,20 +6,26 @@
 # and the guest times each command itself (from /proc/uptime, so the numbers are guest time,
 # as a user inside the guest would see them).
 #
-# Usage: scripts/bench-guest.sh [--scale N] [--only native|jit|interp|qemu]...
+# Usage: scripts/bench-guest.sh [--scale N] [--rounds N] [--only native|jit|interp|qemu]...
 #                               [-- EXTRA FERRITE FLAGS]
 #   --scale N   multiply every workload by N (default 1: about a minute of interpreted work)
+#   --rounds N  run the engines N times, interleaved (round 1: every engine, then round 2…),
+#               and compare each command's median (default 1). On a shared machine whose
+#               speed drifts by tens of percent within minutes, interleaved rounds keep the
+#               drift from landing on one engine.
 #   --only E    run engine E (repeatable; default: all four)
-# Output: one line per engine and command, then "ratio" lines (A / B: how many times longer A
-# took than B; below 1, A was faster).
+# Output: one line per engine and command (per round), then "ratio" lines (A / B: how many
+# times longer A took than B; below 1, A was faster) from the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scale=1
+rounds=1
 only=()
 while (($#)); do
     case $1 in
         --scale) scale=$2; shift 2 ;;
+        --rounds) rounds=$2; shift 2 ;;
         --only)
             [[ $2 =~ ^(native|jit|interp|qemu)$ ]] || { echo "bench-guest: --only takes native, jit, interp or qemu" >&2; exit 2; }
             only+=("$2"); shift 2 ;;
@@ -28,6 +34,7 @@ while (($#)); do
     esac
 done
 [[ $scale =~ ^[1-9][0-9]*$ ]] || { echo "bench-guest: --scale needs a positive integer" >&2; exit 2; }
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench-guest: --rounds needs a positive integer" >&2; exit 2; }
 extra=("$@")
 wanted() { ((${#only[@]} == 0)) || [[ " ${only[*]} " == *" $1 "* ]]; }
 
@@ -64,15 +71,16 @@ append="console=ttyS0 panic=-1 quiet -- echo $(base64 -w0 <<<"$workload") | base
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-# Runs one engine; its serial log goes to $out/NAME.log with host seconds before each line.
+# Runs one engine for round $round; its serial log goes to $out/NAME.ROUND.log with host
+# seconds before each line, its times to $out/NAME.ROUND.sum.
 run_engine() {
     local name=$1
     shift
-    local start
+    local start log=$out/$name.$round.log
     start=$(date +%s.%N)
     "$@" </dev/null 2>&1 | while IFS= read -r line; do
         printf '%s %s\n' "$(date +%s.%N)" "$line"
-    done >"$out/$name.log" || true
+    done >"$log" || true
     awk -v s="$start" -v n="$name" '
         /FERRITE-READY/ && !r { r = $1 - s }
         / BENCH / { t[$3] = $5 - $4; order[++k] = $3 }
@@ -81,10 +89,10 @@ run_engine() {
             printf "%-8s boot-to-ready %8.2f s\n", n, r
             for (i = 1; i <= k; i++) { printf "%-8s %-14s %8.2f s\n", n, order[i], t[order[i]]; tot += t[order[i]] }
             printf "%-8s %-14s %8.2f s   (guest exit status %s)\n", n, "total", tot, e
-        }' "$out/$name.log" | tee "$out/$name.sum"
-    grep -q "FERRITE-EXIT 0" "$out/$name.log" || {
+        }' "$log" | tee "$out/$name.$round.sum"
+    grep -q "FERRITE-EXIT 0" "$log" || {
         echo "bench-guest: $name did not finish its commands; log tail:" >&2
-        tail -20 "$out/$name.log" >&2
+        tail -20 "$log" >&2
         return 1
     }
 }
@@ -112,26 +120,48 @@ PY
     chmod +x "$out/busybox"
     mkdir -p "$out/bin" "$out/native"
     "$out/busybox" --install -s "$out/bin"
-    # Natively there is no boot: the marker comes at once.
-    run_engine native env PATH="$out/bin" D="$out/native" "$out/busybox" sh -c \
-        "$(printf 'echo FERRITE-READY\n%s\necho FERRITE-EXIT $?\n' "$workload")"
 fi
-if wanted jit; then
-    run_engine jit target/release/ferrite run --accel dbt --translator on --memory 512M \
-        -no-reboot --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
+if wanted qemu && ! command -v qemu-system-x86_64 >/dev/null; then
+    echo "bench-guest: qemu-system-x86_64 is not installed; no QEMU column" >&2
 fi
-if wanted interp; then
-    run_engine interp target/release/ferrite run --accel dbt --translator off --memory 512M \
-        -no-reboot --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
-fi
-if wanted qemu; then
-    if command -v qemu-system-x86_64 >/dev/null; then
+for ((round = 1; round <= rounds; round++)); do
+    ((rounds == 1)) || echo "round $round of $rounds"
+    if wanted native; then
+        # Natively there is no boot: the marker comes at once.
+        run_engine native env PATH="$out/bin" D="$out/native" "$out/busybox" sh -c \
+            "$(printf 'echo FERRITE-READY\n%s\necho FERRITE-EXIT $?\n' "$workload")"
+    fi
+    if wanted jit; then
+        run_engine jit target/release/ferrite run --accel dbt --translator on --memory 512M \
+            -no-reboot --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
+    fi
+    if wanted interp; then
+        run_engine interp target/release/ferrite run --accel dbt --translator off --memory 512M \
+            -no-reboot --kernel "$kernel" --initrd "$initrd" --append "$append" "${extra[@]}"
+    fi
+    if wanted qemu && command -v qemu-system-x86_64 >/dev/null; then
         run_engine qemu qemu-system-x86_64 -accel tcg -cpu max -m 512M -nographic -no-reboot \
             -kernel "$kernel" -initrd "$initrd" -append "$append"
-    else
-        echo "bench-guest: qemu-system-x86_64 is not installed; no QEMU column" >&2
     fi
-fi
+done
+# Each engine's median per command over the rounds, to $out/NAME.sum.
+for name in native jit interp qemu; do
+    compgen -G "$out/$name.*.sum" >/dev/null || continue
+    cat "$out/$name".*.sum | awk -v n="$name" -v r="$rounds" '
+        { v[$2] = v[$2] " " $3; if (!($2 in seen)) { seen[$2] = 1; order[++k] = $2 } }
+        END {
+            for (i = 1; i <= k; i++) {
+                c = split(substr(v[order[i]], 2), x, " ")
+                for (a = 1; a <= c; a++) for (b = a + 1; b <= c; b++) if (x[b] < x[a]) { t = x[a]; x[a] = x[b]; x[b] = t }
+                m = (c % 2) ? x[(c + 1) / 2] : (x[c / 2] + x[c / 2 + 1]) / 2
+                printf "%-8s %-14s %8.2f s\n", n, order[i], m
+            }
+        }' >"$out/$name.sum"
+    if ((rounds > 1)); then
+        echo "median of $rounds rounds:"
+        cat "$out/$name.sum"
+    fi
+done
 # Ratio lines: how many times longer A took than B (below 1: A was faster).
 ratio() {
     local a=$1 b=$2
