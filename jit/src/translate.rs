@@ -15,7 +15,10 @@
 
 use dynasmrt::x64::X64Relocation;
 use dynasmrt::{dynasm, DynamicLabel, DynasmApi, DynasmLabelApi, VecAssembler};
-use iced_x86::{ConditionCode, Instruction, Mnemonic as M, OpKind, Register, RflagsBits};
+use iced_x86::{
+    ConditionCode, Instruction, InstructionInfoFactory, Mnemonic as M, OpAccess, OpKind, Register,
+    RflagsBits,
+};
 
 use std::mem::offset_of;
 
@@ -863,7 +866,12 @@ impl<'a> BlockBuilder<'a> {
             ; jae =>refuse
         );
         let forward_entry = b.ops.offset().0;
-        b.reload_cached();
+        let live = entry_live(instrs);
+        for idx in 0..16 {
+            if live & (1 << idx) != 0 {
+                b.refresh(idx);
+            }
+        }
         let n = instrs.len() as u32;
         let mut ended = false;
         for (k, i) in instrs.iter().enumerate() {
@@ -1589,12 +1597,12 @@ impl<'a> BlockBuilder<'a> {
                 (Some(s), 4) => dynasm!(self.ops ; .arch x64 ; mov Rd(h), Rd(s)),
                 (Some(s), _) => dynasm!(self.ops ; .arch x64 ; mov Rq(h), Rq(s)),
                 (None, 4) => {
-                    self.load_reg(i.op_register(1), true);
-                    dynasm!(self.ops ; .arch x64 ; mov Rd(h), ecx);
+                    let (off, _) = reg_slot(i.op_register(1)).expect("checked");
+                    dynasm!(self.ops ; .arch x64 ; mov Rd(h), DWORD [r12 + off]);
                 }
                 (None, _) => {
-                    self.load_reg(i.op_register(1), true);
-                    dynasm!(self.ops ; .arch x64 ; mov Rq(h), rcx);
+                    let (off, _) = reg_slot(i.op_register(1)).expect("checked");
+                    dynasm!(self.ops ; .arch x64 ; mov Rq(h), QWORD [r12 + off]);
                 }
             },
             OpKind::Memory => {
@@ -3347,6 +3355,31 @@ impl<'a> BlockBuilder<'a> {
             _ => dynasm!(self.ops ; .arch x64 ; cmovg rax, rcx),
         }
     }
+}
+
+/// The guest registers (a bit per index) `instrs` may read before writing them whole: a
+/// block loads only those host copies on entry (the others get their value from their
+/// first write, and `Cpu::regs` stays exact for every exit either way). A 32- or 64-bit
+/// write is whole (a 32-bit one zero-extends); a partial or conditional one counts as a
+/// read.
+fn entry_live(instrs: &[Instruction]) -> u16 {
+    let mut factory = InstructionInfoFactory::new();
+    let (mut live, mut seen) = (0u16, 0u16);
+    for i in instrs {
+        let (mut reads, mut writes) = (0u16, 0u16);
+        for u in factory.info(i).used_registers() {
+            let Some((idx, size, high)) = gpr(u.register()) else {
+                continue;
+            };
+            match u.access() {
+                OpAccess::Write if size >= 4 && !high => writes |= 1 << idx,
+                _ => reads |= 1 << idx,
+            }
+        }
+        live |= reads & !seen;
+        seen |= reads | writes;
+    }
+    live
 }
 
 /// The condition that holds exactly when `cc` does not.
