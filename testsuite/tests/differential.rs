@@ -135,7 +135,9 @@ fn translated_faults_keep_earlier_flags() {
     let bodies: [(&str, Body); 9] = [
         ("load", |a| a.mov(rcx, qword_ptr(rbx)).unwrap()),
         // CMP and BT only read memory: pending flags are not merged before them.
-        ("compare with memory", |a| a.cmp(dword_ptr(rbx), ecx).unwrap()),
+        ("compare with memory", |a| {
+            a.cmp(dword_ptr(rbx), ecx).unwrap()
+        }),
         ("bit test in memory", |a| a.bt(qword_ptr(rbx), 3).unwrap()),
         // CLI at CPL 3 (IOPL 0), run by the interpreter inside the block.
         ("cli", |a| a.cli().unwrap()),
