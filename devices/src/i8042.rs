@@ -83,6 +83,8 @@ pub struct I8042 {
     a20: Option<crate::a20::A20Gate>,
     kbd_irq: Arc<dyn IrqLine>,
     aux_irq: Arc<dyn IrqLine>,
+    /// The levels last driven on the keyboard's and the mouse's line.
+    levels: (bool, bool),
     ctr: u8,
     status: u8,
     /// The last command awaits its data byte on port 0x60.
@@ -107,6 +109,7 @@ impl I8042 {
             a20: None,
             kbd_irq,
             aux_irq,
+            levels: (false, false),
             ctr: CTR_AT_BOOT,
             status: STATUS_SYS | STATUS_UNLOCKED,
             pending_command: None,
@@ -162,12 +165,19 @@ impl I8042 {
         self.update_irqs();
     }
 
-    fn update_irqs(&self) {
+    /// Drives both lines from the output buffer, each only when its level changes (under
+    /// KVM every change is an ioctl).
+    fn update_irqs(&mut self) {
         let source = self.output.map(|(_, s)| s);
-        self.kbd_irq
-            .set_level(source == Some(Source::Keyboard) && self.ctr & CTR_KBD_INT != 0);
-        self.aux_irq
-            .set_level(source == Some(Source::Aux) && self.ctr & CTR_AUX_INT != 0);
+        let kbd = source == Some(Source::Keyboard) && self.ctr & CTR_KBD_INT != 0;
+        let aux = source == Some(Source::Aux) && self.ctr & CTR_AUX_INT != 0;
+        if kbd != self.levels.0 {
+            self.kbd_irq.set_level(kbd);
+        }
+        if aux != self.levels.1 {
+            self.aux_irq.set_level(aux);
+        }
+        self.levels = (kbd, aux);
     }
 
     fn read_data(&mut self) -> u8 {
@@ -214,6 +224,8 @@ impl I8042 {
             }
             _ => {
                 self.keyboard.write(v, self.ctr & CTR_XLATE != 0);
+                // Sending to the keyboard enables its port again (as QEMU's pckbd does).
+                self.ctr &= !CTR_KBD_DISABLE;
                 self.refill();
             }
         }
@@ -359,6 +371,10 @@ mod tests {
         assert_eq!(got, [ACK, 0xab, 0x41]);
         // Three edges, and one for the first command-byte read: the BIOS left IRQ 1 on.
         assert_eq!(*kbd.0.lock(), (false, 4));
+        // A byte sent to the keyboard enables its port again.
+        k.write(0x64, 0, &[0xad]);
+        k.write(0x60, 0, &[0xee]);
+        assert_eq!(port(&mut k, 0x60), 0xee);
         // The mouse answers through 0xD4; its bytes wait while its clock is off.
         k.write(0x64, 0, &[0xa7]);
         k.write(0x64, 0, &[0xd4]);

@@ -8,13 +8,15 @@
 //! fetches coherent with stores to the same physical pages, whatever the virtual address.
 
 use std::fs::File;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 
 pub struct CodeBuffer {
     write: MmapMut,
     exec: Mmap,
+    /// The memory file behind both views (its pages are given back on truncation).
+    file: File,
     len: usize,
 }
 
@@ -38,6 +40,7 @@ impl CodeBuffer {
         Ok(CodeBuffer {
             write,
             exec,
+            file,
             len: 0,
         })
     }
@@ -81,8 +84,55 @@ impl CodeBuffer {
         }
     }
 
-    /// Forgets everything after `len` bytes (the code kept across flushes).
+    /// Forgets everything after `len` bytes (the code kept across flushes), and gives the
+    /// memory file's pages past them back: shared memory stays resident until then, so a
+    /// guest that keeps making one-shot code would otherwise hold the whole capacity per
+    /// vCPU for good.
     pub fn truncate(&mut self, len: usize) {
+        let start = len.next_multiple_of(4096);
+        if self.len > start {
+            // SAFETY: fallocate on a descriptor this buffer owns; punching a hole (size kept)
+            // only zeroes the file's range past the code kept, which nothing executes now.
+            let r = unsafe {
+                libc::fallocate(
+                    self.file.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    start as libc::off_t,
+                    (self.len - start) as libc::off_t,
+                )
+            };
+            if r != 0 {
+                log::debug!(
+                    "translator: cannot release the code buffer's pages: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
         self.len = self.len.min(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn resident(b: &CodeBuffer) -> u64 {
+        b.file.metadata().expect("memfd metadata").blocks() * 512
+    }
+
+    #[test]
+    fn truncation_gives_the_pages_back() {
+        let mut b = CodeBuffer::new(1 << 20).expect("code buffer");
+        b.append(&[0xc3; 4096]).expect("room");
+        let kept = resident(&b);
+        b.append(&vec![0x90; 512 << 10]).expect("room");
+        assert!(resident(&b) >= kept + (512 << 10));
+        b.truncate(4096);
+        assert_eq!(b.len(), 4096);
+        assert!(resident(&b) <= kept, "the code past the kept part still takes memory");
+        // The kept code is still there, and the buffer takes new code.
+        assert_eq!(b.write[0], 0xc3);
+        assert_eq!(b.append(&[0xcc]), Some(4096));
     }
 }
