@@ -130,7 +130,10 @@ mod tests {
         assert!(resident(&b) >= kept + (512 << 10));
         b.truncate(4096);
         assert_eq!(b.len(), 4096);
-        assert!(resident(&b) <= kept, "the code past the kept part still takes memory");
+        assert!(
+            resident(&b) <= kept,
+            "the code past the kept part still takes memory"
+        );
         // The kept code is still there, and the buffer takes new code.
         assert_eq!(b.write[0], 0xc3);
         assert_eq!(b.append(&[0xcc]), Some(4096));
