@@ -326,6 +326,20 @@ impl SoftRunner {
 
     /// Loads `case`'s code and data pages and makes its CPU.
     fn setup(&self, case: &Case) -> Interp {
+        // The second code page exists only for code that needs it (the translator's tests of
+        // code crossing pages): the host process maps one page, and a case that reads past
+        // it (BT's bit string reaches far) must fault here as it does there.
+        let second = if case.code.len() > 0x1000 {
+            CODE2_PHYS | 7
+        } else {
+            0
+        };
+        self.ram
+            .write_obj(
+                second,
+                GuestAddress(0x4000 + (((CODE_ADDR + 0x1000) >> 12) & 0x1ff) * 8),
+            )
+            .expect("page table");
         let mut code = case.code.clone();
         code.resize(0x2000, 0xcc);
         self.ram
