@@ -5,6 +5,8 @@
 
 use super::*;
 
+use emu_core::interp::operand::is_immediate;
+
 /// A general register operand: where its bytes are in `Cpu::regs` (AH–BH are byte 1 of
 /// their register) and its size in bytes.
 pub(super) fn reg_slot(r: Register) -> Option<(i32, u32)> {
@@ -108,15 +110,7 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
     let src_ok = |k: u32| match i.op_kind(k) {
         OpKind::Register => reg_slot(i.op_register(k)).is_some(),
         OpKind::Memory => memory_ok(i),
-        OpKind::Immediate8
-        | OpKind::Immediate16
-        | OpKind::Immediate8to16
-        | OpKind::Immediate8to32
-        | OpKind::Immediate8to64
-        | OpKind::Immediate32
-        | OpKind::Immediate32to64
-        | OpKind::Immediate64 => true,
-        _ => false,
+        k => is_immediate(k),
     };
     let ok = match i.mnemonic() {
         M::Mov => {
@@ -277,20 +271,7 @@ pub(super) fn flag_transparent(i: &Instruction) -> bool {
     native(i) == Some(Flow::Next)
         && sse(i).is_none()
         && rep_string(i).is_none()
-        && (0..i.op_count()).all(|k| {
-            matches!(
-                i.op_kind(k),
-                OpKind::Register
-                    | OpKind::Immediate8
-                    | OpKind::Immediate16
-                    | OpKind::Immediate8to16
-                    | OpKind::Immediate8to32
-                    | OpKind::Immediate8to64
-                    | OpKind::Immediate32
-                    | OpKind::Immediate32to64
-                    | OpKind::Immediate64
-            )
-        })
+        && (0..i.op_count()).all(|k| i.op_kind(k) == OpKind::Register || is_immediate(i.op_kind(k)))
         && !matches!(
             i.mnemonic(),
             M::Push | M::Pop | M::Div | M::Popcnt | M::Lzcnt | M::Tzcnt
