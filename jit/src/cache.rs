@@ -83,7 +83,8 @@ pub struct Cache {
     /// The interpreter the blocks were made for (they hold pointers into its group's
     /// code-page map): another one empties the cache.
     identity: u64,
-    blocks: FastMap<(u64, u64), Block>,
+    /// By physical address, RIP and code mode (`code_mode`'s key).
+    blocks: FastMap<(u64, u64, u64), Block>,
     tlb: crate::tlb::Tlb,
 }
 
@@ -107,6 +108,69 @@ fn bit_counts(interp: &Interp) -> u8 {
         has |= HAS_TZCNT;
     }
     has
+}
+
+/// The code the translator takes in the current mode, as its bits (64, 32 or 16) and a key
+/// for the block map and the jump cache (the bits, and for 16-bit code CS's base: blocks
+/// of 16-bit code are specialised on it, their IPs meaning nothing without it).
+///
+/// - 64-bit code.
+/// - 32-bit code (protected or compatibility mode) whose CS, DS, ES and SS are flat — base
+///   0, a 4 GiB limit, DS, ES and SS usable, writable and expand-up, a 32-bit stack — so
+///   blocks add no segment base but FS's and GS's and check no limit but theirs
+///   (`Ctx::seg_ends`): what Linux runs, kernel and user, 32-bit or compatibility.
+/// - 16-bit code (real, virtual-8086, or protected mode with a 16-bit CS) with a 16-bit
+///   stack and a CS limit covering every IP: blocks add every segment's base and check its
+///   limit.
+///
+/// `None`: the interpreter runs (32-bit code with other segments, 16-bit code with a
+/// 32-bit stack).
+fn code_mode(cpu: &emu_core::interp::cpu::Cpu) -> Option<(u32, u64)> {
+    let cs = &cpu.seg[sreg::CS];
+    let sixteen =
+        || (!cpu.seg[sreg::SS].db && cs.limit >= 0xffff).then_some((16, 16 | cs.base << 8));
+    match cpu.mode() {
+        Mode::Long64 => Some((64, 64)),
+        Mode::Real | Mode::Virtual8086 => sixteen(),
+        Mode::Protected | Mode::Compatibility if !cs.db => sixteen(),
+        Mode::Protected | Mode::Compatibility => {
+            let flat = |s: &emu_core::state::Segment| s.base == 0 && s.limit == u32::MAX;
+            let data = |s: &emu_core::state::Segment| {
+                flat(s) && !s.unusable && s.present && s.s && s.type_ & 0xe == 0x2
+            };
+            (!cs.l
+                && flat(cs)
+                && [sreg::DS, sreg::ES, sreg::SS]
+                    .iter()
+                    .all(|&r| data(&cpu.seg[r]))
+                && cpu.seg[sreg::SS].db)
+                .then_some((32, 32))
+        }
+    }
+}
+
+/// One past the highest offset an access through segment `s` may reach inline, for reads and
+/// for writes (see `Ctx::seg_ends`): in real and virtual-8086 mode its limit (the
+/// interpreter checks nothing else there); in protected modes the limit of a usable
+/// expand-up data segment or readable code segment (0 — the slow path — for anything else,
+/// whose checks the interpreter makes).
+fn segment_ends(mode: Mode, s: &emu_core::state::Segment) -> [u64; 2] {
+    if matches!(mode, Mode::Real | Mode::Virtual8086) {
+        return [u64::from(s.limit) + 1; 2];
+    }
+    if s.unusable || !s.present || !s.s {
+        return [0, 0];
+    }
+    let end = u64::from(s.limit) + 1;
+    let code = s.type_ & 0x8 != 0;
+    match (code, s.type_ & 0x4 != 0, s.type_ & 0x2 != 0) {
+        // Readable code: reads only.
+        (true, _, true) => [end, 0],
+        (true, _, false) => [0, 0],
+        // Expand-down data: the interpreter's.
+        (false, true, _) => [0, 0],
+        (false, false, writable) => [end, if writable { end } else { 0 }],
+    }
 }
 
 impl Cache {
@@ -176,8 +240,16 @@ impl Cache {
         stats.flushes += 1;
     }
 
-    /// Translates the block at `phys` (RIP `rip`).
-    fn translate(&mut self, interp: &mut Interp, phys: u64, rip: u64, stats: &mut Stats) -> Block {
+    /// Translates the block at `phys` (RIP `rip`) of `bits`-bit code (`mode`: `code_mode`'s
+    /// key).
+    fn translate(
+        &mut self,
+        interp: &mut Interp,
+        phys: u64,
+        rip: u64,
+        (bits, mode): (u32, u64),
+        stats: &mut Stats,
+    ) -> Block {
         if self.code.len() > MAX_CODE_BYTES.min(self.code.capacity())
             || self.blocks.len() > MAX_BLOCKS
         {
@@ -200,13 +272,21 @@ impl Cache {
         };
         let mut bytes = vec![0u8; (0x1000 - (phys & 0xfff)) as usize];
         interp.mem.read(phys, &mut bytes);
-        let mut decoder = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
+        let mut decoder = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE);
         let mut instrs = Vec::new();
         let mut fallback = (iced_x86::Mnemonic::INVALID, 0);
         while instrs.len() < MAX_BLOCK && decoder.can_decode() {
             let i = decoder.decode();
             // Invalid includes an instruction cut by the end of the page.
             if i.is_invalid() {
+                break;
+            }
+            // EIP wraps at 4 GiB, IP at 64 KiB: the interpreter takes the instructions
+            // reaching there.
+            if (bits == 32 && i.next_ip() > u64::from(u32::MAX))
+                || (bits == 16 && i.next_ip() > 0xffff)
+            {
+                fallback = crate::kind(&i);
                 break;
             }
             match supported(&i) {
@@ -232,6 +312,13 @@ impl Cache {
                 word_ptr,
                 word,
                 bit_count: bit_counts(interp),
+                bits,
+                cs_base: if bits == 16 {
+                    interp.cpu.seg[sreg::CS].base
+                } else {
+                    0
+                },
+                cmov: interp.model.has_edx1(emu_core::cpu_model::edx1::CMOV),
             };
             let mut ops = Asm::new(env.base);
             let (chain, forward) = BlockBuilder::build(&mut ops, &env, &instrs);
@@ -261,7 +348,7 @@ impl Cache {
                 fallback,
             }
         };
-        self.blocks.insert((phys, rip), block);
+        self.blocks.insert((phys, rip, mode), block);
         block
     }
 
@@ -275,13 +362,16 @@ impl Cache {
         budget: u32,
         stats: &mut Stats,
     ) -> Result<u32, Stop> {
-        {
+        let mode = {
             let cpu = &interp.cpu;
-            if cpu.mode() != Mode::Long64 || cpu.flag(flags::TF) || cpu.dr[7] & 0xff != 0 {
-                stats.declined += 1;
-                return Ok(0);
+            match code_mode(cpu) {
+                Some(mode) if !cpu.flag(flags::TF) && cpu.dr[7] & 0xff == 0 => mode,
+                _ => {
+                    stats.declined += 1;
+                    return Ok(0);
+                }
             }
-        }
+        };
         if interp.identity() != self.identity {
             if self.identity != 0 {
                 self.flush(stats);
@@ -291,7 +381,7 @@ impl Cache {
         // The vCPU comes back here right after a run that ended before an instruction no
         // block holds: the interpreter's, without setting up a run.
         if let Ok((phys, word)) = interp.code_location() {
-            if let Some(b) = self.blocks.get(&(phys, interp.cpu.rip)) {
+            if let Some(b) = self.blocks.get(&(phys, interp.cpu.rip, mode.1)) {
                 if b.word == word
                     && b.entry.is_none()
                     && b.fallback.0 != iced_x86::Mnemonic::INVALID
@@ -303,8 +393,16 @@ impl Cache {
             }
         }
         self.tlb.revalidate(interp);
+        self.tlb.code_mode(mode.1);
         let cpu = &interp.cpu;
-        let (fs_base, gs_base) = (cpu.seg[sreg::FS].base, cpu.seg[sreg::GS].base);
+        let cpu_mode = cpu.mode();
+        let seg_base = std::array::from_fn(|s| cpu.seg[s].base);
+        let seg_ends = std::array::from_fn(|s| segment_ends(cpu_mode, &cpu.seg[s]));
+        let cs_base = if mode.0 == 16 {
+            cpu.seg[sreg::CS].base
+        } else {
+            0
+        };
         let sse_ok = {
             use crate::translate::{SSE_BASE, SSE_SSE42, SSE_SSSE3};
             use emu_core::cpu_model::{ecx1, edx1};
@@ -332,8 +430,8 @@ impl Cache {
             status: helpers::OK,
             scratch: [0; 2],
             tlb: self.tlb.base(),
-            fs_base,
-            gs_base,
+            seg_base,
+            seg_ends,
             retired: 0,
             limit: u64::from(budget),
             link: 0,
@@ -363,13 +461,13 @@ impl Cache {
                 break Ok(());
             };
             let rip = interp.cpu.rip;
-            let block = match self.blocks.get(&(phys, rip)) {
+            let block = match self.blocks.get(&(phys, rip, mode.1)) {
                 Some(b) if b.word == word => *b,
                 stale => {
                     if stale.is_some() {
                         stats.invalidated += 1;
                     }
-                    self.translate(interp, phys, rip, stats)
+                    self.translate(interp, phys, rip, mode, stats)
                 }
             };
             let Some(entry) = block.entry else {
@@ -413,8 +511,10 @@ impl Cache {
                     stats.chained += 1;
                 }
             }
+            let linear =
+                rip.wrapping_add(cs_base) & if mode.0 == 64 { u64::MAX } else { 0xffff_ffff };
             self.tlb
-                .remember_jump(rip, entry, interp.mmu.is_global(rip));
+                .remember_jump(rip, entry, interp.mmu.is_global(linear));
             ctx.tlb_owner = &mut self.tlb;
             ctx.tlb = self.tlb.base();
             ctx.jumps = self.tlb.jumps();
@@ -427,7 +527,7 @@ impl Cache {
             stats.dispatches += 1;
             match ctx.status {
                 helpers::FAULT => break Err(ctx.fault.take()),
-                helpers::CODE_WRITTEN => break Ok(()),
+                helpers::CODE_WRITTEN | helpers::LEAVE => break Ok(()),
                 _ => {}
             }
             if ctx.link != 0 {

@@ -13,21 +13,33 @@ pub const OK: u64 = 0;
 pub const FAULT: u64 = 1;
 /// A store changed the block's own code page: the block stops after the instruction.
 pub const CODE_WRITTEN: u64 = 2;
+/// The instruction the interpreter ran in place may have raised an interrupt line (FERR#:
+/// an x87 exception pending with CR0.NE clear): the block stops after it and the run ends,
+/// so the vCPU takes the interrupt at the next instruction boundary, as the interpreter
+/// alone does.
+pub const LEAVE: u64 = 3;
+/// FSW.ES: an unmasked x87 exception is pending.
+const FSW_ES: u16 = 1 << 7;
 
 /// The block's view of the vCPU. Translated code reads the first fields at fixed offsets.
 #[repr(C)]
 pub struct Ctx {
     /// `Cpu::regs` (blocks reach `Cpu::rip` and `Cpu::rflags` at fixed offsets from it).
     pub regs: *mut u64,
-    /// [`OK`], [`FAULT`] or [`CODE_WRITTEN`].
+    /// [`OK`], [`FAULT`], [`CODE_WRITTEN`] or [`LEAVE`].
     pub status: u64,
     /// Scratch slots kept across helper calls.
     pub scratch: [u64; 2],
-    /// The soft TLB's entries, and the FS and GS bases (the only segment bases 64-bit code
-    /// adds).
+    /// The soft TLB's entries.
     pub tlb: *mut crate::tlb::Entry,
-    pub fs_base: u64,
-    pub gs_base: u64,
+    /// The segment bases, by emu-core's `sreg` index (64-bit code adds only FS's and GS's;
+    /// 32-bit code FS's and GS's, its others being 0; 16-bit code every one).
+    pub seg_base: [u64; 6],
+    /// One past the highest offset each segment admits inline, for reads and for writes
+    /// (0: none — an unusable, absent or read-only segment: its accesses take the slow
+    /// path, where the interpreter raises the fault). Read by 16-bit code for every
+    /// segment, by 32-bit code for FS and GS; unused in 64-bit code.
+    pub seg_ends: [[u64; 2]; 6],
     /// Guest instructions retired in this run; blocks stop chaining once it reaches
     /// `limit`.
     pub retired: u64,
@@ -64,8 +76,10 @@ pub const STATUS: i32 = offset_of!(Ctx, status) as i32;
 pub const SCRATCH0: i32 = offset_of!(Ctx, scratch) as i32;
 pub const SCRATCH1: i32 = SCRATCH0 + 8;
 pub const TLB: i32 = offset_of!(Ctx, tlb) as i32;
-pub const FS_BASE: i32 = offset_of!(Ctx, fs_base) as i32;
-pub const GS_BASE: i32 = offset_of!(Ctx, gs_base) as i32;
+/// Segment `s`'s base is at `SEG_BASE + 8 * s`; its read and write ends at `SEG_ENDS + 16 * s`
+/// and 8 bytes on.
+pub const SEG_BASE: i32 = offset_of!(Ctx, seg_base) as i32;
+pub const SEG_ENDS: i32 = offset_of!(Ctx, seg_ends) as i32;
 pub const RETIRED: i32 = offset_of!(Ctx, retired) as i32;
 pub const LIMIT: i32 = offset_of!(Ctx, limit) as i32;
 pub const LINK: i32 = offset_of!(Ctx, link) as i32;
@@ -153,23 +167,24 @@ pub extern "sysv64" fn push(ctx: *mut Ctx, value: u64, size: u64) {
     match i.push(value, size as u32) {
         Ok(()) => {
             after_store(c);
-            let top = i.cpu.regs[4];
+            let top = i.cpu.regs[4] & i.rsp_mask();
             fill(c, i, emu_core::interp::cpu::sreg::SS as u64, top, true);
         }
         Err(stop) => failed(c, stop),
     }
 }
 
-/// RET's target: popped only if it is canonical (else #GP at the RET, RSP untouched, as
-/// the interpreter's near jumps do).
-pub extern "sysv64" fn ret(ctx: *mut Ctx) -> u64 {
+/// RET's target (`size` bytes: 8 in 64-bit code, 4 in 32-bit code, whose flat code
+/// segment admits any target): popped only if it is canonical (else #GP at the RET, RSP
+/// untouched, as the interpreter's near jumps do).
+pub extern "sysv64" fn ret(ctx: *mut Ctx, size: u64) -> u64 {
     // SAFETY: called only by translated code, with the context it was given.
     let (c, i) = unsafe { parts(ctx) };
-    match i.stack_read(0, 8) {
+    match i.stack_read(0, size as u32) {
         Ok(target) if emu_core::interp::canonical(target) => {
-            let top = i.cpu.regs[4];
+            let top = i.cpu.regs[4] & i.rsp_mask();
             fill(c, i, emu_core::interp::cpu::sreg::SS as u64, top, false);
-            i.adjust_rsp(8);
+            i.adjust_rsp(size as i64);
             target
         }
         Ok(_) => {
@@ -196,7 +211,14 @@ pub extern "sysv64" fn interpret(ctx: *mut Ctx) {
         }
     }
     match i.execute_in_block() {
-        Ok(()) => after_store(c),
+        Ok(()) => {
+            after_store(c);
+            let ferr =
+                i.cpu.cr0 & emu_core::state::bits::CR0_NE == 0 && i.cpu.fpu.fsw & FSW_ES != 0;
+            if ferr && c.status == OK {
+                c.status = LEAVE;
+            }
+        }
         Err(stop) => failed(c, stop),
     }
 }

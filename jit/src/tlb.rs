@@ -90,6 +90,9 @@ pub struct Tlb {
     global_jumps: Box<[[bool; JUMPS]; 2]>,
     user: usize,
     key: Key,
+    /// The code mode (`cache::code_mode`'s key) each privilege's jump targets were found
+    /// for: a RIP names another block in another mode, or under another CS base.
+    jump_mode: [u64; 2],
 }
 
 // SAFETY: the code-word pointers point into the vCPU group's `CodePages`, shared by design
@@ -105,6 +108,7 @@ impl Tlb {
             global_jumps: Box::new([[false; JUMPS]; 2]),
             user: 0,
             key: Key::default(),
+            jump_mode: [0; 2],
         }
     }
 
@@ -118,6 +122,16 @@ impl Tlb {
     pub fn remember_jump(&mut self, rip: u64, entry: usize, global: bool) {
         self.jumps[self.user][jump_slot(rip)] = [rip, entry as u64];
         self.global_jumps[self.user][jump_slot(rip)] = global;
+    }
+
+    /// The current privilege's jump targets are for code mode `mode` from now on (forgotten
+    /// if they were for another).
+    pub fn code_mode(&mut self, mode: u64) {
+        if self.jump_mode[self.user] != mode {
+            self.jumps[self.user].fill([NO_RIP, 0]);
+            self.global_jumps[self.user].fill(false);
+            self.jump_mode[self.user] = mode;
+        }
     }
 
     /// Forgets every jump target (their code is gone).

@@ -44,15 +44,19 @@ fn translator_matches_the_host_cpu() {
     let mut failures = Vec::new();
     let mut instructions = 0;
     for (class, _) in CLASSES {
-        let r = run_class(&mut differ, class, false, 400, 0x7a51_a7ed, true).expect("oracle");
-        instructions += r.instructions;
-        if r.mismatches > 0 {
-            failures.push(format!(
-                "{class}: {} of {} cases differ\n{}",
-                r.mismatches,
-                r.cases,
-                r.examples.join("\n")
-            ));
+        // 64-bit code, and 32-bit code in a compatibility-mode segment.
+        for compat in [false, true] {
+            let r = run_class(&mut differ, class, compat, 400, 0x7a51_a7ed, true).expect("oracle");
+            instructions += r.instructions;
+            if r.mismatches > 0 {
+                failures.push(format!(
+                    "{class} ({}-bit): {} of {} cases differ\n{}",
+                    if compat { 32 } else { 64 },
+                    r.mismatches,
+                    r.cases,
+                    r.examples.join("\n")
+                ));
+            }
         }
     }
     let translated = differ.soft.translated.get();
@@ -839,6 +843,231 @@ fn translated_flags_pass_between_blocks() {
         let code = a.assemble(CODE_ADDR).unwrap();
         check_translated(&mut differ, &code_case(code, vec![0; DATA_SIZE], 80), what);
     }
+}
+
+/// 32-bit code through the translator (compatibility mode, as the differential classes run
+/// it): CALL and RET direct, through a register and through memory; PUSH and POP (POP ESP
+/// too) with ESP-based operands in a loop; addresses wrapping at 4 GiB (base plus index,
+/// and a displacement); FS and GS, unusable here, faulting through the slow path; a jump
+/// table — against the host CPU.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[test]
+fn translated_compat_code_matches_the_host() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    let Some(mut differ) = host_differ(true) else {
+        return;
+    };
+    type Body = fn(&mut CodeAssembler);
+    let bodies: [(&str, Body); 6] = [
+        ("calls and returns", |a| {
+            // The CALL pushes the function's address (right after it) for `main` to pop.
+            let (mut main, mut func) = (a.create_label(), a.create_label());
+            a.call(main).unwrap();
+            a.set_label(&mut func).unwrap();
+            a.lea(eax, dword_ptr(eax + ecx * 2 + 1)).unwrap();
+            a.add(ecx, 1).unwrap();
+            a.ret().unwrap();
+            a.set_label(&mut main).unwrap();
+            a.pop(edx).unwrap();
+            a.mov(dword_ptr(ebx), edx).unwrap();
+            a.mov(ecx, 3).unwrap();
+            a.call(edx).unwrap();
+            a.call(dword_ptr(ebx)).unwrap();
+            a.call(func).unwrap();
+            a.push(eax).unwrap();
+            a.push(ecx).unwrap();
+            a.pop(esi).unwrap();
+            a.pop(edi).unwrap();
+            // PUSH of immediates and of memory (addressed from ESP before the push).
+            a.push(0x1234_5678).unwrap();
+            a.push(-5).unwrap();
+            a.push(dword_ptr(esp + 4)).unwrap();
+            a.pop(eax).unwrap();
+            a.pop(ecx).unwrap();
+            a.pop(edx).unwrap();
+            a.mov(dword_ptr(ebx + 0x7f0), 0x1234_5678u32).unwrap();
+            a.lea(esp, dword_ptr(ebx + 0x7f0)).unwrap();
+            a.pop(esp).unwrap(); // the loaded value wins over the increment
+            a.mov(ebp, esp).unwrap();
+        }),
+        ("a loop over the stack", |a| {
+            let mut top = a.create_label();
+            a.mov(ecx, 6).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.push(ecx).unwrap();
+            a.add(eax, dword_ptr(esp)).unwrap();
+            a.imul_3(edx, dword_ptr(esp), 3).unwrap();
+            a.add(esi, edx).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+            a.pop(edi).unwrap();
+            a.add(esp, 5 * 4).unwrap();
+            a.pushfd().unwrap();
+            a.pop(ebp).unwrap();
+        }),
+        ("addresses wrap at 4 GiB", |a| {
+            a.mov(dword_ptr(ebx + 0x10), 0x0bad_f00du32).unwrap();
+            a.mov(ecx, 0xf000_0000u32).unwrap();
+            a.mov(esi, (DATA_ADDR + 0x1000_0000) as u32).unwrap();
+            a.mov(eax, dword_ptr(ecx + esi + 0x10)).unwrap();
+            a.mov(dword_ptr(ecx + esi + 0x20), eax).unwrap();
+            a.add(dword_ptr(ecx + esi + 0x20), 5).unwrap();
+            a.mov(edx, dword_ptr(ebx + 0x20)).unwrap();
+            // A displacement that wraps: ESI + (-0x1000_0000).
+            a.mov(edi, dword_ptr(esi - 0x1000_0000 + 0x10)).unwrap();
+            a.mov(ebp, dword_ptr(0x2000_0010u32)).unwrap();
+        }),
+        ("FS unusable", |a| {
+            // The page in the soft TLB first: the fault must not depend on a miss.
+            a.mov(edx, dword_ptr(ebx)).unwrap();
+            a.mov(eax, 7).unwrap();
+            a.add(eax, 1).unwrap();
+            a.mov(ecx, dword_ptr(ebx).fs()).unwrap();
+        }),
+        ("GS unusable, a store", |a| {
+            a.mov(dword_ptr(ebx + 8), edx).unwrap();
+            a.mov(eax, 7).unwrap();
+            a.mov(dword_ptr(ebx + 8).gs(), eax).unwrap();
+        }),
+        ("a jump table", |a| {
+            let (mut main, mut t1, mut t2) = (a.create_label(), a.create_label(), a.create_label());
+            a.call(main).unwrap();
+            a.set_label(&mut t1).unwrap();
+            a.add(eax, 100).unwrap();
+            a.jmp(dword_ptr(ebx + ecx * 4 + 0x100)).unwrap();
+            a.set_label(&mut t2).unwrap();
+            a.add(eax, 1).unwrap();
+            a.dec(ecx).unwrap();
+            a.jmp(dword_ptr(ebx + ecx * 4 + 0x100)).unwrap();
+            a.set_label(&mut main).unwrap();
+            // The CALL pushed t1's address; t2 is 9 bytes past it (ADD EAX, imm8: 3 bytes;
+            // JMP [EBX+ECX*4+disp32]: 7).
+            a.pop(edx).unwrap();
+            a.mov(dword_ptr(ebx + 0x100), edx).unwrap();
+            a.lea(esi, dword_ptr(edx + 10)).unwrap();
+            a.mov(dword_ptr(ebx + 0x104), esi).unwrap();
+            a.mov(dword_ptr(ebx + 0x108), esi).unwrap();
+            a.mov(dword_ptr(ebx + 0x10c), esi).unwrap();
+            a.mov(ecx, 3).unwrap();
+            a.jmp(dword_ptr(ebx + ecx * 4 + 0x100)).unwrap();
+        }),
+    ];
+    for (what, body) in bodies {
+        let mut a = CodeAssembler::new(32).unwrap();
+        a.mov(ebx, DATA_ADDR as u32).unwrap();
+        a.lea(esp, dword_ptr(ebx + 0x800)).unwrap();
+        body(&mut a);
+        a.ud2().unwrap();
+        let code = a.assemble(CODE_ADDR).unwrap();
+        let mut case = code_case(code, vec![0; DATA_SIZE], 200);
+        case.compat = true;
+        check_translated(&mut differ, &case, what);
+    }
+}
+
+/// 16-bit code through the translator against the interpreter (no host oracle for real
+/// mode): hand-written cases — CALL and RET near, direct, through a register and memory,
+/// PUSH and POP with SP wrapping at 64 KiB, 16-bit addressing on every segment (BP on SS),
+/// offsets past the limit (#GP, #SS), 32-bit addressing and operands, a loop — and random
+/// ones from every class's encodings.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn translated_16bit_code_matches_the_interpreter() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::real16::{compare, random_cases};
+
+    type Body = fn(&mut CodeAssembler);
+    let bodies: [(&str, Body); 6] = [
+        ("calls and returns", |a| {
+            let (mut main, mut func) = (a.create_label(), a.create_label());
+            a.call(main).unwrap();
+            a.set_label(&mut func).unwrap();
+            a.lea(ax, word_ptr(bx + si + 3)).unwrap();
+            a.add(cx, ax).unwrap();
+            a.ret().unwrap();
+            a.set_label(&mut main).unwrap();
+            a.pop(dx).unwrap(); // the function's IP
+            a.mov(word_ptr(0x40), dx).unwrap();
+            a.call(dx).unwrap();
+            a.call(word_ptr(0x40)).unwrap();
+            a.call(func).unwrap();
+            a.push(0x1234).unwrap();
+            a.push(word_ptr(bp + 2)).unwrap();
+            a.pop(si).unwrap();
+            a.pop(di).unwrap();
+            a.hlt().unwrap();
+        }),
+        ("SP wraps at 64 KiB", |a| {
+            a.mov(sp, 2).unwrap();
+            a.push(ax).unwrap();
+            a.push(bx).unwrap(); // at SS:0xfffe
+            a.pop(cx).unwrap();
+            a.pop(dx).unwrap();
+            a.pop(si).unwrap(); // from SS:0x0002
+            a.hlt().unwrap();
+        }),
+        ("every segment, 16-bit addressing", |a| {
+            a.mov(ax, word_ptr(bx + si + 5)).unwrap();
+            a.add(word_ptr(bp + di - 3), ax).unwrap(); // SS
+            a.mov(cx, word_ptr(bx).es()).unwrap();
+            a.xor(word_ptr(si + 0x100).fs(), cx).unwrap();
+            a.mov(dx, word_ptr(di).gs()).unwrap();
+            a.mov(byte_ptr(0x80).cs(), dl).unwrap(); // real mode: CS is writable
+            a.mov(al, byte_ptr(0x80).cs()).unwrap();
+            a.lea(si, word_ptr(bx + si + 0x7000)).unwrap();
+            a.mov(edi, dword_ptr(ebx + esi * 2 + 0x10)).unwrap(); // 32-bit addressing
+            a.inc(dword_ptr(bx + 0x20)).unwrap();
+            a.hlt().unwrap();
+        }),
+        ("an offset past the limit: #GP", |a| {
+            a.mov(bx, 0xffff).unwrap();
+            a.mov(ax, 1).unwrap();
+            a.mov(word_ptr(bx), ax).unwrap();
+            a.hlt().unwrap();
+        }),
+        ("an offset past the stack's limit: #SS", |a| {
+            a.mov(bp, 0xffff).unwrap();
+            a.mov(ax, word_ptr(bp)).unwrap();
+            a.hlt().unwrap();
+        }),
+        ("a loop", |a| {
+            let mut top = a.create_label();
+            a.mov(cx, 9).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.add(ax, word_ptr(bx + si)).unwrap();
+            a.adc(dx, 0).unwrap();
+            a.add(si, 2).unwrap();
+            a.dec(cx).unwrap();
+            a.jnz(top).unwrap();
+            a.hlt().unwrap();
+        }),
+    ];
+    let regs = [0x11, 0x22, 0x33, 0x100, 0x8000, 0x200, 0x300, 0x400];
+    for (what, body) in bodies {
+        let mut a = CodeAssembler::new(16).unwrap();
+        body(&mut a);
+        let code = a.assemble(0x100).unwrap();
+        match compare(&code, regs, 0) {
+            Ok((true, translated)) => assert!(translated > 0, "{what}: nothing ran translated"),
+            Ok((false, _)) => panic!("{what}: left out"),
+            Err(report) => panic!("{what}: {report}"),
+        }
+    }
+    let (compared, translated, bad) = random_cases(1500, 0x16b1_7c0d);
+    eprintln!("16-bit: {compared} random cases compared, {translated} instructions translated");
+    assert!(
+        bad.is_empty(),
+        "{} of {compared} differ:\n{}",
+        bad.len(),
+        bad[..bad.len().min(5)].join("\n\n")
+    );
+    assert!(compared > 1200, "only {compared} cases compared");
+    assert!(
+        translated > 1500,
+        "only {translated} instructions ran translated"
+    );
 }
 
 /// REP STOS and REP MOVS, which blocks run as the host's own inside a page and hand to the

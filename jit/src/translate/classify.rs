@@ -139,11 +139,21 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
                     _ => false,
                 }
         }
-        M::Push => {
-            i.op_kind(0) == OpKind::Register && matches!(gpr(i.op_register(0)), Some((_, 8, false)))
-        }
+        // A register of the stack's word (not the 16-bit forms); PUSH of an immediate or a
+        // memory operand too (arguments in 32-bit code).
         M::Pop => {
-            i.op_kind(0) == OpKind::Register && matches!(gpr(i.op_register(0)), Some((_, 8, false)))
+            i.op_kind(0) == OpKind::Register
+                && matches!(gpr(i.op_register(0)), Some((_, w, false)) if w == word(i))
+        }
+        M::Push => {
+            i.stack_pointer_increment() == -(word(i) as i32)
+                && match i.op_kind(0) {
+                    OpKind::Register => {
+                        matches!(gpr(i.op_register(0)), Some((_, w, false)) if w == word(i))
+                    }
+                    OpKind::Memory => memory_ok(i),
+                    k => is_immediate(k),
+                }
         }
         M::Nop | M::Endbr64 | M::Endbr32 => true,
         M::Xchg => {
@@ -185,7 +195,8 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
         // operand); BTS/BTR/BTC on memory write it (and are mostly LOCK'ed): the
         // interpreter's.
         M::Bt | M::Bts | M::Btr | M::Btc => {
-            wide && (i.op_kind(0) == OpKind::Register || (i.mnemonic() == M::Bt && memory_ok(i)))
+            wide && (i.op_kind(0) == OpKind::Register
+                || (i.mnemonic() == M::Bt && memory_ok(i) && !addr16(i)))
                 && matches!(i.op_kind(1), OpKind::Register | OpKind::Immediate8)
                 && (i.op_kind(1) != OpKind::Register || reg_slot(i.op_register(1)).is_some())
         }
@@ -202,12 +213,30 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
         M::Jmp | M::Call => match i.op_kind(0) {
             // A non-canonical constant target is the interpreter's #GP to raise.
             OpKind::NearBranch64 => emu_core::interp::canonical(i.near_branch64()),
-            // Indirect through a 64-bit register or memory (not the 16-bit forms).
-            OpKind::Register => matches!(gpr(i.op_register(0)), Some((_, 8, false))),
-            OpKind::Memory => i.memory_size().size() == 8 && memory_ok(i),
+            // 32-bit code's flat CS admits any 32-bit target, 16-bit code's CS any 16-bit
+            // one (see `cache::code_mode`); iced wraps them.
+            OpKind::NearBranch32 | OpKind::NearBranch16 => true,
+            // Indirect through a register or memory of the code's word (not the 16-bit
+            // forms, nor far pointers).
+            OpKind::Register => {
+                matches!(gpr(i.op_register(0)), Some((_, w, false)) if w == word(i))
+            }
+            OpKind::Memory => {
+                (i.is_jmp_near_indirect() || i.is_call_near_indirect())
+                    && i.memory_size().size() as u32 == word(i)
+                    && memory_ok(i)
+            }
             _ => false,
         },
-        M::Ret => i.op_count() == 0,
+        M::Ret => {
+            i.op_count() == 0
+                && matches!(
+                    (i.code(), word(i)),
+                    (iced_x86::Code::Retnq, 8)
+                        | (iced_x86::Code::Retnd, 4)
+                        | (iced_x86::Code::Retnw, 2)
+                )
+        }
         m if i.is_jcc_short_or_near() && m != M::Jrcxz => {
             emu_core::interp::canonical(i.near_branch_target())
         }
@@ -377,18 +406,49 @@ pub(super) fn op_size(i: &Instruction) -> Option<u32> {
     }
 }
 
-/// A memory operand the translator can address: 64- or 32-bit addressing with general
+/// A memory operand the translator can address: 64-, 32- or 16-bit addressing with general
 /// registers, or RIP-relative.
 pub(super) fn memory_ok(i: &Instruction) -> bool {
-    let base_ok = match i.memory_base() {
-        Register::None | Register::RIP | Register::EIP => true,
-        r => matches!(gpr(r), Some((_, 4 | 8, false))),
-    };
-    let index_ok = match i.memory_index() {
+    let reg_ok = |r: Register| match r {
         Register::None => true,
-        r => matches!(gpr(r), Some((_, 4 | 8, false))),
+        r => matches!(gpr(r), Some((_, 2 | 4 | 8, false))),
     };
-    base_ok && index_ok && seg_index(i.memory_segment()).is_some()
+    let base_ok =
+        matches!(i.memory_base(), Register::RIP | Register::EIP) || reg_ok(i.memory_base());
+    // 32-bit code: not CS (a code segment: execute-only or read-only, the interpreter's to
+    // check; 16-bit code checks every segment's limits and rights inline).
+    let code32_ok =
+        i.code_size() != iced_x86::CodeSize::Code32 || i.memory_segment() != Register::CS;
+    base_ok && reg_ok(i.memory_index()) && code32_ok && seg_index(i.memory_segment()).is_some()
+}
+
+/// 16-bit addressing (16-bit code, or an address-size prefix in 32-bit code): the offset
+/// wraps at 64 KiB.
+pub(super) fn addr16(i: &Instruction) -> bool {
+    let size = |r: Register| gpr(r).map(|(_, s, _)| s);
+    size(i.memory_base()) == Some(2)
+        || size(i.memory_index()) == Some(2)
+        || (i.memory_base() == Register::None
+            && i.memory_index() == Register::None
+            && i.memory_displ_size() == 2)
+}
+
+/// A JMP or CALL to a constant (near) target.
+pub(super) fn is_direct(i: &Instruction) -> bool {
+    matches!(
+        i.op_kind(0),
+        OpKind::NearBranch64 | OpKind::NearBranch32 | OpKind::NearBranch16
+    )
+}
+
+/// The stack's and near branches' word in `i`'s code: 8 bytes in 64-bit code, 4 in 32-bit
+/// code and 2 in 16-bit code (whose stack segments match, see `cache::code_mode`).
+pub(super) fn word(i: &Instruction) -> u32 {
+    match i.code_size() {
+        iced_x86::CodeSize::Code64 => 8,
+        iced_x86::CodeSize::Code16 => 2,
+        _ => 4,
+    }
 }
 
 /// The guest registers (a bit per index) `instrs` may read before writing them whole: a
@@ -493,4 +553,9 @@ pub(super) fn addr32(i: &Instruction) -> bool {
             | Register::R15D
             | Register::EIP
     ) || gpr(i.memory_index()).is_some_and(|(_, s, _)| s == 4)
+}
+
+/// Addresses wrap at 4 GiB: 32-bit code, or 32-bit addressing in 64-bit code.
+pub(super) fn wraps32(i: &Instruction) -> bool {
+    i.code_size() == iced_x86::CodeSize::Code32 || addr32(i)
 }

@@ -97,7 +97,7 @@ impl BlockBuilder<'_> {
                 4 => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 4]),
                 _ => dynasm!(self.ops ; .arch x64 ; lea rdx, [rdx + rax * 8]),
             }
-            if addr32(i) {
+            if wraps32(i) {
                 dynasm!(self.ops ; .arch x64 ; mov edx, edx);
             }
             self.mem_load(i, k, seg, size);

@@ -6,11 +6,18 @@ use super::*;
 impl BlockBuilder<'_> {
     /// RDX = the offset of `i`'s memory operand (its segment is applied by the helper).
     pub(super) fn effective_address(&mut self, i: &Instruction) {
+        // 32-bit addressing (32-bit code, or an address-size prefix in 64-bit code) wraps
+        // at 4 GiB: the displacement as a signed 32-bit value, the sum truncated below.
+        let (wraps16, wraps32) = (addr16(i), wraps32(i));
         let disp = if i.is_ip_rel_memory_operand() {
-            i.ip_rel_memory_address()
+            i.ip_rel_memory_address() as i64
+        } else if wraps16 {
+            i64::from(i.memory_displacement32() as i16)
+        } else if wraps32 {
+            i64::from(i.memory_displacement32() as i32)
         } else {
-            i.memory_displacement64()
-        } as i64;
+            i.memory_displacement64() as i64
+        };
         let base = gpr(i.memory_base()).map(|(b, _, _)| b);
         let index = gpr(i.memory_index()).map(|(x, _, _)| x);
         match (base, index, i32::try_from(disp)) {
@@ -75,7 +82,9 @@ impl BlockBuilder<'_> {
                 );
             }
         }
-        if addr32(i) {
+        if wraps16 {
+            dynasm!(self.ops ; .arch x64 ; movzx edx, dx);
+        } else if wraps32 {
             dynasm!(self.ops ; .arch x64 ; mov edx, edx);
         }
     }
@@ -137,11 +146,37 @@ impl BlockBuilder<'_> {
     /// jump to `slow` (a miss, a page-crossing access, a store to a page with decoded code).
     /// Keeps RAX and RDX; clobbers RCX and RDI.
     pub(super) fn tlb_lookup(&mut self, seg: i32, size: u32, write: bool, slow: DynamicLabel) {
-        dynasm!(self.ops ; .arch x64 ; mov rsi, rdx);
-        if seg == emu_core::interp::cpu::sreg::FS as i32 {
-            dynasm!(self.ops ; .arch x64 ; add rsi, [rbx + FS_BASE]);
-        } else if seg == emu_core::interp::cpu::sreg::GS as i32 {
-            dynasm!(self.ops ; .arch x64 ; add rsi, [rbx + GS_BASE]);
+        let fs_gs = seg == emu_core::interp::cpu::sreg::FS as i32
+            || seg == emu_core::interp::cpu::sreg::GS as i32;
+        let base = SEG_BASE + 8 * seg;
+        // 16-bit code adds every segment's base and checks its limit; 32-bit code FS's and
+        // GS's (its others are flat); 64-bit code adds FS's and GS's base only.
+        let segmented = match self.env.bits {
+            16 => true,
+            32 => fs_gs,
+            _ => false,
+        };
+        if segmented {
+            // The last byte's offset within the segment's limit (RDX is zero-extended, so
+            // an access wrapping past 4 GiB fails too), then the base added with 32-bit
+            // wrap-around, as the interpreter's `seg_linear`.
+            let (last, end) = (
+                size as i32 - 1,
+                SEG_ENDS + 16 * seg + if write { 8 } else { 0 },
+            );
+            dynasm!(self.ops
+                ; .arch x64
+                ; lea rcx, [rdx + last]
+                ; cmp rcx, [rbx + end]
+                ; jae =>slow
+                ; mov esi, edx
+                ; add esi, [rbx + base]
+            );
+        } else {
+            dynasm!(self.ops ; .arch x64 ; mov rsi, rdx);
+            if fs_gs {
+                dynasm!(self.ops ; .arch x64 ; add rsi, [rbx + base]);
+            }
         }
         // RDI = the entry's offset in the table: the page number's low bits, scaled.
         let (mask, shift, last) = (
@@ -151,9 +186,7 @@ impl BlockBuilder<'_> {
         );
         // The tag is compared with the last byte's page, indexed by the first byte's: an
         // access crossing pages can never match (consecutive pages have different indices).
-        if seg == emu_core::interp::cpu::sreg::FS as i32
-            || seg == emu_core::interp::cpu::sreg::GS as i32
-        {
+        if fs_gs || segmented {
             dynasm!(self.ops ; .arch x64 ; mov rdi, rsi);
         } else {
             dynasm!(self.ops ; .arch x64 ; mov rdi, rdx);
@@ -237,10 +270,64 @@ impl BlockBuilder<'_> {
         dynasm!(self.ops ; .arch x64 ; =>back);
     }
 
-    /// PUSH of RAX (8 bytes): RSP moves once the store is done.
+    /// EDX = ESP (SP in 16-bit code), zero-extended: 32- and 16-bit code's stack pointer.
+    pub(super) fn load_sp(&mut self) {
+        match (self.host[4], self.env.bits) {
+            (Some(h), 16) => dynasm!(self.ops ; .arch x64 ; movzx edx, Rw(h)),
+            (Some(h), _) => dynasm!(self.ops ; .arch x64 ; mov edx, Rd(h)),
+            (None, 16) => dynasm!(self.ops ; .arch x64 ; movzx edx, WORD [r12 + 32]),
+            (None, _) => dynasm!(self.ops ; .arch x64 ; mov edx, DWORD [r12 + 32]),
+        }
+    }
+
+    /// EDX += `delta`, wrapping as the stack pointer does (at 4 GiB; 64 KiB in 16-bit code).
+    pub(super) fn step_sp(&mut self, delta: i32) {
+        dynasm!(self.ops ; .arch x64 ; add edx, delta);
+        if self.env.bits == 16 {
+            dynasm!(self.ops ; .arch x64 ; movzx edx, dx);
+        }
+    }
+
+    /// ESP (SP) = EDX, the rest of RSP kept (the interpreter's `adjust_rsp` with a 32- or
+    /// 16-bit stack), in `Cpu::regs` and the copy.
+    pub(super) fn store_sp(&mut self) {
+        if self.env.bits == 16 {
+            dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + 32], dx);
+            if let Some(h) = self.host[4] {
+                dynasm!(self.ops ; .arch x64 ; mov Rw(h), dx);
+            }
+            return;
+        }
+        dynasm!(self.ops ; .arch x64 ; mov DWORD [r12 + 32], edx);
+        if let Some(h) = self.host[4] {
+            dynasm!(self.ops
+                ; .arch x64
+                ; shr Rq(h), 32
+                ; shl Rq(h), 32
+                ; or Rq(h), rdx
+            );
+        }
+    }
+
+    /// PUSH of RAX (the stack's word: 8 bytes, 4 in 32-bit code, 2 in 16-bit code): RSP
+    /// moves once the store is done.
     pub(super) fn push_rax(&mut self, i: &Instruction, k: u32, fault_only: bool) {
         let ss = emu_core::interp::cpu::sreg::SS as i32;
         let (slow, back) = self.slow_path_for(i, k, SlowCall::Push, fault_only);
+        if self.env.bits != 64 {
+            let word = self.env.bits / 8;
+            self.load_sp();
+            self.step_sp(-(word as i32));
+            self.tlb_lookup(ss, word, true, slow);
+            if word == 2 {
+                dynasm!(self.ops ; .arch x64 ; mov [rsi], ax);
+            } else {
+                dynasm!(self.ops ; .arch x64 ; mov [rsi], eax);
+            }
+            self.store_sp();
+            dynasm!(self.ops ; .arch x64 ; =>back);
+            return;
+        }
         self.load_gpr64(4, false);
         dynasm!(self.ops ; .arch x64 ; sub rdx, 8);
         self.tlb_lookup(ss, 8, true, slow);
@@ -284,11 +371,12 @@ impl BlockBuilder<'_> {
             }
             SlowCall::Push => {
                 let f = helpers::push as *const () as usize as i64;
+                let word = (self.env.bits / 8) as i32;
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov rsi, rax
                     ; mov rdi, rbx
-                    ; mov edx, 8
+                    ; mov edx, word
                     ; mov rax, QWORD f
                     ; call rax
                 );
@@ -322,9 +410,11 @@ impl BlockBuilder<'_> {
             }
             SlowCall::Ret => {
                 let f = helpers::ret as *const () as usize as i64;
+                let word = (self.env.bits / 8) as i32;
                 dynasm!(self.ops
                     ; .arch x64
                     ; mov rdi, rbx
+                    ; mov esi, word
                     ; mov rax, QWORD f
                     ; call rax
                 );

@@ -31,7 +31,7 @@ use emu_core::interp::cpu::Cpu;
 use emu_core::interp::operand::{gpr, seg_index};
 
 use crate::helpers::{
-    self, FS_BASE, GS_BASE, JUMPS, LIMIT, LINK, RETIRED, SCRATCH0, SCRATCH1, STATUS,
+    self, JUMPS, LIMIT, LINK, RETIRED, SCRATCH0, SCRATCH1, SEG_BASE, SEG_ENDS, STATUS,
 };
 
 mod classify;
@@ -88,9 +88,9 @@ enum SlowCall {
     Load { seg: i32, size: u32 },
     /// `store(ctx, seg, RDX, size, RAX)`.
     Store { seg: i32, size: u32 },
-    /// `push(ctx, RAX, 8)`: the store and RSP's update.
+    /// `push(ctx, RAX, word)`: the store and RSP's update.
     Push,
-    /// `ret(ctx)` into RAX: the load, the canonical check and RSP's update.
+    /// `ret(ctx, word)` into RAX: the load, the canonical check and RSP's update.
     Ret,
     /// `gp(ctx)`: #GP(0) at the instruction (it never comes back).
     Gp,
@@ -143,6 +143,26 @@ pub struct BlockEnv {
     /// ([`HAS_POPCNT`], [`HAS_LZCNT`], [`HAS_TZCNT`]): translated to the host's own; the
     /// others run on the interpreter (which decides #UD or, for LZCNT/TZCNT, BSR/BSF).
     pub bit_count: u8,
+    /// 64: 64-bit code; 32: flat 32-bit code: 32-bit addresses, EIP and ESP, FS and GS
+    /// with their bases and limits (`Ctx::seg_ends`); 16: 16-bit code: IP and SP, every
+    /// segment with its base and limit (see `cache::code_mode`).
+    pub bits: u32,
+    /// CS's base (16-bit code's linear addresses are IP plus it; 0 in 32- and 64-bit code).
+    pub cs_base: u64,
+    /// The guest's model has CMOV (every 64-bit one does; a Pentium's 32-bit code raises
+    /// #UD, which the interpreter in place does).
+    pub cmov: bool,
+}
+
+impl BlockEnv {
+    /// The linear address of `rip` (16-bit code's IP is an offset into CS).
+    pub fn linear(&self, rip: u64) -> u64 {
+        if self.bits == 16 {
+            (self.cs_base + rip) & 0xffff_ffff
+        } else {
+            rip
+        }
+    }
 }
 
 pub const HAS_POPCNT: u8 = 1;
@@ -228,7 +248,7 @@ impl<'a> BlockBuilder<'a> {
         let mut b = BlockBuilder {
             ops,
             env,
-            page: instrs.first().map_or(0, |i| i.ip() >> 12),
+            page: instrs.first().map_or(0, |i| env.linear(i.ip()) >> 12),
             exits: Vec::new(),
             // Every block starts with the six status flags in R15 (see `complete_flags`).
             unmerged: STATUS_FLAGS,
@@ -438,7 +458,7 @@ impl<'a> BlockBuilder<'a> {
     /// On to the constant `rip` (its instructions counted; RIP is stored only if the jump
     /// goes back to the dispatcher).
     fn continue_to(&mut self, rip: u64) {
-        if rip >> 12 != self.page {
+        if self.env.linear(rip) >> 12 != self.page {
             let target = rip as i64;
             dynasm!(self.ops ; .arch x64 ; mov rax, QWORD target);
             self.jump_through_cache();
@@ -500,8 +520,12 @@ impl<'a> BlockBuilder<'a> {
     }
 
     /// RAX = the target of an indirect JMP or CALL, checked to be canonical (else #GP(0)
-    /// at the instruction).
+    /// at the instruction); in 32-bit code any (zero-extended) target is within CS.
     fn indirect_target(&mut self, i: &Instruction, k: u32) {
+        if self.env.bits != 64 {
+            self.load_dest(i, k, self.env.bits / 8);
+            return;
+        }
         self.load_dest(i, k, 8);
         let (gp, back) = self.slow_path_for(i, k, SlowCall::Gp, false);
         dynasm!(self.ops
@@ -529,6 +553,7 @@ impl<'a> BlockBuilder<'a> {
             M::Popcnt => HAS_POPCNT,
             M::Lzcnt => HAS_LZCNT,
             M::Tzcnt => HAS_TZCNT,
+            m if is_cmovcc(m) => return self.env.cmov && native(i).is_some(),
             _ => return native(i).is_some(),
         };
         native(i).is_some() && self.env.bit_count & need != 0
@@ -981,10 +1006,37 @@ impl<'a> BlockBuilder<'a> {
                 self.store_dest(i, k, size);
             }
             M::Push => {
-                let (r, _, _) = gpr(i.op_register(0)).expect("checked");
-                let off_r = 8 * r as i32;
-                dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_r]);
+                match i.op_kind(0) {
+                    OpKind::Register => {
+                        let (r, _, _) = gpr(i.op_register(0)).expect("checked");
+                        let off_r = 8 * r as i32;
+                        dynasm!(self.ops ; .arch x64 ; mov rax, [r12 + off_r]);
+                    }
+                    // Its address from RSP before the push, as the guest computes it.
+                    OpKind::Memory => self.load_mem(i, k, self.env.bits / 8, false),
+                    _ => {
+                        // Sign-extended to the stack's word (only its low bytes are stored).
+                        let v = i.immediate(0) as i64;
+                        match i32::try_from(v) {
+                            Ok(v) => dynasm!(self.ops ; .arch x64 ; mov rax, v),
+                            Err(_) => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD v),
+                        }
+                    }
+                }
                 self.push_rax(i, k, false);
+            }
+            M::Pop if self.env.bits != 64 => {
+                let word = self.env.bits / 8;
+                let ss = emu_core::interp::cpu::sreg::SS as i32;
+                self.load_sp();
+                self.mem_load(i, k, ss, word);
+                // Again: the slow path's call does not keep RDX.
+                self.load_sp();
+                self.step_sp(word as i32);
+                self.store_sp();
+                // POP ESP (SP): the loaded value wins (a 32-bit write zero-extends, a 16-bit
+                // one keeps the rest).
+                self.store_reg(i.op_register(0));
             }
             M::Pop => {
                 let (r, _, _) = gpr(i.op_register(0)).expect("checked");
@@ -1001,12 +1053,12 @@ impl<'a> BlockBuilder<'a> {
                 self.refresh(4);
                 self.refresh(r);
             }
-            M::Jmp if i.op_kind(0) != OpKind::NearBranch64 => {
+            M::Jmp if !is_direct(i) => {
                 self.indirect_target(i, k);
                 self.jump_indirect(k + 1);
                 return Flow::End;
             }
-            M::Call if i.op_kind(0) != OpKind::NearBranch64 => {
+            M::Call if !is_direct(i) => {
                 // The target first (a non-canonical one faults before the push).
                 self.indirect_target(i, k);
                 let next = i.next_ip() as i64;
@@ -1031,7 +1083,7 @@ impl<'a> BlockBuilder<'a> {
                 return Flow::End;
             }
             M::Jmp => {
-                self.jump_to(i.near_branch64(), k + 1);
+                self.jump_to(i.near_branch_target(), k + 1);
                 return Flow::End;
             }
             M::Call => {
@@ -1040,11 +1092,31 @@ impl<'a> BlockBuilder<'a> {
                 self.push_rax(i, k, true);
                 // The push may have written the running block's code page: then on to the
                 // target through the dispatcher, which sees the status.
-                self.retire_at(i.near_branch64(), k + 1);
+                self.retire_at(i.near_branch_target(), k + 1);
                 dynasm!(self.ops ; .arch x64 ; cmp QWORD [rbx + STATUS], 0);
                 let leave = self.merge_exit();
                 dynasm!(self.ops ; .arch x64 ; jne =>leave);
-                self.continue_to(i.near_branch64());
+                self.continue_to(i.near_branch_target());
+                return Flow::End;
+            }
+            M::Ret if self.env.bits != 64 => {
+                // 32- and 16-bit code: any target is within CS (see `cache::code_mode`).
+                let word = self.env.bits / 8;
+                let ss = emu_core::interp::cpu::sreg::SS as i32;
+                let (slow, back) = self.slow_path_for(i, k, SlowCall::Ret, false);
+                self.load_sp();
+                self.tlb_lookup(ss, word, false, slow);
+                if word == 2 {
+                    dynasm!(self.ops ; .arch x64 ; movzx eax, WORD [rsi]);
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; mov eax, [rsi]);
+                }
+                self.step_sp(word as i32);
+                self.store_sp();
+                dynasm!(self.ops ; .arch x64 ; =>back);
+                let done = (k + 1) as i32;
+                dynasm!(self.ops ; .arch x64 ; add QWORD [rbx + RETIRED], done);
+                self.jump_through_cache();
                 return Flow::End;
             }
             M::Ret => {

@@ -10,6 +10,8 @@ pub mod case;
 pub mod gen;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod host;
+#[cfg(target_arch = "x86_64")]
+pub mod real16;
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 pub mod runner;
 pub mod soft;

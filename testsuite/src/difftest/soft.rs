@@ -26,7 +26,7 @@ const GDT: u64 = 0x500;
 const RAM: usize = 1 << 20;
 
 /// RFLAGS bits from iced's `RflagsBits`.
-fn to_bits(r: u32) -> u64 {
+pub(crate) fn to_bits(r: u32) -> u64 {
     use iced_x86::RflagsBits;
     {
         let mut b = 0u64;
@@ -49,7 +49,7 @@ fn to_bits(r: u32) -> u64 {
 
 /// The flags `i` leaves undefined, and those it leaves defined, given the undefined set
 /// before it.
-fn flags_after(undef: u64, i: &Instruction) -> u64 {
+pub(crate) fn flags_after(undef: u64, i: &Instruction) -> u64 {
     let mut undefined = to_bits(i.rflags_undefined());
     // The SDM leaves OF undefined for shifts and rotates by more than 1, which iced
     // cannot know for CL and imm8 counts.
