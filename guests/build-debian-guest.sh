@@ -3,7 +3,8 @@
 #
 # Outputs (in ${FERRITE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ferrite}/guests/debian/):
 #   vmlinuz     the stock Debian x86-64 kernel (bzImage) that linux-image-amd64 points at
-#   initrd.img  gzip-compressed newc cpio: static busybox + /init
+#   initrd.img  gzip-compressed newc cpio: static busybox + /init, and the i386 static
+#               busybox as /bin/busybox32 (32-bit user code: compatibility mode)
 #   stamp       what was built, and the sha256 of this script (the "recipe")
 #
 # The last two lines of stdout are always exactly:
@@ -21,6 +22,8 @@ set -euo pipefail
 PROG=build-debian-guest
 KERNEL_META=linux-image-amd64
 BUSYBOX_PKG=busybox-static
+# The same busybox built for i386: 32-bit programs under the 64-bit kernel.
+BUSYBOX32_PKG=busybox-static:i386
 
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
@@ -153,7 +156,17 @@ if ((EUID == 0)) && getent passwd _apt >/dev/null; then
 fi
 
 # ---------------------------------------------------------------- resolve + download
-ensure_known "$KERNEL_META" "$BUSYBOX_PKG"
+# apt knows i386 packages only once dpkg has the architecture.
+if ! dpkg --print-foreign-architectures | grep -qx i386; then
+    log "adding the i386 architecture to dpkg (for $BUSYBOX32_PKG)"
+    as_root dpkg --add-architecture i386 || die "dpkg --add-architecture i386 failed"
+    # A mirror mid-sync can fail one index (security's i386, say) and make apt-get update
+    # exit non-zero; what matters is that apt then knows the package (checked below).
+    log "running apt-get update (for the i386 lists)"
+    as_root apt-get update >&2 || log "apt-get update reported errors; going on if apt knows $BUSYBOX32_PKG"
+    lists_updated=1
+fi
+ensure_known "$KERNEL_META" "$BUSYBOX_PKG" "$BUSYBOX32_PKG"
 kernel_pkg=$(resolve_kernel_pkg) || true
 if [[ -z $kernel_pkg ]]; then
     apt_update
@@ -162,7 +175,7 @@ if [[ -z $kernel_pkg ]]; then
 fi
 log "kernel package: $kernel_pkg (via $KERNEL_META $(candidate "$KERNEL_META"))"
 
-for pkg in "$kernel_pkg" "$BUSYBOX_PKG"; do
+for pkg in "$kernel_pkg" "$BUSYBOX_PKG" "$BUSYBOX32_PKG"; do
     ensure_known "$pkg"
     log "downloading $pkg $(candidate "$pkg")"
     if ! download "$pkg" "$debs"; then
@@ -180,11 +193,14 @@ for pkg in "$kernel_pkg" "$BUSYBOX_PKG"; do
 done
 
 kernel_deb=$(find "$debs" -maxdepth 1 -name "${kernel_pkg}_*.deb" | head -n1)
-busybox_deb=$(find "$debs" -maxdepth 1 -name "${BUSYBOX_PKG}_*.deb" | head -n1)
+busybox_deb=$(find "$debs" -maxdepth 1 -name "${BUSYBOX_PKG}_*_amd64.deb" | head -n1)
+busybox32_deb=$(find "$debs" -maxdepth 1 -name "${BUSYBOX_PKG}_*_i386.deb" | head -n1)
 [[ -n $kernel_deb ]] || die "downloaded .deb for $kernel_pkg not found in $debs"
 [[ -n $busybox_deb ]] || die "downloaded .deb for $BUSYBOX_PKG not found in $debs"
+[[ -n $busybox32_deb ]] || die "downloaded .deb for $BUSYBOX32_PKG not found in $debs"
 kernel_ver=$(dpkg-deb -f "$kernel_deb" Version)
 busybox_ver=$(dpkg-deb -f "$busybox_deb" Version)
+busybox32_ver=$(dpkg-deb -f "$busybox32_deb" Version)
 
 # ---------------------------------------------------------------- extract
 log "extracting kernel from $(basename "$kernel_deb")"
@@ -203,6 +219,10 @@ log "extracting busybox from $(basename "$busybox_deb")"
 bx=$work/busybox
 dpkg-deb -x "$busybox_deb" "$bx" || die "dpkg-deb -x $busybox_deb failed"
 [[ -f $bx/bin/busybox ]] || die "no bin/busybox in $busybox_deb"
+log "extracting busybox (i386) from $(basename "$busybox32_deb")"
+bx32=$work/busybox32
+dpkg-deb -x "$busybox32_deb" "$bx32" || die "dpkg-deb -x $busybox32_deb failed"
+[[ -f $bx32/bin/busybox ]] || die "no bin/busybox in $busybox32_deb"
 
 # ---------------------------------------------------------------- initramfs tree
 root=$work/root
@@ -210,6 +230,8 @@ mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,root,etc,mnt}
 chmod 755 "$root" "$root"/{bin,sbin,usr,usr/bin,usr/sbin,dev,proc,sys,run,root,etc,mnt}
 chmod 1777 "$root/tmp"
 install -m 755 "$bx/bin/busybox" "$root/bin/busybox"
+# No applet links: `busybox32 APPLET` runs the 32-bit one.
+install -m 755 "$bx32/bin/busybox" "$root/bin/busybox32"
 
 # Applet symlinks at build time when the host can run the (static x86-64) busybox;
 # otherwise /init falls back to `busybox --install -s` at boot.
@@ -337,6 +359,8 @@ kernel_version=$kernel_ver
 kernel_file=$(basename "$vmlinuz")
 busybox_package=$BUSYBOX_PKG
 busybox_version=$busybox_ver
+busybox32_package=$BUSYBOX32_PKG
+busybox32_version=$busybox32_ver
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 EOF
 mv -f "$out_dir/.stamp.tmp" "$stamp"
