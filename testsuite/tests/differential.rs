@@ -1044,11 +1044,38 @@ fn translated_16bit_code_matches_the_interpreter() {
             a.hlt().unwrap();
         }),
     ];
-    let regs = [0x11, 0x22, 0x33, 0x100, 0x8000, 0x200, 0x300, 0x400];
-    for (what, body) in bodies {
-        let mut a = CodeAssembler::new(16).unwrap();
-        body(&mut a);
-        let code = a.assemble(0x100).unwrap();
+    // RSP's upper half is set: 16-bit stack writes keep it.
+    let regs = [0x11, 0x22, 0x33, 0x100, 0x5_0000_8000, 0x200, 0x300, 0x400];
+    let mut cases: Vec<(&str, Vec<u8>)> = bodies
+        .iter()
+        .map(|(what, body)| {
+            let mut a = CodeAssembler::new(16).unwrap();
+            body(&mut a);
+            (*what, a.assemble(0x100).unwrap())
+        })
+        .collect();
+    // GCC's -m16 CALLL/RETL: an operand-size prefixed CALL pushes 4 bytes.
+    cases.push((
+        "CALLL and RETL",
+        vec![
+            0x40, // 0x100: INC AX
+            0x66, 0xe8, 2, 0, 0, 0, // 0x101: CALLL 0x109
+            0xf4, 0xf4, // 0x107: HLT
+            0x66, 0xc3, // 0x109: RETL
+        ],
+    ));
+    // The same bytes under two CS bases (blocks and jump targets keyed by CS's base).
+    cases.push((
+        "one code under two CS bases",
+        vec![
+            0x40, // 0x100 (CS 0x1010: 0): INC AX
+            0x3d, 0x14, 0, // CMP AX, 0x14 (AX starts at 0x11: three rounds)
+            0x74, 5, // JE +5
+            0xea, 0, 0, 0x10, 0x10, // JMP FAR 0x1010:0000
+            0xf4, // HLT
+        ],
+    ));
+    for (what, code) in cases {
         match compare(&code, regs, 0) {
             Ok((true, translated)) => assert!(translated > 0, "{what}: nothing ran translated"),
             Ok((false, _)) => panic!("{what}: left out"),

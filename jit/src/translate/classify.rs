@@ -210,12 +210,13 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
         m if is_setcc(m) => size == Some(1) && reg_or_mem(0),
         m if is_cmovcc(m) => wide && i.op_kind(0) == OpKind::Register && reg_or_mem(1),
         // A non-canonical target is the interpreter's #GP to raise.
+        // A CALL pushes the stack's word (not an operand-size prefixed one: `66 E8` in
+        // 16-bit code pushes 4 bytes).
+        M::Call if i.stack_pointer_increment() != -(word(i) as i32) => false,
         M::Jmp | M::Call => match i.op_kind(0) {
             // A non-canonical constant target is the interpreter's #GP to raise.
             OpKind::NearBranch64 => emu_core::interp::canonical(i.near_branch64()),
-            // 32-bit code's flat CS admits any 32-bit target, 16-bit code's CS any 16-bit
-            // one (see `cache::code_mode`); iced wraps them.
-            OpKind::NearBranch32 | OpKind::NearBranch16 => true,
+            k @ (OpKind::NearBranch32 | OpKind::NearBranch16) => in_cs(i, k),
             // Indirect through a register or memory of the code's word (not the 16-bit
             // forms, nor far pointers).
             OpKind::Register => {
@@ -237,9 +238,10 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
                         | (iced_x86::Code::Retnw, 2)
                 )
         }
-        m if i.is_jcc_short_or_near() && m != M::Jrcxz => {
-            emu_core::interp::canonical(i.near_branch_target())
-        }
+        m if i.is_jcc_short_or_near() && m != M::Jrcxz => match i.op_kind(0) {
+            k @ (OpKind::NearBranch32 | OpKind::NearBranch16) => in_cs(i, k),
+            _ => emu_core::interp::canonical(i.near_branch_target()),
+        },
         _ => false,
     };
     if !ok || !mem_ok(0) {
@@ -433,6 +435,14 @@ pub(super) fn addr16(i: &Instruction) -> bool {
             && i.memory_displ_size() == 2)
 }
 
+/// Whether a constant near target of kind `k` is within CS without a check: any 32- or
+/// 16-bit one in 32-bit code (its flat CS), a 16-bit one in 16-bit code (a CS limit of at
+/// least 64 KiB, see `cache::code_mode`) — not a 32-bit one there (`66 E9 rel32`), which
+/// may pass the limit (#GP at the branch: the interpreter's).
+fn in_cs(i: &Instruction, k: OpKind) -> bool {
+    i.code_size() == iced_x86::CodeSize::Code32 || k == OpKind::NearBranch16
+}
+
 /// A JMP or CALL to a constant (near) target.
 pub(super) fn is_direct(i: &Instruction) -> bool {
     matches!(
@@ -555,7 +565,12 @@ pub(super) fn addr32(i: &Instruction) -> bool {
     ) || gpr(i.memory_index()).is_some_and(|(_, s, _)| s == 4)
 }
 
-/// Addresses wrap at 4 GiB: 32-bit code, or 32-bit addressing in 64-bit code.
+/// Addresses wrap at 4 GiB: 32-bit addressing (the default in 32-bit code, any other than
+/// 16-bit in 16-bit code, an address-size prefix in 64-bit code).
 pub(super) fn wraps32(i: &Instruction) -> bool {
-    i.code_size() == iced_x86::CodeSize::Code32 || addr32(i)
+    match i.code_size() {
+        iced_x86::CodeSize::Code32 => !addr16(i),
+        iced_x86::CodeSize::Code16 => !addr16(i),
+        _ => addr32(i),
+    }
 }

@@ -41,14 +41,15 @@ pub struct End16 {
     /// The instructions retired (not compared: a translated run that faults does not count
     /// them).
     pub steps: u64,
-    /// FNV-1a of the first MiB and a bit, the segments' bytes.
+    /// FNV-1a of the first 512 KiB (the IVT and the six segments).
     pub memory: u64,
 }
 
-/// One engine's run of `code` from `regs` (AX…DI) with `rflags` (IF forced clear); also
+/// One engine's run of `code` from `regs` (RAX…RDI: real-mode code sees their low halves,
+/// but keeps the rest) with `rflags` (IF forced clear); also
 /// the instructions that ran translated, and for the interpreter the flags its run leaves
 /// undefined (`None`: it read one, or ran into a loop — the case is left out).
-pub fn run(code: &[u8], regs: [u16; 8], rflags: u64, translate: bool) -> (End16, u64, Option<u64>) {
+pub fn run(code: &[u8], regs: [u64; 8], rflags: u64, translate: bool) -> (End16, u64, Option<u64>) {
     let ram = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), RAM)]).expect("RAM");
     let cs_base = u64::from(SELECTORS[sreg::CS]) << 4;
     let mut text = vec![0xf4u8; 0x10000];
@@ -78,9 +79,7 @@ pub fn run(code: &[u8], regs: [u16; 8], rflags: u64, translate: bool) -> (End16,
         seg(sreg::FS),
         seg(sreg::GS),
     );
-    for (k, r) in regs.iter().enumerate() {
-        state.gpr[k] = u64::from(*r);
-    }
+    state.gpr[..8].copy_from_slice(&regs);
     state.rip = IP;
     state.rflags = (rflags & 0xcd5) | 0x2;
     let mem = PhysMem::new(ram.clone(), Arc::new(NoDevices));
@@ -183,7 +182,7 @@ fn run_translated(interp: &mut Interp) -> (Option<u8>, u64, u64) {
 
 /// The outcome of comparing one case: `Ok((true, n))` compared and equal (`n` instructions
 /// ran translated), `Ok((false, _))` left out.
-pub fn compare(code: &[u8], regs: [u16; 8], rflags: u64) -> Result<(bool, u64), String> {
+pub fn compare(code: &[u8], regs: [u64; 8], rflags: u64) -> Result<(bool, u64), String> {
     let (mut want, _, undef) = run(code, regs, rflags, false);
     let Some(undef) = undef else {
         return Ok((false, 0));
@@ -202,7 +201,7 @@ pub fn compare(code: &[u8], regs: [u16; 8], rflags: u64) -> Result<(bool, u64), 
             .map(|i| format!("  {:#06x}: {i}", i.ip()))
             .collect();
         Err(format!(
-            "16-bit code:\n{}\nregs {regs:04x?} rflags {rflags:#x}\ninterpreter: {want:x?}\ntranslator:  {got:x?}",
+            "16-bit code:\n{}\nregs {regs:x?} rflags {rflags:#x}\ninterpreter: {want:x?}\ntranslator:  {got:x?}",
             listing.join("\n")
         ))
     }
@@ -221,11 +220,21 @@ pub fn random_cases(count: usize, seed: u64) -> (usize, u64, Vec<String>) {
         let Some(case) = gen::generate(&mut rng, class, true, 8) else {
             continue;
         };
-        let regs: [u16; 8] = std::array::from_fn(|r| match r {
-            // SP: room both ways; the others mostly small, sometimes near 64 KiB.
-            4 => 0x8000 + (rng.below(0x100) as u16) * 2,
-            _ if rng.below(8) == 0 => 0xfff0 + rng.below(16) as u16,
-            _ => rng.below(0x4000) as u16,
+        let regs: [u64; 8] = std::array::from_fn(|r| {
+            let low = match r {
+                // SP: room both ways, sometimes at the wrap; the others mostly small,
+                // sometimes near 64 KiB.
+                4 if rng.below(8) == 0 => rng.below(4) * 2,
+                4 => 0x8000 + rng.below(0x100) * 2,
+                _ if rng.below(8) == 0 => 0xfff0 + rng.below(16),
+                _ => rng.below(0x4000),
+            };
+            // Upper halves, which 16-bit writes keep and 32-bit addressing sees.
+            if rng.below(4) == 0 {
+                low | rng.next_u64() << 16
+            } else {
+                low
+            }
         });
         match compare(&case.code, regs, case.rflags & !flags::IF) {
             Ok((true, n)) => {
