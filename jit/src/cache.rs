@@ -319,6 +319,7 @@ impl Cache {
                     0
                 },
                 cmov: interp.model.has_edx1(emu_core::cpu_model::edx1::CMOV),
+                sahf64: interp.model.features.ecx81 & emu_core::cpu_model::ecx81::LAHF_LM != 0,
             };
             let mut ops = Asm::new(env.base);
             let (chain, forward) = BlockBuilder::build(&mut ops, &env, &instrs);

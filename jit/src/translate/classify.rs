@@ -156,6 +156,10 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
                 }
         }
         M::Nop | M::Endbr64 | M::Endbr32 => true,
+        // DF lives in RFLAGS alone (R15 holds the status flags; merges leave DF be).
+        M::Cld | M::Std => true,
+        // AH to RFLAGS' low byte: 32-bit code's x87 compares (FNSTSW AX; SAHF).
+        M::Sahf => true,
         M::Xchg => {
             sized
                 && reg_or_mem(0)

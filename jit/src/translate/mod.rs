@@ -152,6 +152,9 @@ pub struct BlockEnv {
     /// The guest's model has CMOV (every 64-bit one does; a Pentium's 32-bit code raises
     /// #UD, which the interpreter in place does).
     pub cmov: bool,
+    /// The guest's model has LAHF/SAHF in 64-bit code (LAHF_LM; 32- and 16-bit code always
+    /// have them).
+    pub sahf64: bool,
 }
 
 impl BlockEnv {
@@ -554,6 +557,7 @@ impl<'a> BlockBuilder<'a> {
             M::Lzcnt => HAS_LZCNT,
             M::Tzcnt => HAS_TZCNT,
             m if is_cmovcc(m) => return self.env.cmov && native(i).is_some(),
+            M::Sahf => return self.env.bits != 64 || self.env.sahf64,
             _ => return native(i).is_some(),
         };
         native(i).is_some() && self.env.bit_count & need != 0
@@ -605,6 +609,22 @@ impl<'a> BlockBuilder<'a> {
         let size = op_size(i).unwrap_or(8);
         match i.mnemonic() {
             M::Nop | M::Endbr64 | M::Endbr32 => {}
+            M::Cld => dynasm!(self.ops ; .arch x64 ; and DWORD [r12 + FLAGS_AT], !0x400),
+            M::Std => dynasm!(self.ops ; .arch x64 ; or DWORD [r12 + FLAGS_AT], 0x400),
+            M::Sahf => {
+                // SF ZF AF PF CF from AH, straight into RFLAGS (bit 1 stays set), as an
+                // instruction the interpreter runs leaves them: pending flags merged first,
+                // none pending after.
+                self.flush_flags_free_rax();
+                self.live_flags = 0;
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; movzx eax, BYTE [r12 + 1]
+                    ; and eax, 0xd5
+                    ; or eax, 2
+                    ; mov [r12 + FLAGS_AT], al
+                );
+            }
             M::Xchg if i.op_kind(0) == OpKind::Memory => self.xchg_memory(i, k, size),
             M::Xchg => {
                 self.load_reg(i.op_register(0), false);
