@@ -57,6 +57,27 @@ struct Block {
     /// For a block that is not there: the instruction the interpreter runs instead (for the
     /// statistics), as iced's mnemonic and operand size.
     fallback: (iced_x86::Mnemonic, u8),
+    /// A block of one instruction that reaches into the next page: that page.
+    page2: Option<Page2>,
+}
+
+/// The second page of a block whose instruction crosses into it: its code word (address
+/// and value at translation), its linear and physical address, and where the block's stamp
+/// (`Ctx::code_stamp` when the mapping was last checked) is and what it holds.
+#[derive(Clone, Copy)]
+struct Page2 {
+    word_ptr: usize,
+    word: u32,
+    linear: u64,
+    phys: u64,
+    stamp_at: usize,
+    stamp: u64,
+}
+
+/// `Ctx::code_stamp` now: the MMU's generation (any mapping may have changed since another)
+/// and the privilege (execute permission differs).
+fn code_stamp(interp: &Interp) -> u64 {
+    interp.mmu.generation << 1 | u64::from(interp.cpu.cpl() == 3)
 }
 
 /// A jump waiting to be chained: its displacement's address, and the flush epoch, code
@@ -262,6 +283,7 @@ impl Cache {
             word_ptr: 0,
             word,
             fallback,
+            page2: None,
         };
         // Marked before the bytes are read, so a later store moves the word.
         let (Some(word), Some(word_ptr)) = (
@@ -303,6 +325,15 @@ impl Cache {
                 }
             }
         }
+        // The first instruction reaches into the next page: a block of its own, if that page
+        // is mapped, executable and RAM.
+        let mut page2 = None;
+        if instrs.is_empty() && fallback.0 == iced_x86::Mnemonic::INVALID {
+            if let Some((i, p2)) = Self::crossing(interp, &bytes, rip, bits, mode) {
+                instrs.push(i);
+                page2 = Some(p2);
+            }
+        }
         let block = if instrs.is_empty() {
             none(word, fallback)
         } else {
@@ -320,9 +351,10 @@ impl Cache {
                 },
                 cmov: interp.model.has_edx1(emu_core::cpu_model::edx1::CMOV),
                 sahf64: interp.model.features.ecx81 & emu_core::cpu_model::ecx81::LAHF_LM != 0,
+                page2: page2.map(|p: Page2| (p.word_ptr, p.word, p.stamp)),
             };
             let mut ops = Asm::new(env.base);
-            let (chain, forward) = BlockBuilder::build(&mut ops, &env, &instrs);
+            let entries = BlockBuilder::build(&mut ops, &env, &instrs);
             let code = match ops.finalize() {
                 Ok(code) => code,
                 Err(e) => {
@@ -342,15 +374,74 @@ impl Cache {
             stats.translated_instructions += instrs.len() as u64;
             Block {
                 entry: Some(self.code.addr(at)),
-                chain: self.code.addr(at + chain),
-                forward: self.code.addr(at + forward),
+                chain: self.code.addr(at + entries.chain),
+                forward: self.code.addr(at + entries.forward),
                 word_ptr,
                 word,
                 fallback,
+                page2: page2.and_then(|p| {
+                    Some(Page2 {
+                        stamp_at: self.code.addr(at + entries.stamp?),
+                        ..p
+                    })
+                }),
             }
         };
         self.blocks.insert((phys, rip, mode), block);
         block
+    }
+
+    /// The instruction at `rip` whose bytes run from `tail` (the rest of its page) into the
+    /// next page, if a block may hold it: that page mapped for execution now, RAM, marked as
+    /// holding code (before its bytes are read), and the instruction one the translator
+    /// takes.
+    fn crossing(
+        interp: &mut Interp,
+        tail: &[u8],
+        rip: u64,
+        bits: u32,
+        mode: u64,
+    ) -> Option<(iced_x86::Instruction, Page2)> {
+        use emu_core::interp::mmu::Access;
+        if tail.len() >= 15 {
+            return None;
+        }
+        let cs_base = if bits == 16 { mode >> 8 } else { 0 };
+        let mask = if bits == 64 { u64::MAX } else { 0xffff_ffff };
+        let linear = (rip.wrapping_add(cs_base) & mask | 0xfff).wrapping_add(1) & mask;
+        let privilege = interp.privilege();
+        let phys = interp
+            .mmu
+            .translate(
+                &mut interp.cpu,
+                &interp.mem,
+                linear,
+                Access::Execute,
+                privilege,
+            )
+            .ok()?;
+        let word = interp.mark_code(phys)?;
+        let word_ptr = interp.code_word_ref(phys)? as *const _ as usize;
+        let mut bytes = tail.to_vec();
+        let mut next = [0u8; 15];
+        interp.mem.read(phys, &mut next[..15 - tail.len()]);
+        bytes.extend_from_slice(&next[..15 - tail.len()]);
+        let mut decoder = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE);
+        let i = decoder.decode();
+        let wraps = (bits == 32 && i.next_ip() > u64::from(u32::MAX))
+            || (bits == 16 && i.next_ip() > 0xffff);
+        if i.is_invalid() || i.len() <= tail.len() || wraps || supported(&i).is_none() {
+            return None;
+        }
+        let page2 = Page2 {
+            word_ptr,
+            word,
+            linear,
+            phys,
+            stamp_at: 0,
+            stamp: code_stamp(interp),
+        };
+        Some((i, page2))
     }
 
     /// Runs translated code from the current state until about `budget` instructions have
@@ -448,6 +539,7 @@ impl Cache {
             fault: None,
             code_word: std::ptr::null(),
             word: 0,
+            code_stamp: code_stamp(interp),
         };
         let mut link: Option<Link> = None;
         // Instructions the interpreter ran in the loop (counted in its statistics already),
@@ -463,13 +555,49 @@ impl Cache {
             };
             let rip = interp.cpu.rip;
             let block = match self.blocks.get(&(phys, rip, mode.1)) {
-                Some(b) if b.word == word => *b,
+                Some(b)
+                    if b.word == word
+                        && b.page2.is_none_or(|p| interp.code_word(p.phys) == p.word) =>
+                {
+                    *b
+                }
                 stale => {
                     if stale.is_some() {
                         stats.invalidated += 1;
                     }
                     self.translate(interp, phys, rip, mode, stats)
                 }
+            };
+            // A block reaching into the next page runs under this run's stamp only if that
+            // page still maps where it did (else it is translated again).
+            let block = match block.page2 {
+                Some(p) if p.stamp != ctx.code_stamp => {
+                    use emu_core::interp::mmu::Access;
+                    let privilege = interp.privilege();
+                    let now = interp.mmu.translate(
+                        &mut interp.cpu,
+                        &interp.mem,
+                        p.linear,
+                        Access::Execute,
+                        privilege,
+                    );
+                    if matches!(now, Ok(at) if at == p.phys) {
+                        self.code.patch(p.stamp_at, &ctx.code_stamp.to_le_bytes());
+                        let b = Block {
+                            page2: Some(Page2 {
+                                stamp: ctx.code_stamp,
+                                ..p
+                            }),
+                            ..block
+                        };
+                        self.blocks.insert((phys, rip, mode.1), b);
+                        b
+                    } else {
+                        stats.invalidated += 1;
+                        self.translate(interp, phys, rip, mode, stats)
+                    }
+                }
+                _ => block,
             };
             let Some(entry) = block.entry else {
                 *stats.fallbacks.entry(block.fallback).or_default() += 1;

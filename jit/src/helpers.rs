@@ -59,6 +59,10 @@ pub struct Ctx {
     /// checks its own page).
     pub code_word: *const std::sync::atomic::AtomicU32,
     pub word: u32,
+    /// The MMU's generation (times two, plus one at CPL 3) this run: a block whose last
+    /// instruction reaches into the next page runs only under the stamp its mapping of that
+    /// page was checked under (see `Cache::run`).
+    pub code_stamp: u64,
     pub interp: *mut Interp,
     /// Instructions the interpreter ran inside blocks (for the statistics), and, when the
     /// statistics are logged, which (by mnemonic and operand size).
@@ -88,6 +92,7 @@ pub const XMM: i32 = offset_of!(Ctx, xmm) as i32;
 pub const SSE_OK: i32 = offset_of!(Ctx, sse_ok) as i32;
 pub const CODE_WORD: i32 = offset_of!(Ctx, code_word) as i32;
 pub const WORD: i32 = offset_of!(Ctx, word) as i32;
+pub const CODE_STAMP: i32 = offset_of!(Ctx, code_stamp) as i32;
 
 /// The context behind `ctx` and its interpreter.
 ///

@@ -425,6 +425,36 @@ fn translated_jump_to_an_instruction_crossing_pages() {
     assert_eq!(translated.exception, interpreted.exception);
 }
 
+/// An instruction crossing into the next page runs as a block of its own, valid while that
+/// page's code is: here a loop stores into the crossing ADD's immediate (its bytes in the
+/// second page) after the first round, so later rounds must add the new value.
+#[test]
+fn translated_instruction_crossing_pages_sees_stores_to_its_second_page() {
+    use testsuite::difftest::{CODE_ADDR, DATA_SIZE};
+
+    let mut code = vec![0xcc; 0x2000];
+    // MOV ECX, 3; XOR EAX, EAX; JMP 0xffd.
+    code[..12].copy_from_slice(&[0xb9, 3, 0, 0, 0, 0x31, 0xc0, 0xe9, 0xf1, 0x0f, 0, 0]);
+    // 0xffd: ADD EAX, 1 (05 imm32: its last two bytes in the second page).
+    code[0xffd..0x1002].copy_from_slice(&[0x05, 1, 0, 0, 0]);
+    // 0x1002: MOV BYTE [RIP - 8], 1 (the immediate's top byte, 0x1001); DEC ECX;
+    // JNZ 0xffd; UD2.
+    code[0x1002..0x100f].copy_from_slice(&[
+        0xc6, 0x05, 0xf8, 0xff, 0xff, 0xff, 1, 0xff, 0xc9, 0x75, 0xf0, 0x0f, 0x0b,
+    ]);
+    let case = code_case(code, vec![0; DATA_SIZE], 30);
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
+    assert_eq!(
+        interpreted.regs[0], 0x0200_0003,
+        "interpreter: 1 + 2 × 0x01000001"
+    );
+    assert_eq!(interpreted.rip, CODE_ADDR + 0x100d);
+    assert!(ran > 0, "nothing ran translated");
+    assert_eq!(translated.regs, interpreted.regs);
+    assert_eq!(translated.rip, interpreted.rip);
+    assert_eq!(translated.exception, interpreted.exception);
+}
+
 /// The SSE instructions the translator runs as host code of their own that the generated
 /// classes reach seldom: the scalar moves (MOVSD, MOVSS, MOVQ, MOVD with memory; between
 /// registers MOVSD and MOVSS keep the rest of the destination, MOVQ clears it), PSHUFB, and

@@ -155,6 +155,19 @@ pub struct BlockEnv {
     /// The guest's model has LAHF/SAHF in 64-bit code (LAHF_LM; 32- and 16-bit code always
     /// have them).
     pub sahf64: bool,
+    /// For a block of one instruction that reaches into the next page: that page's code
+    /// word (address, value) and the stamp (`Ctx::code_stamp`) its mapping was checked
+    /// under. Every entry checks both (the stamp is patched by the dispatcher when it finds
+    /// the mapping unchanged under a new one).
+    pub page2: Option<(usize, u32, u64)>,
+}
+
+/// Where a block was emitted: its chain entries (backward and forward jumps) and, for a
+/// block reaching into the next page, the offset of its stamp (an imm64).
+pub struct Entries {
+    pub chain: usize,
+    pub forward: usize,
+    pub stamp: Option<usize>,
 }
 
 impl BlockEnv {
@@ -247,7 +260,7 @@ impl<'a> BlockBuilder<'a> {
     /// a backward one and the run still ends within its budget plus one page's worth of
     /// instructions. Jumps into a block never store RIP: every way out of its entry stores
     /// its own.
-    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) -> (usize, usize) {
+    pub fn build(ops: &'a mut Asm, env: &'a BlockEnv, instrs: &[Instruction]) -> Entries {
         let mut b = BlockBuilder {
             ops,
             env,
@@ -288,6 +301,25 @@ impl<'a> BlockBuilder<'a> {
             ; jae =>refuse
         );
         let forward_entry = b.ops.offset().0;
+        // An instruction reaching into the next page: that page's word, and the stamp of
+        // its mapping (whatever way the block was entered).
+        let mut stamp_at = None;
+        if let Some((ptr2, word2, stamp)) = env.page2 {
+            let (ptr2, word2, stamp) = (ptr2 as i64, word2 as i32, stamp as i64);
+            dynasm!(b.ops
+                ; .arch x64
+                ; mov rax, QWORD ptr2
+                ; cmp DWORD [rax], word2
+                ; jne =>refuse
+                ; mov rax, QWORD stamp
+            );
+            stamp_at = Some(b.ops.offset().0 - 8);
+            dynasm!(b.ops
+                ; .arch x64
+                ; cmp rax, [rbx + helpers::CODE_STAMP]
+                ; jne =>refuse
+            );
+        }
         let live = entry_live(instrs);
         for idx in 0..16 {
             if live & (1 << idx) != 0 {
@@ -374,7 +406,11 @@ impl<'a> BlockBuilder<'a> {
             b.merge_flags_free_rax(STATUS_FLAGS);
             b.jmp_exit();
         }
-        (chain_entry, forward_entry)
+        Entries {
+            chain: chain_entry,
+            forward: forward_entry,
+            stamp: stamp_at,
+        }
     }
 
     /// Counts `count` retired instructions and sets RIP to `rip`.
