@@ -74,10 +74,13 @@ struct Page2 {
     stamp: u64,
 }
 
-/// `Ctx::code_stamp` now: the MMU's generation (any mapping may have changed since another)
-/// and the privilege (execute permission differs).
+/// `Ctx::code_stamp` now: the MMU's generation (any mapping may have changed since another),
+/// the privilege (execute permission differs) and the A20 gate (it masks every translation
+/// and moves no generation).
 fn code_stamp(interp: &Interp) -> u64 {
-    interp.mmu.generation << 1 | u64::from(interp.cpu.cpl() == 3)
+    interp.mmu.generation << 2
+        | u64::from(interp.cpu.cpl() == 3) << 1
+        | u64::from(interp.mem.a20_mask() & (1 << 20) != 0)
 }
 
 /// A jump waiting to be chained: its displacement's address, and the flush epoch, code
@@ -297,10 +300,14 @@ impl Cache {
         let mut decoder = Decoder::with_ip(bits, &bytes, rip, DecoderOptions::NONE);
         let mut instrs = Vec::new();
         let mut fallback = (iced_x86::Mnemonic::INVALID, 0);
+        // The first instruction is cut by the end of the page (not invalid within it).
+        let mut cut = false;
         while instrs.len() < MAX_BLOCK && decoder.can_decode() {
             let i = decoder.decode();
             // Invalid includes an instruction cut by the end of the page.
             if i.is_invalid() {
+                cut = instrs.is_empty()
+                    && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes;
                 break;
             }
             // EIP wraps at 4 GiB, IP at 64 KiB: the interpreter takes the instructions
@@ -328,7 +335,7 @@ impl Cache {
         // The first instruction reaches into the next page: a block of its own, if that page
         // is mapped, executable and RAM.
         let mut page2 = None;
-        if instrs.is_empty() && fallback.0 == iced_x86::Mnemonic::INVALID {
+        if cut {
             if let Some((i, p2)) = Self::crossing(interp, &bytes, rip, bits, mode) {
                 instrs.push(i);
                 page2 = Some(p2);

@@ -59,9 +59,9 @@ pub struct Ctx {
     /// checks its own page).
     pub code_word: *const std::sync::atomic::AtomicU32,
     pub word: u32,
-    /// The MMU's generation (times two, plus one at CPL 3) this run: a block whose last
-    /// instruction reaches into the next page runs only under the stamp its mapping of that
-    /// page was checked under (see `Cache::run`).
+    /// The MMU's generation, CPL 3 and the A20 gate this run (`cache::code_stamp`): a block
+    /// whose instruction reaches into the next page runs only under the stamp its mapping
+    /// of that page was checked under (see `Cache::run`).
     pub code_stamp: u64,
     pub interp: *mut Interp,
     /// Instructions the interpreter ran inside blocks (for the statistics), and, when the
