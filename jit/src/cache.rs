@@ -29,7 +29,7 @@ use emu_core::interp::Interp;
 
 use crate::code_buffer::CodeBuffer;
 use crate::helpers::{self, Ctx, REGS, TLB};
-use crate::translate::{supported, Asm, BlockBuilder, BlockEnv, MAX_BLOCK};
+use crate::translate::{linear_rip, supported, Asm, BlockBuilder, BlockEnv, MAX_BLOCK};
 use crate::Stats;
 
 /// The code buffer's size: what a boot of the demo guest and its benchmark fill is about
@@ -414,8 +414,11 @@ impl Cache {
             return None;
         }
         let cs_base = if bits == 16 { mode >> 8 } else { 0 };
-        let mask = if bits == 64 { u64::MAX } else { 0xffff_ffff };
-        let linear = (rip.wrapping_add(cs_base) & mask | 0xfff).wrapping_add(1) & mask;
+        let linear = linear_rip(
+            bits,
+            0,
+            (linear_rip(bits, cs_base, rip) | 0xfff).wrapping_add(1),
+        );
         let privilege = interp.privilege();
         let phys = interp
             .mmu
@@ -647,8 +650,7 @@ impl Cache {
                     stats.chained += 1;
                 }
             }
-            let linear =
-                rip.wrapping_add(cs_base) & if mode.0 == 64 { u64::MAX } else { 0xffff_ffff };
+            let linear = linear_rip(mode.0, cs_base, rip);
             self.tlb
                 .remember_jump(rip, entry, interp.mmu.is_global(linear));
             ctx.tlb_owner = &mut self.tlb;

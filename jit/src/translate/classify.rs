@@ -573,8 +573,7 @@ pub(super) fn addr32(i: &Instruction) -> bool {
 /// 16-bit in 16-bit code, an address-size prefix in 64-bit code).
 pub(super) fn wraps32(i: &Instruction) -> bool {
     match i.code_size() {
-        iced_x86::CodeSize::Code32 => !addr16(i),
-        iced_x86::CodeSize::Code16 => !addr16(i),
-        _ => addr32(i),
+        iced_x86::CodeSize::Code64 => addr32(i),
+        _ => !addr16(i),
     }
 }

@@ -170,14 +170,20 @@ pub struct Entries {
     pub stamp: Option<usize>,
 }
 
+/// The linear address of `rip` in `bits`-bit code whose CS has base `cs_base` (0 outside
+/// 16-bit code): below 4 GiB outside 64-bit code.
+pub fn linear_rip(bits: u32, cs_base: u64, rip: u64) -> u64 {
+    if bits == 64 {
+        rip
+    } else {
+        cs_base.wrapping_add(rip) & 0xffff_ffff
+    }
+}
+
 impl BlockEnv {
     /// The linear address of `rip` (16-bit code's IP is an offset into CS).
     pub fn linear(&self, rip: u64) -> u64 {
-        if self.bits == 16 {
-            (self.cs_base + rip) & 0xffff_ffff
-        } else {
-            rip
-        }
+        linear_rip(self.bits, self.cs_base, rip)
     }
 }
 
