@@ -398,6 +398,83 @@ fn translated_register_copies_follow_every_write() {
     assert_eq!(translated.data, interpreted.data);
 }
 
+/// Register copies are written back lazily: a copy written by the common forms stays
+/// dirty until something else looks at `Cpu::regs`. Each body makes copies dirty, then
+/// reaches them another way: a high-byte write, a shift by CL, MUL, PUSH, the interpreter
+/// in place, a soft-TLB miss's slow path, a fault there, and a loop whose Jcc leaves the
+/// block on its taken way.
+#[test]
+fn translated_dirty_register_copies_reach_every_reader() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    type Body = fn(&mut CodeAssembler);
+    let bodies: [(&str, Body); 8] = [
+        ("high byte", |a| {
+            a.mov(ah, 0x5au32).unwrap();
+            a.add(ebx, eax).unwrap();
+        }),
+        ("shift by CL", |a| {
+            a.shl(rbx, cl).unwrap();
+            a.add(rbx, rcx).unwrap();
+        }),
+        ("mul", |a| {
+            a.mul(rcx).unwrap();
+            a.add(rbx, rdx).unwrap();
+        }),
+        ("push", |a| {
+            a.push(rax).unwrap();
+            a.pop(rdx).unwrap();
+            a.add(rbx, rdx).unwrap();
+        }),
+        ("interpreter in place", |a| {
+            a.cpuid().unwrap();
+            a.add(rbx, rcx).unwrap();
+        }),
+        // The first access to the data page misses in the soft TLB.
+        ("slow path", |a| {
+            a.mov(qword_ptr(rsi + rcx * 8), rax).unwrap();
+            a.add(rbx, qword_ptr(rsi + 8)).unwrap();
+        }),
+        ("fault", |a| {
+            a.mov(rdx, 0x8000_0000_0000_0000u64).unwrap();
+            a.mov(qword_ptr(rdx), rbx).unwrap();
+        }),
+        ("loop", |a| {
+            let mut top = a.create_label();
+            a.set_label(&mut top).unwrap();
+            a.add(rax, rcx).unwrap();
+            a.xor(rbx, rax).unwrap();
+            a.dec(ecx).unwrap();
+            a.jnz(top).unwrap();
+            a.add(rbx, rax).unwrap();
+        }),
+    ];
+    for (what, body) in bodies {
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.mov(rsp, DATA_ADDR + 0x800).unwrap();
+        a.mov(rsi, DATA_ADDR).unwrap();
+        a.mov(eax, 0x1234_5678u32).unwrap();
+        a.mov(ecx, 5u32).unwrap();
+        // RAX, RBX and RCX written twice or more: copies, dirty.
+        a.add(eax, 0x1111u32).unwrap();
+        a.lea(rbx, qword_ptr(rax + rcx * 2 + 3)).unwrap();
+        a.add(ecx, 1).unwrap();
+        a.xor(rbx, rcx).unwrap();
+        body(&mut a);
+        a.add(rax, rbx).unwrap();
+        a.add(rcx, rax).unwrap();
+        a.ud2().unwrap();
+        let case = code_case(a.assemble(CODE_ADDR).unwrap(), vec![0; DATA_SIZE], 60);
+        let (interpreted, translated, ran) = interpreted_and_translated(&case);
+        assert!(ran > 5, "{what}: the block ran translated");
+        assert_eq!(translated.regs, interpreted.regs, "{what}: registers");
+        assert_eq!(translated.rip, interpreted.rip, "{what}: RIP");
+        assert_eq!(translated.exception, interpreted.exception, "{what}: exception");
+        assert_eq!(translated.data, interpreted.data, "{what}: memory");
+    }
+}
+
 /// A JNZ crossing into the next page (no block can hold it: the interpreter runs it without
 /// leaving the translated run) jumps back into the page of the block that jumped to it.
 /// That block's jump, waiting to be chained to the JNZ, must not be chained to where the

@@ -577,3 +577,57 @@ pub(super) fn wraps32(i: &Instruction) -> bool {
         _ => !addr16(i),
     }
 }
+
+/// Whether `i`'s host code reads and writes guest registers only through their copies
+/// (`load_reg`, `store_reg`, `write_back`, addresses from `effective_address`) and calls
+/// helpers only from slow paths: then dirty copies may stay dirty across it. Everything
+/// else (MUL/DIV, CBW…CQO, PUSH/POP/CALL/RET, strings, SSE, atomics, BT or XCHG on memory,
+/// SHLD/SHRD, SAHF, the interpreter in place) flushes them first.
+pub(super) fn keeps_copies(i: &Instruction) -> bool {
+    if sse(i).is_some() || rep_string(i).is_some() {
+        return false;
+    }
+    match i.mnemonic() {
+        M::Mov
+        | M::Add
+        | M::Or
+        | M::Adc
+        | M::Sbb
+        | M::And
+        | M::Sub
+        | M::Xor
+        | M::Cmp
+        | M::Test
+        | M::Inc
+        | M::Dec
+        | M::Neg
+        | M::Not
+        | M::Shl
+        | M::Sal
+        | M::Shr
+        | M::Sar
+        | M::Rol
+        | M::Ror
+        | M::Rcl
+        | M::Rcr
+        | M::Lea
+        | M::Movzx
+        | M::Movsx
+        | M::Movsxd
+        | M::Bswap
+        | M::Bsf
+        | M::Bsr
+        | M::Popcnt
+        | M::Lzcnt
+        | M::Tzcnt
+        | M::Nop
+        | M::Endbr64
+        | M::Endbr32
+        | M::Cld
+        | M::Std => true,
+        M::Bt | M::Bts | M::Btr | M::Btc | M::Xchg => i.op_kind(0) == OpKind::Register,
+        M::Imul => i.op_count() > 1,
+        M::Jmp => is_direct(i),
+        m => is_setcc(m) || is_cmovcc(m) || i.is_jcc_short_or_near(),
+    }
+}

@@ -172,12 +172,15 @@ impl BlockBuilder<'_> {
                 ; mov esi, edx
                 ; add esi, [rbx + base]
             );
-        } else {
-            dynasm!(self.ops ; .arch x64 ; mov rsi, rdx);
-            if fs_gs {
-                dynasm!(self.ops ; .arch x64 ; add rsi, [rbx + base]);
-            }
+        } else if fs_gs {
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov rsi, rdx
+                ; add rsi, [rbx + base]
+            );
         }
+        // The linear address: RSI where a base was added, else RDX itself.
+        let linear = if fs_gs || segmented { 6 } else { 2 };
         // RDI = the entry's offset in the table: the page number's low bits, scaled.
         let (mask, shift, last) = (
             ((tlb::ENTRIES - 1) << tlb::ENTRY_SHIFT) as i32,
@@ -186,20 +189,16 @@ impl BlockBuilder<'_> {
         );
         // The tag is compared with the last byte's page, indexed by the first byte's: an
         // access crossing pages can never match (consecutive pages have different indices).
-        if fs_gs || segmented {
-            dynasm!(self.ops ; .arch x64 ; mov rdi, rsi);
-        } else {
-            dynasm!(self.ops ; .arch x64 ; mov rdi, rdx);
-        }
         dynasm!(self.ops
             ; .arch x64
+            ; mov rdi, Rq(linear)
             ; shr rdi, shift
             ; and edi, mask
         );
         if last == 0 {
-            dynasm!(self.ops ; .arch x64 ; mov rcx, rsi);
+            dynasm!(self.ops ; .arch x64 ; mov rcx, Rq(linear));
         } else {
-            dynasm!(self.ops ; .arch x64 ; lea rcx, [rsi + last]);
+            dynasm!(self.ops ; .arch x64 ; lea rcx, [Rq(linear) + last]);
         }
         dynasm!(self.ops ; .arch x64 ; and rcx, -4096);
         if write {
@@ -218,7 +217,15 @@ impl BlockBuilder<'_> {
                 ; jne =>slow
             );
         }
-        dynasm!(self.ops ; .arch x64 ; add rsi, [rbp + rdi + tlb::ADDEND]);
+        if linear == 6 {
+            dynasm!(self.ops ; .arch x64 ; add rsi, [rbp + rdi + tlb::ADDEND]);
+        } else {
+            dynasm!(self.ops
+                ; .arch x64
+                ; mov rsi, [rbp + rdi + tlb::ADDEND]
+                ; add rsi, rdx
+            );
+        }
     }
 
     /// Registers a slow path and returns its label and the label to come back to.
@@ -240,6 +247,7 @@ impl BlockBuilder<'_> {
             unmerged: self.unmerged,
             fault_only,
             flags_to_r15: false,
+            dirty: self.dirty,
         });
         (label, back)
     }
@@ -345,6 +353,7 @@ impl BlockBuilder<'_> {
     /// The body of a slow path (after the block's code).
     pub(super) fn slow_path(&mut self, path: Slow) {
         dynasm!(self.ops ; .arch x64 ; =>path.label);
+        self.flush_set(path.dirty);
         match path.call {
             SlowCall::Load { seg, size } => {
                 let (size, f) = (size as i32, helpers::load as *const () as usize as i64);

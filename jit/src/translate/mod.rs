@@ -113,6 +113,8 @@ struct Slow {
     unmerged: u32,
     /// Leave only on a fault (CALL's push, where the block ends anyway).
     fault_only: bool,
+    /// The dirty copies where the fast path branched off (flushed before the helper).
+    dirty: u16,
     /// After the interpreter ran the instruction: R15 = the flags it left in RFLAGS (the
     /// fast path leaves them pending there; see `BlockBuilder::rmw_load`).
     flags_to_r15: bool,
@@ -243,6 +245,13 @@ pub struct BlockBuilder<'a> {
     /// need care: every write to a guest register updates its copy, and every helper call
     /// (which may change any register) reloads them all.
     host: [Option<u8>; 16],
+    /// Guest registers (bits by index) whose copy is newer than `Cpu::regs`: copies are
+    /// written back lazily. Instructions whose code reads and writes guest registers only
+    /// through the copies (`keeps_copies`) leave them dirty; everything else — another
+    /// instruction, a helper call (a slow path flushes the set it branched off with), a
+    /// jump out of the block — flushes them first, so `Cpu::regs` is exact wherever
+    /// anything but the copies could look at it.
+    dirty: u16,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -288,6 +297,7 @@ impl<'a> BlockBuilder<'a> {
             interpreting: false,
             rmw_back: None,
             host: choose_cached(instrs),
+            dirty: 0,
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         let refuse = b.ops.new_dynamic_label();
@@ -347,6 +357,11 @@ impl<'a> BlockBuilder<'a> {
             b.complete_flags();
             b.jump_to(next, n);
         }
+        // Everything after the body starts where `Cpu::regs` was exact: a slow path
+        // flushes the set it recorded, exits follow helper calls (which were preceded by
+        // flushes), link stubs follow jumps out (which flush).
+        debug_assert_eq!(b.dirty, 0, "a block ends with dirty copies");
+        b.dirty = 0;
         let slow = std::mem::take(&mut b.slow);
         for path in slow {
             b.slow_path(path);
@@ -432,6 +447,7 @@ impl<'a> BlockBuilder<'a> {
 
     /// Leaves the block (to the dispatcher) at `rip` with `count` retired.
     fn leave_at(&mut self, rip: u64, count: u32) {
+        self.flush_dirty();
         self.retire_at(rip, count);
         self.jmp_exit();
     }
@@ -443,6 +459,7 @@ impl<'a> BlockBuilder<'a> {
             self.unmerged, STATUS_FLAGS,
             "a jump between blocks without R15 full"
         );
+        self.flush_dirty();
         let (mask, shift) = ((tlb::JUMPS - 1) as i32, tlb::JUMP_SHIFT as i8);
         dynasm!(self.ops
             ; .arch x64
@@ -495,6 +512,7 @@ impl<'a> BlockBuilder<'a> {
     /// target is in the block's own page (first to a link stub, later patched to go straight
     /// to the target's block), else back to the dispatcher.
     fn jump_to(&mut self, rip: u64, count: u32) {
+        self.flush_dirty();
         let count = count as i32;
         dynasm!(self.ops ; .arch x64 ; add QWORD [rbx + RETIRED], count);
         self.continue_to(rip);
@@ -611,6 +629,9 @@ impl<'a> BlockBuilder<'a> {
         // interpreter) or leaves the block — except a Jcc testing flags live in the host's.
         let ends = native(i) == Some(Flow::End);
         let natively = self.runs_natively(i);
+        if !(natively && keeps_copies(i)) {
+            self.flush_dirty();
+        }
         self.preloaded = 0;
         self.rax_zero_extended = false;
         // CMP, TEST and BT only read their memory operand: its load faults before their
@@ -1003,7 +1024,7 @@ impl<'a> BlockBuilder<'a> {
                 macro_rules! op {
                     ($op:ident) => {
                         if by_cl {
-                            dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + 8]);
+                            self.load_guest_rcx();
                             match size {
                                 1 => dynasm!(self.ops ; .arch x64 ; $op al, cl),
                                 2 => dynasm!(self.ops ; .arch x64 ; $op ax, cl),
@@ -1210,15 +1231,16 @@ impl<'a> BlockBuilder<'a> {
                 if live == 0 {
                     self.load_flags(jcc_flags(i));
                 }
-                let (before, unmerged) = (self.before, self.unmerged);
+                let (before, unmerged, dirty) = (self.before, self.unmerged, self.dirty);
                 if self.next.is_some() {
-                    // A side exit: the block goes on with the next instruction.
+                    // A side exit: the block goes on with the next instruction (the taken
+                    // way flushes the dirty copies; the other keeps them).
                     let on = self.ops.new_dynamic_label();
                     self.jcc(negate(i.condition_code()), on);
                     self.complete_flags();
                     self.jump_to(i.near_branch_target(), k + 1);
                     dynasm!(self.ops ; .arch x64 ; =>on);
-                    (self.before, self.unmerged) = (before, unmerged);
+                    (self.before, self.unmerged, self.dirty) = (before, unmerged, dirty);
                     return Flow::Next;
                 }
                 let taken = self.ops.new_dynamic_label();
@@ -1226,7 +1248,7 @@ impl<'a> BlockBuilder<'a> {
                 self.complete_flags();
                 self.jump_to(i.next_ip(), k + 1);
                 dynasm!(self.ops ; .arch x64 ; =>taken);
-                (self.before, self.unmerged) = (before, unmerged);
+                (self.before, self.unmerged, self.dirty) = (before, unmerged, dirty);
                 self.complete_flags();
                 self.jump_to(i.near_branch_target(), k + 1);
                 return Flow::End;

@@ -1,5 +1,6 @@
-//! Guest registers and operands: the host copies of guest registers (write-through), loads
-//! and stores of operands, and the forms that work on the copies directly.
+//! Guest registers and operands: the host copies of guest registers (written back lazily:
+//! `BlockBuilder::dirty`), loads and stores of operands, and the forms that work on the
+//! copies directly.
 
 use super::*;
 
@@ -29,6 +30,8 @@ impl BlockBuilder<'_> {
             }
             return;
         }
+        // AH–BH are read from `Cpu::regs`: it must hold the copy's value.
+        self.flush_reg(idx);
         match (rcx, size) {
             (false, 8) => dynasm!(self.ops ; .arch x64 ; mov rax, QWORD [r12 + off]),
             (false, 4) => dynasm!(self.ops ; .arch x64 ; mov eax, DWORD [r12 + off]),
@@ -42,26 +45,71 @@ impl BlockBuilder<'_> {
     }
 
     /// Register `r` = RAX's low bytes: a 32-bit write zero-extends into the whole register,
-    /// 8- and 16-bit writes leave the rest alone.
+    /// 8- and 16-bit writes leave the rest alone. A register with a copy is written to the
+    /// copy alone (it becomes dirty); AH–BH go through `Cpu::regs`.
     pub(super) fn store_reg(&mut self, r: Register) {
         let (off, size) = reg_slot(r).expect("checked");
+        let (idx, _, high) = gpr(r).expect("checked");
+        let zero_extended = std::mem::take(&mut self.rax_zero_extended);
+        if let (Some(h), false) = (self.host[idx], high) {
+            match size {
+                8 => dynasm!(self.ops ; .arch x64 ; mov Rq(h), rax),
+                4 => dynasm!(self.ops ; .arch x64 ; mov Rd(h), eax),
+                2 => dynasm!(self.ops ; .arch x64 ; mov Rw(h), ax),
+                _ => dynasm!(self.ops ; .arch x64 ; mov Rb(h), al),
+            }
+            self.dirty |= 1 << idx;
+            return;
+        }
+        self.flush_reg(idx);
         match size {
             8 => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + off], rax),
-            4 if std::mem::take(&mut self.rax_zero_extended) => {
-                dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + off], rax)
-            }
+            4 if zero_extended => dynasm!(self.ops ; .arch x64 ; mov QWORD [r12 + off], rax),
             4 => dynasm!(self.ops ; .arch x64 ; mov eax, eax ; mov QWORD [r12 + off], rax),
             2 => dynasm!(self.ops ; .arch x64 ; mov WORD [r12 + off], ax),
             _ => dynasm!(self.ops ; .arch x64 ; mov BYTE [r12 + off], al),
         }
-        let (idx, _, high) = gpr(r).expect("checked");
-        if let Some(h) = self.host[idx] {
-            match (size, high) {
-                (_, true) => self.refresh(idx),
-                (8 | 4, _) => dynasm!(self.ops ; .arch x64 ; mov Rq(h), rax),
-                (2, _) => dynasm!(self.ops ; .arch x64 ; mov Rw(h), ax),
-                _ => dynasm!(self.ops ; .arch x64 ; mov Rb(h), al),
+        if high {
+            self.refresh(idx);
+        }
+    }
+
+    /// The copy of guest register `idx`, if it is dirty, to `Cpu::regs` (a MOV: the host's
+    /// flags stay).
+    pub(super) fn flush_reg(&mut self, idx: usize) {
+        if self.dirty & (1 << idx) != 0 {
+            let h = self.host[idx].expect("only copies are dirty");
+            let off = 8 * idx as i32;
+            dynasm!(self.ops ; .arch x64 ; mov [r12 + off], Rq(h));
+            self.dirty &= !(1 << idx);
+        }
+    }
+
+    /// Every dirty copy to `Cpu::regs`: before anything that reads or writes guest
+    /// registers there (a helper, an instruction whose code does, a jump out of the block).
+    pub(super) fn flush_dirty(&mut self) {
+        for idx in 0..16 {
+            self.flush_reg(idx);
+        }
+    }
+
+    /// The copies in `dirty` to `Cpu::regs`, outside the block's flow (a slow path's start:
+    /// the copies hold what they held where it branched off).
+    pub(super) fn flush_set(&mut self, dirty: u16) {
+        for idx in 0..16 {
+            if dirty & (1 << idx) != 0 {
+                let h = self.host[idx].expect("only copies are dirty");
+                let off = 8 * idx as i32;
+                dynasm!(self.ops ; .arch x64 ; mov [r12 + off], Rq(h));
             }
+        }
+    }
+
+    /// RCX = the guest's RCX (a shift count in CL), from its copy if it has one.
+    pub(super) fn load_guest_rcx(&mut self) {
+        match self.host[1] {
+            Some(h) => dynasm!(self.ops ; .arch x64 ; mov rcx, Rq(h)),
+            None => dynasm!(self.ops ; .arch x64 ; mov rcx, [r12 + 8]),
         }
     }
 
@@ -134,11 +182,11 @@ impl BlockBuilder<'_> {
         true
     }
 
-    /// The copy `h` of guest register `r` (just written) to `Cpu::regs`.
+    /// The copy `h` of guest register `r` was just written: dirty until flushed.
     pub(super) fn write_back(&mut self, r: Register, h: u8) {
         let (idx, _, _) = gpr(r).expect("checked");
-        let off = 8 * idx as i32;
-        dynasm!(self.ops ; .arch x64 ; mov [r12 + off], Rq(h));
+        debug_assert_eq!(self.host[idx], Some(h));
+        self.dirty |= 1 << idx;
     }
 
     /// MOV to a 32- or 64-bit register with a host copy, straight into the copy. False
@@ -232,8 +280,10 @@ impl BlockBuilder<'_> {
         true
     }
 
-    /// After a store straight to guest register `idx` in `Cpu::regs`: its copy again.
+    /// After a store straight to guest register `idx` in `Cpu::regs`: its copy again (it
+    /// was clean: whatever wrote there flushed it first).
     pub(super) fn refresh(&mut self, idx: usize) {
+        debug_assert_eq!(self.dirty & (1 << idx), 0, "a dirty copy reloaded");
         if let Some(h) = self.host[idx] {
             let off = 8 * idx as i32;
             dynasm!(self.ops ; .arch x64 ; mov Rq(h), [r12 + off]);
@@ -247,10 +297,13 @@ impl BlockBuilder<'_> {
         }
     }
 
-    /// Every copy from `Cpu::regs`: on entry and after helper calls.
+    /// Every copy from `Cpu::regs`: after helper calls (which are preceded by a flush).
     pub(super) fn reload_cached(&mut self) {
         for idx in 0..16 {
-            self.refresh(idx);
+            if let Some(h) = self.host[idx] {
+                let off = 8 * idx as i32;
+                dynasm!(self.ops ; .arch x64 ; mov Rq(h), [r12 + off]);
+            }
         }
     }
 
