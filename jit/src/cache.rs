@@ -41,6 +41,9 @@ const CAPACITY: usize = 256 << 20;
 const MAX_CODE_BYTES: usize = CAPACITY - (1 << 20);
 /// Blocks (and "cannot translate here" marks) kept at most.
 const MAX_BLOCKS: usize = 1 << 18;
+/// Instructions decoded for the interpreter in place at most (40 bytes each) before
+/// everything is dropped.
+const MAX_DECODED: usize = 1 << 20;
 
 #[derive(Clone, Copy)]
 struct Block {
@@ -110,6 +113,10 @@ pub struct Cache {
     /// By physical address, RIP and code mode (`code_mode`'s key).
     blocks: FastMap<(u64, u64, u64), Block>,
     tlb: crate::tlb::Tlb,
+    /// The instructions blocks hand to the interpreter in place, decoded once at
+    /// translation (blocks pass their index: `helpers::interpret_decoded`); emptied with
+    /// the code.
+    decoded: Vec<iced_x86::Instruction>,
 }
 
 /// The trampoline's signature: the context and a block's address.
@@ -253,12 +260,14 @@ impl Cache {
             identity: 0,
             blocks: FastMap::default(),
             tlb: crate::tlb::Tlb::new(),
+            decoded: Vec::new(),
         })
     }
 
     fn flush(&mut self, stats: &mut Stats) {
         self.code.truncate(self.keep);
         self.blocks.clear();
+        self.decoded.clear();
         self.tlb.forget_jumps();
         self.epoch += 1;
         stats.flushes += 1;
@@ -276,6 +285,7 @@ impl Cache {
     ) -> Block {
         if self.code.len() > MAX_CODE_BYTES.min(self.code.capacity())
             || self.blocks.len() > MAX_BLOCKS
+            || self.decoded.len() > MAX_DECODED
         {
             self.flush(stats);
         }
@@ -359,6 +369,7 @@ impl Cache {
                 cmov: interp.model.has_edx1(emu_core::cpu_model::edx1::CMOV),
                 sahf64: interp.model.features.ecx81 & emu_core::cpu_model::ecx81::LAHF_LM != 0,
                 page2: page2.map(|p: Page2| (p.word_ptr, p.word, p.stamp)),
+                decoded_base: self.decoded.len(),
             };
             let mut ops = Asm::new(env.base);
             let entries = BlockBuilder::build(&mut ops, &env, &instrs);
@@ -377,6 +388,7 @@ impl Cache {
                 self.flush(stats);
                 return none(word, fallback);
             };
+            self.decoded.extend_from_slice(&entries.decoded);
             stats.blocks += 1;
             stats.translated_instructions += instrs.len() as u64;
             Block {
@@ -550,6 +562,8 @@ impl Cache {
             code_word: std::ptr::null(),
             word: 0,
             code_stamp: code_stamp(interp),
+            decoded: self.decoded.as_ptr(),
+            decoded_len: self.decoded.len(),
         };
         let mut link: Option<Link> = None;
         // Instructions the interpreter ran in the loop (counted in its statistics already),
@@ -656,6 +670,7 @@ impl Cache {
             ctx.tlb_owner = &mut self.tlb;
             ctx.tlb = self.tlb.base();
             ctx.jumps = self.tlb.jumps();
+            (ctx.decoded, ctx.decoded_len) = (self.decoded.as_ptr(), self.decoded.len());
             // SAFETY: `self.enter` is the trampoline emitted into this buffer with the
             // `EnterFn` signature, and `entry` a block emitted for the current flush epoch
             // (the map is cleared at every flush), both in the executable view, which stays

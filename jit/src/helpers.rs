@@ -72,6 +72,11 @@ pub struct Ctx {
     /// The soft TLB the slow paths fill.
     pub tlb_owner: *mut crate::tlb::Tlb,
     pub fault: Option<Fault>,
+    /// The cache's decoded instructions (`Cache::decoded`), for
+    /// [`interpret_decoded`]: refreshed before every entry into translated code (the
+    /// vector only grows or empties in the dispatcher).
+    pub decoded: *const iced_x86::Instruction,
+    pub decoded_len: usize,
 }
 
 // The fields translated code reads, by offset.
@@ -216,15 +221,41 @@ pub extern "sysv64" fn interpret(ctx: *mut Ctx) {
         }
     }
     match i.execute_in_block() {
-        Ok(()) => {
-            after_store(c);
-            let ferr =
-                i.cpu.cr0 & emu_core::state::bits::CR0_NE == 0 && i.cpu.fpu.fsw & FSW_ES != 0;
-            if ferr && c.status == OK {
-                c.status = LEAVE;
-            }
-        }
+        Ok(()) => after_interpreted(c, i),
         Err(stop) => failed(c, stop),
+    }
+}
+
+/// Runs the instruction at RIP (which the block set), decoded at translation (`index` into
+/// `Ctx::decoded`), through the interpreter, as [`interpret`] does without fetching and
+/// decoding it again: the block's entry checked its code page's word, and its mapping holds
+/// while the block runs (anything changing it ends the block).
+pub extern "sysv64" fn interpret_decoded(ctx: *mut Ctx, index: u64) {
+    // SAFETY: called only by translated code, with the context it was given.
+    let (c, i) = unsafe { parts(ctx) };
+    let Some(index) = usize::try_from(index).ok().filter(|&k| k < c.decoded_len) else {
+        return interpret(ctx);
+    };
+    // SAFETY: `decoded` and `decoded_len` describe the cache's vector as the dispatcher
+    // left it before entering translated code; nothing changes it while blocks run.
+    let instr = unsafe { *c.decoded.add(index) };
+    c.interpreted += 1;
+    if let Some(kinds) = &mut c.interpreted_kinds {
+        *kinds.entry(crate::kind(&instr)).or_default() += 1;
+    }
+    match i.execute_decoded_in_block(&instr) {
+        Ok(()) => after_interpreted(c, i),
+        Err(stop) => failed(c, stop),
+    }
+}
+
+/// After the interpreter ran an instruction in place: a store into the block's code, or
+/// an x87 exception that raises FERR# (see [`LEAVE`]), ends the block.
+fn after_interpreted(c: &mut Ctx, i: &mut Interp) {
+    after_store(c);
+    let ferr = i.cpu.cr0 & emu_core::state::bits::CR0_NE == 0 && i.cpu.fpu.fsw & FSW_ES != 0;
+    if ferr && c.status == OK {
+        c.status = LEAVE;
     }
 }
 

@@ -470,7 +470,10 @@ fn translated_dirty_register_copies_reach_every_reader() {
         assert!(ran > 5, "{what}: the block ran translated");
         assert_eq!(translated.regs, interpreted.regs, "{what}: registers");
         assert_eq!(translated.rip, interpreted.rip, "{what}: RIP");
-        assert_eq!(translated.exception, interpreted.exception, "{what}: exception");
+        assert_eq!(
+            translated.exception, interpreted.exception,
+            "{what}: exception"
+        );
         assert_eq!(translated.data, interpreted.data, "{what}: memory");
     }
 }
@@ -967,7 +970,27 @@ fn translated_compat_code_matches_the_host() {
         return;
     };
     type Body = fn(&mut CodeAssembler);
-    let bodies: [(&str, Body); 6] = [
+    let bodies: [(&str, Body); 7] = [
+        // REP STOS and MOVS with 32-bit addressing, in a loop so later rounds find their
+        // pages in the soft TLB (the host's own string instructions).
+        ("rep stos and movs", |a| {
+            let mut top = a.create_label();
+            a.mov(edx, 4).unwrap();
+            a.set_label(&mut top).unwrap();
+            a.lea(edi, dword_ptr(ebx + edx * 8 + 0x100)).unwrap();
+            a.lea(eax, dword_ptr(edx + 0x41)).unwrap();
+            a.mov(ecx, 37).unwrap();
+            a.rep().stosb().unwrap();
+            a.mov(ebp, edi).unwrap();
+            a.lea(esi, dword_ptr(ebx + 0x100)).unwrap();
+            a.lea(edi, dword_ptr(ebx + edx * 4 + 0x400)).unwrap();
+            a.mov(ecx, 9).unwrap();
+            a.rep().movsd().unwrap();
+            a.add(ebp, ecx).unwrap();
+            a.dec(edx).unwrap();
+            a.jnz(top).unwrap();
+            a.mov(eax, dword_ptr(ebx + 0x410)).unwrap();
+        }),
         ("calls and returns", |a| {
             // The CALL pushes the function's address (right after it) for `main` to pop.
             let (mut main, mut func) = (a.create_label(), a.create_label());

@@ -177,6 +177,25 @@ impl Interp {
         }
     }
 
+    /// As [`Self::execute_in_block`], with the instruction at RIP decoded already (by a
+    /// translated block, whose entry checks its code is unchanged).
+    pub fn execute_decoded_in_block(
+        &mut self,
+        instr: &Instruction,
+    ) -> std::result::Result<(), Stop> {
+        let start_rip = self.cpu.rip;
+        debug_assert_eq!(instr.ip(), start_rip, "a decoded instruction run elsewhere");
+        self.interrupt_shadow = false;
+        self.cpu.rip = instr.next_ip() & self.ip_mask();
+        match self.execute(instr) {
+            Err(Stop::Fault(f)) => {
+                self.cpu.rip = start_rip;
+                Err(Stop::Fault(f))
+            }
+            other => other,
+        }
+    }
+
     /// The instruction at RIP as the interpreter decodes it (for reports and flag masks).
     pub fn peek_instruction(&mut self) -> Option<Instruction> {
         let mut instr = Instruction::default();

@@ -262,14 +262,19 @@ pub(super) fn native(i: &Instruction) -> Option<Flow> {
 /// MOVS. (Their host code covers a destination — and source — inside one page; anything
 /// else goes to the interpreter, see `BlockBuilder::rep_string`.)
 pub(super) fn rep_string(i: &Instruction) -> Option<(u32, bool)> {
-    if !i.has_rep_prefix() || i.has_lock_prefix() || i.op0_kind() != OpKind::MemoryESRDI {
+    // 64- or 32-bit addressing (16-bit code's are declined by the builder: its segments
+    // have bases).
+    if !i.has_rep_prefix()
+        || i.has_lock_prefix()
+        || !matches!(i.op0_kind(), OpKind::MemoryESRDI | OpKind::MemoryESEDI)
+    {
         return None;
     }
     let movs = match i.mnemonic() {
         M::Stosb | M::Stosw | M::Stosd | M::Stosq => false,
         // A source with an FS or GS base: the page checks are on offsets (bases are 0).
         M::Movsb | M::Movsw | M::Movsd | M::Movsq
-            if i.op1_kind() == OpKind::MemorySegRSI
+            if matches!(i.op1_kind(), OpKind::MemorySegRSI | OpKind::MemorySegESI)
                 && !matches!(i.memory_segment(), Register::FS | Register::GS) =>
         {
             true

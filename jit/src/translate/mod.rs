@@ -162,6 +162,9 @@ pub struct BlockEnv {
     /// under. Every entry checks both (the stamp is patched by the dispatcher when it finds
     /// the mapping unchanged under a new one).
     pub page2: Option<(usize, u32, u64)>,
+    /// Where the block's instructions for the interpreter in place go in the cache's
+    /// decoded instructions (`Entries::decoded` is appended there).
+    pub decoded_base: usize,
 }
 
 /// Where a block was emitted: its chain entries (backward and forward jumps) and, for a
@@ -170,6 +173,9 @@ pub struct Entries {
     pub chain: usize,
     pub forward: usize,
     pub stamp: Option<usize>,
+    /// The instructions the block hands to the interpreter in place, by index from
+    /// `BlockEnv::decoded_base`.
+    pub decoded: Vec<Instruction>,
 }
 
 /// The linear address of `rip` in `bits`-bit code whose CS has base `cs_base` (0 outside
@@ -252,6 +258,8 @@ pub struct BlockBuilder<'a> {
     /// jump out of the block — flushes them first, so `Cpu::regs` is exact wherever
     /// anything but the copies could look at it.
     dirty: u16,
+    /// The instructions run by the interpreter in place (see `Entries::decoded`).
+    decoded: Vec<Instruction>,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -298,6 +306,7 @@ impl<'a> BlockBuilder<'a> {
             rmw_back: None,
             host: choose_cached(instrs),
             dirty: 0,
+            decoded: Vec::new(),
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         let refuse = b.ops.new_dynamic_label();
@@ -431,6 +440,7 @@ impl<'a> BlockBuilder<'a> {
             chain: chain_entry,
             forward: forward_entry,
             stamp: stamp_at,
+            decoded: b.decoded,
         }
     }
 
@@ -666,7 +676,13 @@ impl<'a> BlockBuilder<'a> {
             return Flow::Next;
         }
         if let Some((elem, movs)) = rep_string(i) {
-            self.rep_string(i, k, elem, movs);
+            if self.env.bits == 16 {
+                // Offsets into segments with bases: the interpreter's.
+                self.flush_flags();
+                self.interpret_string(i, k, Some(movs));
+            } else {
+                self.rep_string(i, k, elem, movs);
+            }
             return Flow::Next;
         }
         let size = op_size(i).unwrap_or(8);

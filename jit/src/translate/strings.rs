@@ -8,8 +8,11 @@ impl BlockBuilder<'_> {
     /// of elements and the destination (and source) bytes lie inside one page each that the
     /// soft TLB maps (a store: no decoded code there), and a copy's destination does not
     /// start inside its source above it (element order would show); else the interpreter
-    /// runs it in place (which may stop part way: then the block ends there).
+    /// runs it in place (which may stop part way: then the block ends there). With 32-bit
+    /// addressing (32-bit code, flat) ECX, EDI and ESI are the count and offsets, and they
+    /// are written back zero-extended, as the interpreter's `advance` does.
     pub(super) fn rep_string(&mut self, i: &Instruction, k: u32, elem: u32, movs: bool) {
+        let asz32 = i.op0_kind() == OpKind::MemoryESEDI;
         // The interpreter's way may leave the block with RIP at this instruction (a REP it
         // stops part way): pending flags go to RFLAGS first.
         self.flush_flags();
@@ -17,6 +20,9 @@ impl BlockBuilder<'_> {
         let (max, shift) = ((0x1000 / elem) as i32, elem.trailing_zeros() as i8);
         let df = 1 << 10;
         self.load_gpr64(1, true);
+        if asz32 {
+            dynasm!(self.ops ; .arch x64 ; mov eax, eax);
+        }
         // No elements: nothing happens (whatever DF is).
         dynasm!(self.ops
             ; .arch x64
@@ -42,12 +48,18 @@ impl BlockBuilder<'_> {
             );
         };
         self.load_gpr64(7, false);
+        if asz32 {
+            dynasm!(self.ops ; .arch x64 ; mov edx, edx);
+        }
         in_page(self);
         let es = emu_core::interp::cpu::sreg::ES as i32;
         self.tlb_lookup(es, 1, true, slow);
         if movs {
             dynasm!(self.ops ; .arch x64 ; mov r8, rsi);
             self.load_gpr64(6, false);
+            if asz32 {
+                dynasm!(self.ops ; .arch x64 ; mov edx, edx);
+            }
             in_page(self);
             let seg = seg_index(i.memory_segment()).unwrap_or(3) as i32;
             self.tlb_lookup(seg, 1, false, slow);
@@ -86,11 +98,22 @@ impl BlockBuilder<'_> {
             ; .arch x64
             ; mov rax, [rbx + SCRATCH1]
             ; shl rax, shift
-            ; add [r12 + 56], rax
             ; mov QWORD [r12 + 8], 0
         );
+        let regs: &[i32] = if movs { &[56, 48] } else { &[56] };
+        for &off in regs {
+            if asz32 {
+                // Within one page below 4 GiB: no carry out of the low half.
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; add DWORD [r12 + off], eax
+                    ; mov DWORD [r12 + off + 4], 0
+                );
+            } else {
+                dynasm!(self.ops ; .arch x64 ; add [r12 + off], rax);
+            }
+        }
         if movs {
-            dynasm!(self.ops ; .arch x64 ; add [r12 + 48], rax);
             self.refresh(6);
         }
         self.refresh(7);
@@ -118,8 +141,15 @@ impl BlockBuilder<'_> {
         );
         match string {
             None => {
-                let f = helpers::interpret as *const () as usize as i64;
-                dynasm!(self.ops ; .arch x64 ; mov rax, QWORD f ; call rax);
+                let f = helpers::interpret_decoded as *const () as usize as i64;
+                let index = (self.env.decoded_base + self.decoded.len()) as i32;
+                self.decoded.push(*i);
+                dynasm!(self.ops
+                    ; .arch x64
+                    ; mov esi, index
+                    ; mov rax, QWORD f
+                    ; call rax
+                );
             }
             Some(movs) => {
                 let f = helpers::interpret_string as *const () as usize as i64;
