@@ -116,7 +116,7 @@ pub struct Cache {
     /// The instructions blocks hand to the interpreter in place, decoded once at
     /// translation (blocks pass their index: `helpers::interpret_decoded`); emptied with
     /// the code.
-    decoded: Vec<iced_x86::Instruction>,
+    decoded: Vec<(iced_x86::Instruction, Option<u16>)>,
 }
 
 /// The trampoline's signature: the context and a block's address.
@@ -388,7 +388,15 @@ impl Cache {
                 self.flush(stats);
                 return none(word, fallback);
             };
-            self.decoded.extend_from_slice(&entries.decoded);
+            // With each instruction its x87 opcode, from the bytes it was decoded from.
+            self.decoded.extend(entries.decoded.iter().map(|i| {
+                let at = i.ip().wrapping_sub(rip) as usize;
+                // (None for one reaching into the next page: the interpreter reads it.)
+                let fop = bytes
+                    .get(at..at + i.len())
+                    .map(emu_core::interp::x87_opcode);
+                (*i, fop)
+            }));
             stats.blocks += 1;
             stats.translated_instructions += instrs.len() as u64;
             Block {

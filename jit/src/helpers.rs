@@ -75,7 +75,7 @@ pub struct Ctx {
     /// The cache's decoded instructions (`Cache::decoded`), for
     /// [`interpret_decoded`]: refreshed before every entry into translated code (the
     /// vector only grows or empties in the dispatcher).
-    pub decoded: *const iced_x86::Instruction,
+    pub decoded: *const (iced_x86::Instruction, Option<u16>),
     pub decoded_len: usize,
 }
 
@@ -238,12 +238,12 @@ pub extern "sysv64" fn interpret_decoded(ctx: *mut Ctx, index: u64) {
     };
     // SAFETY: `decoded` and `decoded_len` describe the cache's vector as the dispatcher
     // left it before entering translated code; nothing changes it while blocks run.
-    let instr = unsafe { *c.decoded.add(index) };
+    let (instr, fop) = unsafe { *c.decoded.add(index) };
     c.interpreted += 1;
     if let Some(kinds) = &mut c.interpreted_kinds {
         *kinds.entry(crate::kind(&instr)).or_default() += 1;
     }
-    match i.execute_decoded_in_block(&instr) {
+    match i.execute_decoded_in_block(&instr, fop) {
         Ok(()) => after_interpreted(c, i),
         Err(stop) => failed(c, stop),
     }

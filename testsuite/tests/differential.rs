@@ -478,6 +478,42 @@ fn translated_dirty_register_copies_reach_every_reader() {
     }
 }
 
+/// x87 instructions run by the interpreter inside a block, decoded at translation: the
+/// last-instruction pointers FNSTENV reports (FIP, FDP and the opcode, which the block
+/// passes from the bytes it decoded) are the interpreter's own. (The host cannot be the
+/// oracle here: AMD parts store FOP only with an exception pending.)
+#[test]
+fn translated_x87_keeps_the_last_instruction_pointers() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    let mut a = CodeAssembler::new(64).unwrap();
+    let mut top = a.create_label();
+    a.mov(rsi, DATA_ADDR).unwrap();
+    a.mov(ecx, 3u32).unwrap();
+    a.set_label(&mut top).unwrap();
+    a.fld(qword_ptr(rsi + rcx * 8)).unwrap();
+    a.fadd_2(st0, st0).unwrap();
+    a.fstp(qword_ptr(rsi + rcx * 8 + 0x40)).unwrap();
+    a.fnstenv(ptr(rsi + rcx * 0x20 + 0x100)).unwrap();
+    a.fld1().unwrap();
+    a.fstp(st0).unwrap();
+    a.fnstenv(ptr(rsi + rcx * 0x20 + 0x200)).unwrap();
+    a.dec(ecx).unwrap();
+    a.jnz(top).unwrap();
+    a.ud2().unwrap();
+    let mut data = vec![0; DATA_SIZE];
+    for (k, v) in [1.5f64, -2.25, 1e300, 3.0].iter().enumerate() {
+        data[k * 8..k * 8 + 8].copy_from_slice(&v.to_le_bytes());
+    }
+    let case = code_case(a.assemble(CODE_ADDR).unwrap(), data, 40);
+    let (interpreted, translated, ran) = interpreted_and_translated(&case);
+    assert!(ran > 10, "the loop ran translated");
+    assert_ne!(interpreted.data[0x120..0x140], [0; 0x20], "FNSTENV stored");
+    assert_eq!(translated.data, interpreted.data);
+    assert_eq!(translated.regs, interpreted.regs);
+}
+
 /// A JNZ crossing into the next page (no block can hold it: the interpreter runs it without
 /// leaving the translated run) jumps back into the page of the block that jumped to it.
 /// That block's jump, waiting to be chained to the JNZ, must not be chained to where the

@@ -63,6 +63,10 @@ pub struct Interp {
     pub stats: Stats,
     /// Interrupt shadow after STI / MOV SS / POP SS: interrupts wait one instruction.
     pub interrupt_shadow: bool,
+    /// The x87 opcode (FOP) of the instruction at this IP, known by whoever decoded it (a
+    /// translated block, from its bytes): the FPU's last-instruction pointer then needs
+    /// no read of the instruction's bytes (see `note_pointers`).
+    pub(crate) fop_hint: Option<(u64, u16)>,
     /// The vCPU's initial APIC ID (CPUID leaves 1 and 0xB).
     pub apic_id: u32,
     /// The CPU model: what CPUID reports and which features exist.
@@ -115,6 +119,7 @@ impl Interp {
             reported: HashSet::new(),
             stats: Stats::default(),
             interrupt_shadow: false,
+            fop_hint: None,
             apic_id: 0,
             model: &crate::cpu_model::MAX,
             irq: None,
@@ -179,10 +184,19 @@ impl Interp {
 
     /// As [`Self::execute_in_block`], with the instruction at RIP decoded already (by a
     /// translated block, whose entry checks its code is unchanged).
+    /// `fop`: its x87 opcode ([`x87_opcode`] of its bytes) where they are known.
     pub fn execute_decoded_in_block(
         &mut self,
         instr: &Instruction,
+        fop: Option<u16>,
     ) -> std::result::Result<(), Stop> {
+        self.fop_hint = fop.map(|f| (instr.ip(), f));
+        let r = self.execute_decoded(instr);
+        self.fop_hint = None;
+        r
+    }
+
+    fn execute_decoded(&mut self, instr: &Instruction) -> std::result::Result<(), Stop> {
         let start_rip = self.cpu.rip;
         debug_assert_eq!(instr.ip(), start_rip, "a decoded instruction run elsewhere");
         self.interrupt_shadow = false;
@@ -641,4 +655,18 @@ impl Interp {
 pub fn canonical(addr: u64) -> bool {
     let top = (addr as i64) >> 47;
     top == 0 || top == -1
+}
+
+/// The x87 opcode FNSTENV, FNSAVE and FXSAVE report for an instruction with these bytes:
+/// the escape byte's (D8–DF, after the prefixes, none of which looks like one) low three
+/// bits and the ModR/M byte after it; 0 if there is none.
+pub fn x87_opcode(bytes: &[u8]) -> u16 {
+    bytes
+        .iter()
+        .position(|b| (0xd8..=0xdf).contains(b))
+        .and_then(|k| {
+            let modrm = *bytes.get(k + 1)?;
+            Some(u16::from(bytes[k] & 7) << 8 | u16::from(modrm))
+        })
+        .unwrap_or(0)
 }

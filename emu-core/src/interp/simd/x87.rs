@@ -205,6 +205,43 @@ fn widen<F: Float + FloatConvert<Ext>>(x: F, frac_bits: u32, width: u32, fsw: &m
     bits80(x.convert(&mut loses).value)
 }
 
+/// What x87 instructions change of the FPU state (not the SSE part): kept to undo a
+/// faulting one (copying the whole state, XMM registers included, cost an x87 loop run in
+/// place by the translator a percent of its time).
+struct X87State {
+    fcw: u16,
+    fsw: u16,
+    ftw: u8,
+    fop: u16,
+    fip: u64,
+    fcs: u16,
+    fdp: u64,
+    fds: u16,
+    st: [[u8; 10]; 8],
+}
+
+impl X87State {
+    fn of(f: &super::state::FpuState) -> X87State {
+        X87State {
+            fcw: f.fcw,
+            fsw: f.fsw,
+            ftw: f.ftw,
+            fop: f.fop,
+            fip: f.fip,
+            fcs: f.fcs,
+            fdp: f.fdp,
+            fds: f.fds,
+            st: f.st,
+        }
+    }
+
+    fn restore(&self, f: &mut super::state::FpuState) {
+        (f.fcw, f.fsw, f.ftw, f.fop) = (self.fcw, self.fsw, self.ftw, self.fop);
+        (f.fip, f.fcs, f.fdp, f.fds) = (self.fip, self.fcs, self.fdp, self.fds);
+        f.st = self.st;
+    }
+}
+
 impl Interp {
     fn fpu_round(&self) -> Round {
         match (self.cpu.fpu.fcw >> 10) & 3 {
@@ -390,10 +427,10 @@ impl Interp {
             }
         }
         // A fault (a page fault on the operand, say) leaves the unit as it was.
-        let saved = self.cpu.fpu.clone();
+        let saved = X87State::of(&self.cpu.fpu);
         let r = self.x87_inner(i);
         if r.is_err() {
-            self.cpu.fpu = saved;
+            saved.restore(&mut self.cpu.fpu);
         } else if !is_control(m) {
             self.note_pointers(i);
         }
@@ -412,21 +449,18 @@ impl Interp {
     /// data pointer alone, as the parts do).
     fn note_pointers(&mut self, i: &Instruction) {
         let cs = self.cpu.seg[sreg::CS];
-        let mut bytes = [0u8; 15];
-        let len = i.len().min(15);
-        let priv_ = self.privilege();
-        let linear = cs.base.wrapping_add(i.ip());
-        let fop = match self.read_linear(linear, &mut bytes[..len], priv_) {
-            // The escape byte (D8–DF) follows the prefixes, none of which look like one.
-            Ok(()) => bytes[..len]
-                .iter()
-                .position(|b| (0xd8..=0xdf).contains(b))
-                .and_then(|k| {
-                    let modrm = *bytes[..len].get(k + 1)?;
-                    Some(u16::from(bytes[k] & 7) << 8 | u16::from(modrm))
-                })
-                .unwrap_or(0),
-            Err(_) => 0,
+        let fop = match self.fop_hint {
+            Some((ip, fop)) if ip == i.ip() => fop,
+            _ => {
+                let mut bytes = [0u8; 15];
+                let len = i.len().min(15);
+                let priv_ = self.privilege();
+                let linear = cs.base.wrapping_add(i.ip());
+                match self.read_linear(linear, &mut bytes[..len], priv_) {
+                    Ok(()) => crate::interp::x87_opcode(&bytes[..len]),
+                    Err(_) => 0,
+                }
+            }
         };
         let f = &mut self.cpu.fpu;
         f.fop = fop;
