@@ -514,6 +514,68 @@ fn translated_x87_keeps_the_last_instruction_pointers() {
     assert_eq!(translated.regs, interpreted.regs);
 }
 
+/// An ALU operation's flags that only a fault could see are not captured: the slow path of
+/// a load or store that faults computes them again from the operation's operands. Each
+/// operation here is followed by a load (through a non-canonical address: #GP, or a first
+/// access to the data page: a soft-TLB miss that does not fault) and then a CMP that
+/// overwrites every flag; at the fault RFLAGS must be the operation's.
+#[test]
+fn translated_flags_left_to_slow_paths_are_exact_at_faults() {
+    use iced_x86::code_asm::*;
+    use testsuite::difftest::{CODE_ADDR, DATA_ADDR, DATA_SIZE};
+
+    type Op = fn(&mut CodeAssembler);
+    let ops: [(&str, Op); 11] = [
+        ("add 32", |a| a.add(eax, ecx).unwrap()),
+        ("add 64", |a| a.add(rax, rcx).unwrap()),
+        ("add imm", |a| a.add(eax, 0x7fff_ffff).unwrap()),
+        ("sub 32", |a| a.sub(eax, ecx).unwrap()),
+        ("sub 64 imm", |a| a.sub(rax, -3).unwrap()),
+        ("and", |a| a.and(eax, ecx).unwrap()),
+        ("or 64", |a| a.or(rax, rcx).unwrap()),
+        ("xor", |a| a.xor(eax, 0x8000_0000u32 as i32).unwrap()),
+        ("cmp", |a| a.cmp(eax, ecx).unwrap()),
+        ("cmp 64 imm", |a| a.cmp(rax, 5).unwrap()),
+        ("test", |a| a.test(eax, ecx).unwrap()),
+    ];
+    let values: [(u64, u64); 3] = [
+        (0x7fff_ffff, 1),
+        (0xffff_ffff_8000_0000, 0x8000_0000),
+        (5, 5),
+    ];
+    for (what, op) in ops {
+        for (x, y) in values {
+            for (base, store) in [(0x8000_0000_0000_0000u64, false), (DATA_ADDR, true)] {
+                let mut a = CodeAssembler::new(64).unwrap();
+                a.mov(rbx, base).unwrap();
+                a.mov(rax, x).unwrap();
+                a.mov(rcx, y).unwrap();
+                op(&mut a);
+                if store {
+                    a.mov(qword_ptr(rbx + 8), rax).unwrap();
+                }
+                a.mov(rdx, qword_ptr(rbx)).unwrap();
+                a.cmp(edx, 0x1234).unwrap();
+                a.setb(dl).unwrap();
+                a.add(rax, rcx).unwrap();
+                a.ud2().unwrap();
+                let case = code_case(a.assemble(CODE_ADDR).unwrap(), vec![0; DATA_SIZE], 12);
+                let (interpreted, translated, ran) = interpreted_and_translated(&case);
+                let what = format!("{what} {x:#x} {y:#x} at {base:#x}");
+                assert!(ran > 0, "{what}: nothing ran translated");
+                assert_eq!(translated.rflags, interpreted.rflags, "{what}: RFLAGS");
+                assert_eq!(translated.regs, interpreted.regs, "{what}: registers");
+                assert_eq!(translated.rip, interpreted.rip, "{what}: RIP");
+                assert_eq!(
+                    translated.exception, interpreted.exception,
+                    "{what}: exception"
+                );
+                assert_eq!(translated.data, interpreted.data, "{what}: memory");
+            }
+        }
+    }
+}
+
 /// A JNZ crossing into the next page (no block can hold it: the interpreter runs it without
 /// leaving the translated run) jumps back into the page of the block that jumped to it.
 /// That block's jump, waiting to be chained to the JNZ, must not be chained to where the

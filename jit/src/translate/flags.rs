@@ -117,6 +117,14 @@ impl BlockBuilder<'_> {
             self.flags_in_host = 0;
             return;
         }
+        if let Some(window) = self.remat_window(i) {
+            // Pending in R15 as far as exits know: every slow path in the window puts
+            // them there first.
+            self.remat = Some(window);
+            self.unmerged = written_flags(i);
+            self.flags_in_host = 0;
+            return;
+        }
         let written = written_flags(i);
         if written == 0 {
             // Nothing to keep (NOT): R15 and RFLAGS stay as they were.
@@ -322,4 +330,126 @@ impl BlockBuilder<'_> {
             ; mov [r12 + FLAGS_AT], rsi
         );
     }
+
+    /// Whether the flags of `i` (just run on register copies, not captured yet) may be left
+    /// to the slow paths (see `BlockBuilder::remat`): `i` is a 32- or 64-bit ADD, SUB, AND,
+    /// OR, XOR, CMP or TEST of a copy with a copy or an immediate, whose flags a later
+    /// instruction of the block overwrites all before anything could read them; in between
+    /// only instructions the copies stay dirty across (`keeps_copies`), run as host code,
+    /// reading no flags, writing neither operand of `i`, whose memory operands are only
+    /// read, or written by MOV (their slow paths are plain loads and stores, whose fault
+    /// exits merge R15). Returns how to compute the flags again and the index of the
+    /// instruction that overwrites the last of them.
+    fn remat_window(&self, i: &Instruction) -> Option<(Remat, usize)> {
+        let m = i.mnemonic();
+        if !matches!(
+            m,
+            M::Add | M::Sub | M::And | M::Or | M::Xor | M::Cmp | M::Test
+        ) {
+            return None;
+        }
+        let size = op_size(i)?;
+        if !matches!(size, 4 | 8) || i.op_kind(0) != OpKind::Register {
+            return None;
+        }
+        let dst = self.cached(i.op_register(0))?;
+        let (src, imm) = match i.op_kind(1) {
+            OpKind::Register => (Some(self.cached(i.op_register(1))?), None),
+            OpKind::Memory => return None,
+            _ => (None, Some(i.immediate(1) as i32)),
+        };
+        // ADD and SUB take their input back from the result and the source.
+        if matches!(m, M::Add | M::Sub) && src == Some(dst) {
+            return None;
+        }
+        let operands: Vec<usize> = [Some(i.op_register(0)), src.map(|_| i.op_register(1))]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| gpr(r).map(|(idx, _, _)| idx))
+            .collect();
+        let mut factory = InstructionInfoFactory::new();
+        let mut live = written_flags(i);
+        for (k, n) in self.instrs.iter().enumerate().skip(self.at + 1) {
+            if n.rflags_read() != 0
+                || keeps_flags_sometimes(n)
+                || native(n) != Some(Flow::Next)
+                || !self.runs_natively(n)
+                || !keeps_copies(n)
+                || stores_back(n)
+                || (n.op0_kind() == OpKind::Memory
+                    && !matches!(n.mnemonic(), M::Mov | M::Cmp | M::Test))
+            {
+                return None;
+            }
+            let writes_operand = factory.info(n).used_registers().iter().any(|u| {
+                !matches!(u.access(), OpAccess::Read | OpAccess::CondRead)
+                    && gpr(u.register()).is_some_and(|(idx, _, _)| operands.contains(&idx))
+            });
+            if writes_operand {
+                return None;
+            }
+            live &= !written_flags(n);
+            if live == 0 {
+                let remat = Remat {
+                    m,
+                    size,
+                    dst,
+                    src,
+                    imm,
+                };
+                return Some((remat, k));
+            }
+        }
+        None
+    }
+
+    /// The host's flags = those `r`'s operation left (its operands unchanged since, its
+    /// result in its destination). Clobbers RAX.
+    pub(super) fn rematerialize(&mut self, r: Remat) {
+        macro_rules! op {
+            ($op:ident, $reg:expr) => {
+                match (r.size, r.src, r.imm) {
+                    (4, Some(s), _) => dynasm!(self.ops ; .arch x64 ; $op Rd($reg), Rd(s)),
+                    (_, Some(s), _) => dynasm!(self.ops ; .arch x64 ; $op Rq($reg), Rq(s)),
+                    (4, None, Some(v)) => dynasm!(self.ops ; .arch x64 ; $op Rd($reg), v),
+                    (_, None, Some(v)) => dynasm!(self.ops ; .arch x64 ; $op Rq($reg), v),
+                    _ => unreachable!("a register or an immediate source"),
+                }
+            };
+        }
+        match r.m {
+            M::Cmp => op!(cmp, r.dst),
+            M::Test => op!(test, r.dst),
+            // A logical operation's flags follow from its result (CF and OF clear, AF
+            // undefined).
+            M::And | M::Or | M::Xor => {
+                if r.size == 4 {
+                    dynasm!(self.ops ; .arch x64 ; test Rd(r.dst), Rd(r.dst));
+                } else {
+                    dynasm!(self.ops ; .arch x64 ; test Rq(r.dst), Rq(r.dst));
+                }
+            }
+            // The input again (the result minus the source), then the operation itself.
+            M::Add => {
+                dynasm!(self.ops ; .arch x64 ; mov rax, Rq(r.dst));
+                op!(sub, 0);
+                op!(add, 0);
+            }
+            _ => {
+                dynasm!(self.ops ; .arch x64 ; mov rax, Rq(r.dst));
+                op!(add, 0);
+                op!(sub, 0);
+            }
+        }
+    }
+}
+
+/// How to compute an ALU operation's flags again (see `BlockBuilder::remat_window`).
+#[derive(Clone, Copy)]
+pub(super) struct Remat {
+    m: M,
+    size: u32,
+    dst: u8,
+    src: Option<u8>,
+    imm: Option<i32>,
 }

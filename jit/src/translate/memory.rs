@@ -248,6 +248,7 @@ impl BlockBuilder<'_> {
             fault_only,
             flags_to_r15: false,
             dirty: self.dirty,
+            remat: self.remat.map(|(r, _)| r),
         });
         (label, back)
     }
@@ -353,6 +354,19 @@ impl BlockBuilder<'_> {
     /// The body of a slow path (after the block's code).
     pub(super) fn slow_path(&mut self, path: Slow) {
         dynasm!(self.ops ; .arch x64 ; =>path.label);
+        if let Some(r) = path.remat {
+            // The flags an earlier instruction left uncaptured, for the fault exit: RAX
+            // (a store's value) kept in RSI meanwhile.
+            dynasm!(self.ops ; .arch x64 ; mov rsi, rax);
+            self.rematerialize(r);
+            dynasm!(self.ops
+                ; .arch x64
+                ; lahf
+                ; seto al
+                ; movzx r15d, ax
+                ; mov rax, rsi
+            );
+        }
         self.flush_set(path.dirty);
         match path.call {
             SlowCall::Load { seg, size } => {

@@ -115,6 +115,9 @@ struct Slow {
     fault_only: bool,
     /// The dirty copies where the fast path branched off (flushed before the helper).
     dirty: u16,
+    /// Flags whose capture was left to the slow paths (see `BlockBuilder::remat`): how to
+    /// compute them again before the helper, whose fault exit needs them.
+    remat: Option<Remat>,
     /// After the interpreter ran the instruction: R15 = the flags it left in RFLAGS (the
     /// fast path leaves them pending there; see `BlockBuilder::rmw_load`).
     flags_to_r15: bool,
@@ -260,6 +263,13 @@ pub struct BlockBuilder<'a> {
     dirty: u16,
     /// The instructions run by the interpreter in place (see `Entries::decoded`).
     decoded: Vec<Instruction>,
+    /// The flags of an ALU operation on register copies that only a fault could see (the
+    /// instructions after it overwrite them all before anything reads them, and between
+    /// them only the memory accesses of simple loads and stores could fault): not
+    /// captured, but computed again in the slow paths of those accesses, up to the
+    /// instruction index that ends the window. The capture was a tenth of gzip's
+    /// translated time.
+    remat: Option<(Remat, usize)>,
 }
 
 impl<'a> BlockBuilder<'a> {
@@ -307,6 +317,7 @@ impl<'a> BlockBuilder<'a> {
             host: choose_cached(instrs),
             dirty: 0,
             decoded: Vec::new(),
+            remat: None,
         };
         let (word_ptr, word) = (env.word_ptr as i64, env.word as i32);
         let refuse = b.ops.new_dynamic_label();
@@ -639,6 +650,9 @@ impl<'a> BlockBuilder<'a> {
         // interpreter) or leaves the block — except a Jcc testing flags live in the host's.
         let ends = native(i) == Some(Flow::End);
         let natively = self.runs_natively(i);
+        if self.remat.is_some_and(|(_, end)| self.at > end) {
+            self.remat = None;
+        }
         if !(natively && keeps_copies(i)) {
             self.flush_dirty();
         }
