@@ -554,6 +554,11 @@ fn translated_flags_left_to_slow_paths_are_exact_at_faults() {
                 if store {
                     a.mov(qword_ptr(rbx + 8), rax).unwrap();
                 }
+                // INC writes all flags but CF (and takes CF from R15): the operation's
+                // flags are no longer the ones a fault sees, nor is its CF dead.
+                if x == 5 {
+                    a.inc(esi).unwrap();
+                }
                 a.mov(rdx, qword_ptr(rbx)).unwrap();
                 a.cmp(edx, 0x1234).unwrap();
                 a.setb(dl).unwrap();

@@ -334,8 +334,9 @@ impl BlockBuilder<'_> {
     /// Whether the flags of `i` (just run on register copies, not captured yet) may be left
     /// to the slow paths (see `BlockBuilder::remat`): `i` is a 32- or 64-bit ADD, SUB, AND,
     /// OR, XOR, CMP or TEST of a copy with a copy or an immediate, whose flags a later
-    /// instruction of the block overwrites all before anything could read them; in between
-    /// only instructions the copies stay dirty across (`keeps_copies`), run as host code,
+    /// instruction of the block overwrites all at once before anything could read them (no
+    /// instruction writes some of them before); in between only instructions the copies
+    /// stay dirty across (`keeps_copies`), run as host code,
     /// reading no flags, writing neither operand of `i`, whose memory operands are only
     /// read, or written by MOV (their slow paths are plain loads and stores, whose fault
     /// exits merge R15). Returns how to compute the flags again and the index of the
@@ -388,7 +389,14 @@ impl BlockBuilder<'_> {
             if writes_operand {
                 return None;
             }
-            live &= !written_flags(n);
+            // The first instruction that writes flags must write them all: one that writes
+            // some would have its capture overwritten by the slow path's, and INC and DEC
+            // take CF from R15, where the operation's never went.
+            let written = written_flags(n);
+            if written != 0 && live & !written != 0 {
+                return None;
+            }
+            live &= !written;
             if live == 0 {
                 let remat = Remat {
                     m,
