@@ -275,7 +275,9 @@ pub(super) fn rep_string(i: &Instruction) -> Option<(u32, bool)> {
         // A source with an FS or GS base: the page checks are on offsets (bases are 0).
         M::Movsb | M::Movsw | M::Movsd | M::Movsq
             if matches!(i.op1_kind(), OpKind::MemorySegRSI | OpKind::MemorySegESI)
-                && !matches!(i.memory_segment(), Register::FS | Register::GS) =>
+                && !matches!(i.memory_segment(), Register::FS | Register::GS)
+                // CS may be execute-only outside 64-bit code: the interpreter checks it.
+                && !(i.memory_segment() == Register::CS && i.code_size() != iced_x86::CodeSize::Code64) =>
         {
             true
         }
