@@ -495,10 +495,13 @@ fn translated_x87_keeps_the_last_instruction_pointers() {
     a.fld(qword_ptr(rsi + rcx * 8)).unwrap();
     a.fadd_2(st0, st0).unwrap();
     a.fstp(qword_ptr(rsi + rcx * 8 + 0x40)).unwrap();
-    a.fnstenv(ptr(rsi + rcx * 0x20 + 0x100)).unwrap();
+    // 0x20 bytes per round: RDX = RCX * 32.
+    a.lea(rdx, qword_ptr(rcx * 8)).unwrap();
+    a.shl(rdx, 2).unwrap();
+    a.fnstenv(ptr(rsi + rdx + 0x100)).unwrap();
     a.fld1().unwrap();
     a.fstp(st0).unwrap();
-    a.fnstenv(ptr(rsi + rcx * 0x20 + 0x200)).unwrap();
+    a.fnstenv(ptr(rsi + rdx + 0x200)).unwrap();
     a.dec(ecx).unwrap();
     a.jnz(top).unwrap();
     a.ud2().unwrap();
